@@ -1,0 +1,24 @@
+//! The data path of a vserver: an NFSv3 server (with MOUNT v3 and portmap v2
+//! on the same port) over TCP.
+//!
+//! This crate knows nothing about clusters. It serves export trees on sockets
+//! it is given, with file handles that name only an export id and an object's
+//! identity on the filesystem, so a second process on the same storage
+//! resolves the handles the first one issued. The write verifier and the
+//! handle keys come from the caller.
+
+pub mod config;
+pub mod creds;
+mod dispatch;
+mod drc;
+pub mod fs;
+pub mod handle;
+pub mod limits;
+mod mount;
+mod nfs3;
+mod portmap;
+pub mod rpc;
+pub mod server;
+
+pub use config::{Access, ClientRule, ExportConfig, ServerConfig, Squash};
+pub use server::{Server, ServerError};

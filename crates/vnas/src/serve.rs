@@ -1,0 +1,75 @@
+//! `vnas serve`: the NFS data path alone, for use and measurement without a
+//! cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+use vnas_nfs::{ClientRule, ExportConfig, Server, ServerConfig};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve NFS, MOUNT and portmap on.
+    #[arg(long, default_value = "127.0.0.1:2049")]
+    listen: Vec<SocketAddr>,
+    /// NAME=DIR[:OPTIONS], e.g. /data=/srv/data or
+    /// /data=/srv/data:ro,root_squash,clients=127.0.0.0/8 (repeatable).
+    #[arg(long = "export", required = true)]
+    exports: Vec<String>,
+    /// Seconds a stop waits for calls in flight.
+    #[arg(long, default_value_t = 5)]
+    drain_timeout: u64,
+}
+
+fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
+    let Some((name, rest)) = spec.split_once('=') else {
+        bail!("export {spec:?} is not NAME=DIR[:OPTIONS]");
+    };
+    let (dir, options) = rest.split_once(':').unwrap_or((rest, ""));
+    let mut export = ExportConfig::new(name, PathBuf::from(dir));
+    export.rules = vec![ClientRule::parse_options(options).map_err(anyhow::Error::msg)?];
+    Ok(export)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let exports = args.exports.iter().map(|s| parse_export(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut config = ServerConfig::new(exports);
+    config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = Server::new(config)?;
+        let listeners = args.listen.iter().map(|a| vnas_nfs::server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
+        for listener in &listeners {
+            let addr = listener.local_addr()?;
+            for export in server.exports() {
+                tracing::info!(
+                    export = %export.name,
+                    dir = %export.path.display(),
+                    url = %format!("nfs://{}{}?nfsport={}&mountport={}", addr.ip(), export.name, addr.port(), addr.port()),
+                    "serving"
+                );
+            }
+        }
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: draining calls in flight");
+            stop.cancel();
+        });
+        server.run(listeners, shutdown).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
