@@ -68,13 +68,14 @@ impl ClientRule {
                 ("root_squash", "") => rule.squash = Squash::Root,
                 ("no_root_squash", "") => rule.squash = Squash::None,
                 ("all_squash", "") => rule.squash = Squash::All,
-                ("anonuid", v) => rule.anon_uid = v.parse().map_err(|_| format!("bad anonuid {v:?}"))?,
-                ("anongid", v) => rule.anon_gid = v.parse().map_err(|_| format!("bad anongid {v:?}"))?,
+                ("anonuid", v) => {
+                    rule.anon_uid = v.parse().map_err(|_| format!("bad anonuid {v:?}"))?
+                }
+                ("anongid", v) => {
+                    rule.anon_gid = v.parse().map_err(|_| format!("bad anongid {v:?}"))?
+                }
                 ("clients", v) => {
-                    rule.clients = v
-                        .split('+')
-                        .map(parse_net)
-                        .collect::<Result<_, _>>()?;
+                    rule.clients = v.split('+').map(parse_net).collect::<Result<_, _>>()?;
                 }
                 _ => return Err(format!("unknown export option {option:?}")),
             }

@@ -32,9 +32,15 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
         Ok(call) => call,
         Err(CallError::Unreadable) => return Outcome::Close,
         Err(CallError::NotCall) => return Outcome::Nothing,
-        Err(CallError::RpcMismatch { xid }) => return Outcome::Reply(Reply::rpc_mismatch(xid).finish()),
-        Err(CallError::Auth { xid, stat }) => return Outcome::Reply(Reply::auth_error(xid, stat).finish()),
-        Err(CallError::Garbage { xid }) => return Outcome::Reply(Reply::garbage_args(xid).finish()),
+        Err(CallError::RpcMismatch { xid }) => {
+            return Outcome::Reply(Reply::rpc_mismatch(xid).finish())
+        }
+        Err(CallError::Auth { xid, stat }) => {
+            return Outcome::Reply(Reply::auth_error(xid, stat).finish())
+        }
+        Err(CallError::Garbage { xid }) => {
+            return Outcome::Reply(Reply::garbage_args(xid).finish())
+        }
     };
     let args = &record[call.args_at..];
     match call.prog {
@@ -50,7 +56,11 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
 }
 
 /// A program with one version and no duplicate-request caching.
-fn simple(call: &Call, version: u32, run: impl FnOnce(&mut Reply) -> Option<Result<(), Garbage>>) -> Outcome {
+fn simple(
+    call: &Call,
+    version: u32,
+    run: impl FnOnce(&mut Reply) -> Option<Result<(), Garbage>>,
+) -> Outcome {
     if call.vers != version {
         return Outcome::Reply(Reply::prog_mismatch(call.xid, version, version).finish());
     }
@@ -65,23 +75,36 @@ fn simple(call: &Call, version: u32, run: impl FnOnce(&mut Reply) -> Option<Resu
 
 fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
     if call.vers != nfs3::VERSION {
-        return Outcome::Reply(Reply::prog_mismatch(call.xid, nfs3::VERSION, nfs3::VERSION).finish());
+        return Outcome::Reply(
+            Reply::prog_mismatch(call.xid, nfs3::VERSION, nfs3::VERSION).finish(),
+        );
     }
     let Some(proc_) = nfs3::PROCS.get(call.proc_ as usize) else {
         return Outcome::Reply(Reply::proc_unavail(call.xid).finish());
     };
-    let key = proc_.replay.then(|| drc::Key::new(conn.peer.ip(), call.xid, call.proc_, args));
+    let key = proc_
+        .replay
+        .then(|| drc::Key::new(conn.peer.ip(), call.xid, call.proc_, args));
     if let Some(key) = key {
         match state.drc.begin(key) {
             Seen::New => {}
             Seen::InProgress => return Outcome::Nothing,
             Seen::Done(reply) => {
-                tracing::debug!(xid = call.xid, proc = proc_.name, "replayed from the duplicate-request cache");
+                tracing::debug!(
+                    xid = call.xid,
+                    proc = proc_.name,
+                    "replayed from the duplicate-request cache"
+                );
                 return Outcome::Reply(reply.to_vec());
             }
         }
     }
-    let req = Req { state, client: conn.peer.ip(), auth: &call.auth, proc_ };
+    let req = Req {
+        state,
+        client: conn.peer.ip(),
+        auth: &call.auth,
+        proc_,
+    };
     // Calls that do not act as the client run with the server's rights.
     creds::assume(&Creds::ROOT);
     let capacity = if call.proc_ == 6 { 1 << 20 } else { 512 };
@@ -91,7 +114,11 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
         Ok(Ok(())) => out.finish(),
         Ok(Err(Garbage)) => Reply::garbage_args(call.xid).finish(),
         Err(_) => {
-            tracing::error!(xid = call.xid, proc = proc_.name, "procedure panicked; answered SYSTEM_ERR");
+            tracing::error!(
+                xid = call.xid,
+                proc = proc_.name,
+                "procedure panicked; answered SYSTEM_ERR"
+            );
             Reply::system_err(call.xid).finish()
         }
     };

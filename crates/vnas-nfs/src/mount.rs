@@ -16,7 +16,13 @@ use crate::server::State;
 const AUTH_NONE: u32 = 0;
 const AUTH_SYS: u32 = 1;
 
-pub fn run(state: &State, client: IpAddr, proc_: u32, args: &[u8], out: &mut Reply) -> Option<Result<(), Garbage>> {
+pub fn run(
+    state: &State,
+    client: IpAddr,
+    proc_: u32,
+    args: &[u8],
+    out: &mut Reply,
+) -> Option<Result<(), Garbage>> {
     Some(match proc_ {
         0 => Ok(()),
         1 => mnt(state, client, args, out),

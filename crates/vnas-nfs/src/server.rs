@@ -30,7 +30,10 @@ pub enum ServerError {
     #[error("two exports are named {0}")]
     DuplicateExport(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What every call may use.
@@ -57,7 +60,11 @@ pub struct Server {
 /// new server can listen on an address before the old one lets go of it.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
     let listen = || -> std::io::Result<std::net::TcpListener> {
-        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
@@ -77,7 +84,10 @@ impl Server {
         let mut exports: Vec<Export> = Vec::new();
         for export in &config.exports {
             let export = Export::open(export)?;
-            if exports.iter().any(|e| e.name == export.name || e.id == export.id) {
+            if exports
+                .iter()
+                .any(|e| e.name == export.name || e.id == export.id)
+            {
                 return Err(ServerError::DuplicateExport(export.name));
             }
             exports.push(export);
@@ -89,7 +99,10 @@ impl Server {
             mounts: Mutex::new(BTreeSet::new()),
             inflight: Arc::new(Semaphore::new(INFLIGHT_MAX)),
         };
-        Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
+        Ok(Server {
+            state: Arc::new(state),
+            drain_timeout: config.drain_timeout,
+        })
     }
 
     pub fn exports(&self) -> &[Export] {
@@ -99,7 +112,11 @@ impl Server {
     /// Serves on `listeners` until `shutdown` is cancelled, then stops
     /// accepting, lets calls in flight finish (up to the drain timeout),
     /// sends their replies and closes every connection.
-    pub async fn run(self, listeners: Vec<std::net::TcpListener>, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
         for listener in listeners {
@@ -115,7 +132,10 @@ impl Server {
         }
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
         Ok(())
@@ -150,7 +170,10 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn { peer, local_port: local.map_or(0, |a| a.port()) };
+        let conn = Conn {
+            peer,
+            local_port: local.map_or(0, |a| a.port()),
+        };
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -200,7 +223,12 @@ async fn serve_connection(
             }
             Err(RecordError::Io(_)) => break,
         };
-        let global = state.inflight.clone().acquire_owned().await.expect("never closed");
+        let global = state
+            .inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let state = state.clone();
         let replies = replies.clone();
         let close = stop.clone();
@@ -218,7 +246,11 @@ async fn serve_connection(
         });
     }
     // Stop reading; let the calls already read finish and answer.
-    let drained = tokio::time::timeout(drain_timeout, slots.acquire_many(INFLIGHT_PER_CONNECTION_MAX as u32)).await;
+    let drained = tokio::time::timeout(
+        drain_timeout,
+        slots.acquire_many(INFLIGHT_PER_CONNECTION_MAX as u32),
+    )
+    .await;
     if drained.is_err() {
         tracing::warn!(peer = %conn.peer, "calls still running after the drain timeout");
     }

@@ -5,7 +5,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vnas", version, about = "A clustered NAS of movable virtual NFS servers")]
+#[command(
+    name = "vnas",
+    version,
+    about = "A clustered NAS of movable virtual NFS servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,7 +24,8 @@ enum Command {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VNAS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VNAS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

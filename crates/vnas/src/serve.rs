@@ -33,7 +33,11 @@ fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let exports = args.exports.iter().map(|s| parse_export(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let exports = args
+        .exports
+        .iter()
+        .map(|s| parse_export(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = ServerConfig::new(exports);
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
@@ -42,6 +46,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listeners = args.listen.iter().map(|a| vnas_nfs::server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
         for listener in &listeners {
             let addr = listener.local_addr()?;
+            // One line on stdout per address, for scripts and tests that
+            // asked for port 0.
+            println!("listening {addr}");
             for export in server.exports() {
                 tracing::info!(
                     export = %export.name,

@@ -44,11 +44,19 @@ pub enum ExportError {
     #[error("export name {0:?} must be an absolute path such as /data")]
     BadName(String),
     #[error("export {name}: cannot open {path}: {source}")]
-    Open { name: String, path: PathBuf, source: std::io::Error },
+    Open {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("export {name}: {path} is not a directory")]
     NotDir { name: String, path: PathBuf },
     #[error("export {name}: cannot keep the handle key in extended attribute {KEY_XATTR} of {path}: {source}")]
-    Key { name: String, path: PathBuf, source: std::io::Error },
+    Key {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// An object reached through a handle: a path-only descriptor and its
@@ -76,8 +84,13 @@ impl Obj {
 }
 
 pub fn stat_fd(fd: impl AsFd) -> NfsResult<Statx> {
-    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
-        .map_err(errno_stat)
+    rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        STATX_MASK,
+    )
+    .map_err(errno_stat)
 }
 
 /// Checks one path component a client sent.
@@ -119,7 +132,10 @@ pub struct Export {
 
 impl std::fmt::Debug for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Export").field("name", &self.name).field("path", &self.path).finish()
+        f.debug_struct("Export")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -142,8 +158,11 @@ impl Export {
         if !attr::is_dir(&root_stat) {
             return Err(ExportError::NotDir { name, path });
         }
-        let key = load_key(&path)
-            .map_err(|source| ExportError::Key { name: name.clone(), path: path.clone(), source })?;
+        let key = load_key(&path).map_err(|source| ExportError::Key {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        })?;
         let id = config.id.unwrap_or_else(|| id_from_name(&name));
         Ok(Export {
             id,
@@ -173,8 +192,14 @@ impl Export {
     }
 
     pub fn handle(&self, stat: &Statx) -> nfs_fh3 {
-        let fh = FileHandle { export_id: self.id, ino: stat.stx_ino, gen: attr::generation(stat) };
-        nfs_fh3 { data: Opaque::owned(fh.encode(&self.key).to_vec()) }
+        let fh = FileHandle {
+            export_id: self.id,
+            ino: stat.stx_ino,
+            gen: attr::generation(stat),
+        };
+        nfs_fh3 {
+            data: Opaque::owned(fh.encode(&self.key).to_vec()),
+        }
     }
 
     /// Checks that a handle naming this export was issued for it.
@@ -185,7 +210,13 @@ impl Export {
     }
 
     fn open_beneath(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(&self.root, path, flags | OFlags::CLOEXEC, Mode::empty(), BENEATH)
+        rustix::fs::openat2(
+            &self.root,
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            BENEATH,
+        )
     }
 
     fn open_path(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
@@ -220,7 +251,9 @@ impl Export {
 
     fn recently_missed(&self, fh: &FileHandle) -> bool {
         let misses = self.misses.lock().unwrap();
-        misses.get(&(fh.ino, fh.gen)).is_some_and(|at| at.elapsed() < MISS_REMEMBERED)
+        misses
+            .get(&(fh.ino, fh.gen))
+            .is_some_and(|at| at.elapsed() < MISS_REMEMBERED)
     }
 
     fn remember_miss(&self, fh: &FileHandle) {
@@ -258,8 +291,10 @@ impl Export {
                 }
                 let is_dir = match entry.file_type() {
                     FileType::Directory => true,
-                    FileType::Unknown => rustix::fs::statx(&fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
-                        .is_ok_and(|s| attr::is_dir(&s)),
+                    FileType::Unknown => {
+                        rustix::fs::statx(&fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
+                            .is_ok_and(|s| attr::is_dir(&s))
+                    }
                     _ => false,
                 };
                 if is_dir || entry.ino() == ino {
@@ -271,7 +306,11 @@ impl Export {
             for (child, name, is_dir) in entries {
                 nodes.insert(child, dir_ino, &name);
                 if is_dir {
-                    let mut child_path = if path == b"." { Vec::new() } else { [&path[..], b"/"].concat() };
+                    let mut child_path = if path == b"." {
+                        Vec::new()
+                    } else {
+                        [&path[..], b"/"].concat()
+                    };
                     child_path.extend_from_slice(&name);
                     queue.push_back((child, child_path));
                 }
@@ -285,7 +324,10 @@ impl Export {
 
     /// The root, as MOUNT hands it out.
     pub fn root_obj(&self) -> NfsResult<Obj> {
-        let fd = self.root.try_clone().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
+        let fd = self
+            .root
+            .try_clone()
+            .map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
         let stat = stat_fd(&fd)?;
         Ok(Obj { fd, stat })
     }
@@ -294,14 +336,25 @@ impl Export {
     /// subdirectory), remembering each component on the way.
     pub fn walk(&self, path: &[u8]) -> NfsResult<Obj> {
         let mut at = self.root_obj()?;
-        for name in path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        for name in path
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             let stat = self.lookup(&at, name)?;
             if !attr::is_dir(&stat) {
                 return Err(nfsstat3::NFS3ERR_NOTDIR);
             }
-            let fd = rustix::fs::openat(&at.fd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(errno_stat)?;
-            at = Obj { stat: stat_fd(&fd)?, fd };
+            let fd = rustix::fs::openat(
+                &at.fd,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno_stat)?;
+            at = Obj {
+                stat: stat_fd(&fd)?,
+                fd,
+            };
         }
         Ok(at)
     }
@@ -358,9 +411,8 @@ impl Export {
         if !attr::is_regular(&obj.stat) {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
-        let reopen = |flags| {
-            rustix::fs::open(obj.proc_path(), flags | OFlags::CLOEXEC, Mode::empty())
-        };
+        let reopen =
+            |flags| rustix::fs::open(obj.proc_path(), flags | OFlags::CLOEXEC, Mode::empty());
         let (fd, writable) = match reopen(OFlags::RDWR) {
             Ok(fd) => (fd, true),
             Err(Errno::ACCESS | Errno::ROFS | Errno::PERM | Errno::TXTBSY) if !write => {
@@ -368,7 +420,10 @@ impl Export {
             }
             Err(errno) => return Err(errno_stat(errno)),
         };
-        let open = OpenFile { file: std::sync::Arc::new(fd.into()), writable };
+        let open = OpenFile {
+            file: std::sync::Arc::new(fd.into()),
+            writable,
+        };
         self.files.insert(key, open.clone());
         Ok((open, obj.stat))
     }

@@ -20,7 +20,10 @@ pub struct Nodes {
 
 impl Nodes {
     pub fn new(root: u64) -> Self {
-        Nodes { root, map: HashMap::new() }
+        Nodes {
+            root,
+            map: HashMap::new(),
+        }
     }
 
     pub fn is_full(&self) -> bool {
@@ -44,7 +47,13 @@ impl Nodes {
             // again by walking the tree.
             self.map.clear();
         }
-        self.map.insert(ino, Node { parent, name: name.into() });
+        self.map.insert(
+            ino,
+            Node {
+                parent,
+                name: name.into(),
+            },
+        );
     }
 
     pub fn remove(&mut self, ino: u64) {

@@ -12,6 +12,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let target = req.target(&args.what.dir)?;
         let dir = target.export.resolve(&target.fh)?;
         dir_attributes = target.post_op(Some(dir.stat));
+        if !crate::fs::attr::is_dir(&dir.stat) {
+            return Err(nfsstat3::NFS3ERR_NOTDIR);
+        }
         if !target.may(&dir.stat, ACCESS3_LOOKUP) {
             return Err(nfsstat3::NFS3ERR_ACCES);
         }
@@ -22,6 +25,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             dir_attributes: target.post_op(Some(dir.stat)),
         })
     })();
-    reply(out, result.map_err(|stat| (stat, LOOKUP3resfail { dir_attributes })));
+    reply(
+        out,
+        result.map_err(|stat| (stat, LOOKUP3resfail { dir_attributes })),
+    );
     Ok(())
 }

@@ -31,7 +31,14 @@ fn decode(args: &[u8]) -> Result<Args<'_>, Garbage> {
     if count as usize != data.len() {
         return Err(Garbage);
     }
-    Ok(Args { file: nfs_fh3 { data: fh.to_vec().into() }, offset, stable, data })
+    Ok(Args {
+        file: nfs_fh3 {
+            data: fh.to_vec().into(),
+        },
+        offset,
+        stable,
+        data,
+    })
 }
 
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
@@ -74,6 +81,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             verf: writeverf3(req.state.write_verifier),
         })
     })();
-    reply(out, result.map_err(|stat| (stat, WRITE3resfail { file_wcc })));
+    reply(
+        out,
+        result.map_err(|stat| (stat, WRITE3resfail { file_wcc })),
+    );
     Ok(())
 }

@@ -92,6 +92,9 @@ mod tests {
         let mut stream = frag(b"abcdefgh", true);
         stream.truncate(6);
         let mut reader = &stream[..];
-        assert!(matches!(read_record(&mut reader, 100).await, Err(RecordError::Io(_))));
+        assert!(matches!(
+            read_record(&mut reader, 100).await,
+            Err(RecordError::Io(_))
+        ));
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests: the real `vnas` binary, real sockets, clients we did
+//! not write (the `nfs3_client` crate and libnfs's tools).
+
+mod bad_input;
+mod libnfs;
+mod procedures;
+mod restart;
+mod rules;
+mod support;

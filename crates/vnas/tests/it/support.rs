@@ -1,0 +1,239 @@
+//! Starting servers and connecting clients.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::tokio::{TokioConnector, TokioIo};
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
+use nfs3_types::xdr_codec::Pack;
+
+pub type Connection = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
+
+/// A `vnas serve` process, stopped when dropped.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    /// Serves `dir` as `/data` with export options `options`.
+    pub fn start(dir: &Path, options: &str) -> Served {
+        Served::start_exports(&[format!("/data={}:{options}", dir.display())])
+    }
+
+    pub fn start_exports(exports: &[String]) -> Served {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vnas"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "2"]);
+        cmd.env(
+            "VNAS_LOG",
+            std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        for export in exports {
+            cmd.args(["--export", export]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the vnas binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("vnas prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Served { child, addr }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "nfs://127.0.0.1{path}?nfsport={0}&mountport={0}",
+            self.port()
+        )
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "vnas serve exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vnas serve did not stop within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs and answers an RPC NULL call.
+    pub fn answers(&mut self) -> bool {
+        if self.child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let mut raw = RawClient::connect(self.addr);
+        let reply = raw.call(100003, 3, 0, &[]);
+        accept_stat(&reply) == Some(0)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn auth(uid: u32, gid: u32) -> opaque_auth<'static> {
+    opaque_auth::auth_unix(&auth_unix {
+        stamp: 1,
+        machinename: nfs3_types::xdr_codec::Opaque::borrowed(b"test"),
+        uid,
+        gid,
+        gids: vec![gid],
+    })
+}
+
+/// Mounts `path` as `uid`/`gid` with the nfs3_client crate.
+pub async fn mount_as(served: &Served, path: &str, uid: u32, gid: u32) -> Connection {
+    try_mount_as(served, path, uid, gid).await.expect("mount")
+}
+
+pub async fn try_mount_as(
+    served: &Served,
+    path: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<Connection, nfs3_client::ConnectError> {
+    Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", path)
+        .mount_port(served.port())
+        .nfs3_port(served.port())
+        .connect_from_privileged_port(false)
+        .credential(auth(uid, gid))
+        .mount()
+        .await
+}
+
+pub async fn mount(served: &Served) -> Connection {
+    mount_as(served, "/data", 0, 0).await
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Says loudly that a test needing root did not run.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIPPED {test}: needs root (CI runs as root)");
+    true
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("vnas-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A hand-rolled RPC client for what a well-behaved client never sends.
+pub struct RawClient {
+    pub stream: TcpStream,
+    xid: u32,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawClient { stream, xid: 1000 }
+    }
+
+    /// Sends `record` as one fragment.
+    pub fn send_record(&mut self, record: &[u8]) {
+        let mut out = ((record.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
+        out.extend_from_slice(record);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// Reads one reply record; `None` if the server closed the connection.
+    pub fn read_reply(&mut self) -> Option<Vec<u8>> {
+        let mut header = [0u8; 4];
+        self.stream.read_exact(&mut header).ok()?;
+        let len = (u32::from_be_bytes(header) & 0x7fff_ffff) as usize;
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(body)
+    }
+
+    pub fn call_header(&mut self, prog: u32, vers: u32, proc_: u32) -> Vec<u8> {
+        self.xid += 1;
+        call_header(self.xid, 2, prog, vers, proc_)
+    }
+
+    pub fn call(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+        let mut record = self.call_header(prog, vers, proc_);
+        record.extend_from_slice(args);
+        self.send_record(&record);
+        self.read_reply().expect("a reply")
+    }
+}
+
+/// An RPC call header with AUTH_SYS root credentials.
+pub fn call_header(xid: u32, rpcvers: u32, prog: u32, vers: u32, proc_: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in [xid, 0, rpcvers, prog, vers, proc_] {
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    auth(0, 0).pack(&mut out).unwrap();
+    opaque_auth::default().pack(&mut out).unwrap();
+    out
+}
+
+/// For an accepted reply, its accept_stat; `None` for a denied one.
+pub fn accept_stat(reply: &[u8]) -> Option<u32> {
+    let word = |i: usize| u32::from_be_bytes(reply[i * 4..i * 4 + 4].try_into().unwrap());
+    assert_eq!(word(1), 1, "a REPLY message");
+    if word(2) != 0 {
+        return None;
+    }
+    // xid, REPLY, MSG_ACCEPTED, verifier flavor, verifier length (0), stat
+    Some(word(5))
+}
+
+/// The reject_stat and detail of a denied reply.
+pub fn reject(reply: &[u8]) -> (u32, u32) {
+    let word = |i: usize| u32::from_be_bytes(reply[i * 4..i * 4 + 4].try_into().unwrap());
+    assert_eq!(word(2), 1, "MSG_DENIED");
+    (word(3), word(4))
+}
+
+/// The results of a successful accepted reply.
+pub fn results(reply: &[u8]) -> &[u8] {
+    assert_eq!(accept_stat(reply), Some(0));
+    &reply[24..]
+}
