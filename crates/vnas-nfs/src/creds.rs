@@ -53,7 +53,8 @@ thread_local! {
 
 /// Whether this process may switch identities (it runs as root).
 pub fn can_switch() -> bool {
-    rustix::process::geteuid().is_root()
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
 }
 
 /// Makes the calling thread act as `creds` for filesystem access. A no-op

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::creds::{self, Creds};
 use crate::drc::{self, Seen};
 use crate::nfs3::{self, Garbage, Req};
-use crate::rpc::{parse_call, Call, CallError, Reply};
+use crate::rpc::{parse_call, Call, CallError, Outgoing, Reply};
 use crate::server::State;
 use crate::{mount, portmap};
 
@@ -19,12 +19,24 @@ pub struct Conn {
 }
 
 pub enum Outcome {
-    Reply(Vec<u8>),
+    Reply(Outgoing),
     /// Nothing to send (a reply message, or a retransmission whose first
     /// copy is still running).
     Nothing,
     /// Not RPC: the connection cannot be trusted to be in sync.
     Close,
+}
+
+/// Calls that move file data or wait for the disk (READ, WRITE, COMMIT):
+/// the server runs them on the blocking pool. Everything else takes
+/// microseconds and runs on the connection's own task.
+pub fn is_heavy(record: &[u8]) -> bool {
+    let word = |at: usize| {
+        record
+            .get(at..at + 4)
+            .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
+    };
+    word(12) == Some(nfs3::PROGRAM) && matches!(word(20), Some(6 | 7 | 21))
 }
 
 pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
@@ -95,7 +107,10 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
                     proc = proc_.name,
                     "replayed from the duplicate-request cache"
                 );
-                return Outcome::Reply(reply.to_vec());
+                return Outcome::Reply(Outgoing {
+                    head: reply.to_vec(),
+                    file: None,
+                });
             }
         }
     }
@@ -107,9 +122,11 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
     };
     // Calls that do not act as the client run with the server's rights.
     creds::assume(&Creds::ROOT);
-    let capacity = if call.proc_ == 6 { 1 << 20 } else { 512 };
-    let mut out = Reply::success(call.xid, capacity);
+    let mut out = Reply::success(call.xid, 512);
     let ran = catch_unwind(AssertUnwindSafe(|| (proc_.run)(&req, args, &mut out)));
+    // Calls may run on threads that do other work next: give them back
+    // with the server's identity.
+    creds::assume(&Creds::ROOT);
     let reply = match ran {
         Ok(Ok(())) => out.finish(),
         Ok(Err(Garbage)) => Reply::garbage_args(call.xid).finish(),
@@ -123,7 +140,7 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
         }
     };
     if let Some(key) = key {
-        state.drc.finish(key, &reply);
+        state.drc.finish(key, &reply.head);
     }
     Outcome::Reply(reply)
 }

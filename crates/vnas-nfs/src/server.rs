@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use crate::dispatch::{self, Conn, Outcome};
 use crate::drc::Drc;
 use crate::fs::{Export, ExportError};
 use crate::limits::{CONNECTIONS_MAX, INFLIGHT_MAX, INFLIGHT_PER_CONNECTION_MAX, RECORD_MAX};
-use crate::rpc::{read_record, RecordError};
+use crate::rpc::{RecordError, RecordReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -185,75 +185,119 @@ async fn accept_loop(
 
 async fn serve_connection(
     state: Arc<State>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     conn: Conn,
     shutdown: CancellationToken,
     drain_timeout: Duration,
 ) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let (replies, mut outbox) = mpsc::channel::<Vec<u8>>(INFLIGHT_PER_CONNECTION_MAX);
-    let send = tokio::spawn(async move {
-        while let Some(reply) = outbox.recv().await {
-            if writer.write_all(&reply).await.is_err() {
+    let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(INFLIGHT_PER_CONNECTION_MAX);
+    let mut records = RecordReader::new(RECORD_MAX);
+    let mut inflight = 0usize;
+    let result: std::io::Result<()> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(done) = done_rx.recv() => {
+                    inflight -= 1;
+                    if !send(&mut stream, done).await? {
+                        return Ok(());
+                    }
+                }
+                ready = stream.readable(), if inflight < INFLIGHT_PER_CONNECTION_MAX => {
+                    ready?;
+                    if !records.fill_from(&stream)? {
+                        return Ok(());
+                    }
+                    while let Some(record) = records.take().map_err(too_large(conn))? {
+                        if dispatch::is_heavy(&record) {
+                            let global = state.inflight.clone().acquire_owned().await.expect("never closed");
+                            let (state, done_tx) = (state.clone(), done_tx.clone());
+                            inflight += 1;
+                            tokio::task::spawn_blocking(move || {
+                                let outcome = dispatch::handle(&state, conn, &record);
+                                drop(global);
+                                let _ = done_tx.blocking_send(outcome);
+                            });
+                        } else if !send(&mut stream, dispatch::handle(&state, conn, &record)).await? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::debug!(peer = %conn.peer, %error, "connection ended");
+        return;
+    }
+    // Stop reading; let the calls already read finish and answer.
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    while inflight > 0 {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(done)) => {
+                inflight -= 1;
+                if !matches!(send(&mut stream, done).await, Ok(true)) {
+                    break;
+                }
+            }
+            _ => {
+                tracing::warn!(peer = %conn.peer, inflight, "calls still running after the drain timeout");
                 break;
             }
         }
-        let _ = writer.shutdown().await;
-    });
-    let slots = Arc::new(Semaphore::new(INFLIGHT_PER_CONNECTION_MAX));
-    // Stops this connection: the server's shutdown, or a call that shows
-    // the stream is not RPC.
-    let stop = shutdown.child_token();
-    loop {
-        let slot = tokio::select! {
-            _ = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-        };
-        let record = tokio::select! {
-            _ = stop.cancelled() => break,
-            record = read_record(&mut reader, RECORD_MAX) => record,
-        };
-        let record = match record {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(RecordError::TooLarge(size)) => {
-                tracing::warn!(peer = %conn.peer, size, "record over the limit; closing the connection");
-                break;
-            }
-            Err(RecordError::Io(_)) => break,
-        };
-        let global = state
-            .inflight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let state = state.clone();
-        let replies = replies.clone();
-        let close = stop.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = dispatch::handle(&state, conn, &record);
-            drop(global);
-            match outcome {
-                Outcome::Reply(reply) => {
-                    let _ = replies.blocking_send(reply);
-                }
-                Outcome::Nothing => {}
-                Outcome::Close => close.cancel(),
-            }
-            drop(slot);
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn too_large(conn: Conn) -> impl Fn(RecordError) -> std::io::Error {
+    move |error| {
+        tracing::warn!(peer = %conn.peer, %error, "closing the connection");
+        std::io::Error::other(error)
+    }
+}
+
+/// Sends what a call produced. `Ok(false)`: the connection must close.
+async fn send(stream: &mut TcpStream, outcome: Outcome) -> std::io::Result<bool> {
+    let reply = match outcome {
+        Outcome::Reply(reply) => reply,
+        Outcome::Nothing => return Ok(true),
+        Outcome::Close => return Ok(false),
+    };
+    stream.write_all(&reply.head).await?;
+    if let Some(body) = &reply.file {
+        let sent = send_file(stream, &body.file, body.offset, body.len).await?;
+        // The file shrank since the reply was encoded: the length is
+        // promised, so zeros fill the rest.
+        let missing = body.len - sent;
+        if missing > 0 {
+            stream.write_all(&vec![0; missing]).await?;
+        }
+        stream.write_all(&[0; 3][..reply.padding()]).await?;
+    }
+    Ok(true)
+}
+
+async fn send_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    mut offset: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    let mut sent = 0;
+    while sent < len {
+        stream.writable().await?;
+        let result = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(stream, file, Some(&mut offset), len - sent)
+                .map_err(std::io::Error::from)
         });
+        match result {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
     }
-    // Stop reading; let the calls already read finish and answer.
-    let drained = tokio::time::timeout(
-        drain_timeout,
-        slots.acquire_many(INFLIGHT_PER_CONNECTION_MAX as u32),
-    )
-    .await;
-    if drained.is_err() {
-        tracing::warn!(peer = %conn.peer, "calls still running after the drain timeout");
-    }
-    drop(replies);
-    let _ = send.await;
+    Ok(sent)
 }

@@ -1,5 +1,8 @@
 //! RPC call headers in, reply headers out.
 
+use std::fs::File;
+use std::sync::Arc;
+
 use nfs3_types::rpc::{
     accept_stat_data, accepted_reply, auth_stat, msg_body, opaque_auth, rejected_reply, reply_body,
     rpc_msg,
@@ -108,9 +111,31 @@ fn parse_cred(flavor: u32, body: &[u8]) -> Result<Auth, auth_stat> {
     }
 }
 
+/// File data that follows a reply's encoded part on the wire (READ), sent
+/// from the page cache without passing through a buffer.
+pub struct FileBody {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// A reply ready to send: the encoded bytes (record mark first), then the
+/// file data and its XDR padding, if any.
+pub struct Outgoing {
+    pub head: Vec<u8>,
+    pub file: Option<FileBody>,
+}
+
+impl Outgoing {
+    pub fn padding(&self) -> usize {
+        self.file.as_ref().map_or(0, |body| (4 - body.len % 4) % 4)
+    }
+}
+
 /// A reply under construction: record mark, RPC header, then results.
 pub struct Reply {
     buf: Vec<u8>,
+    file: Option<FileBody>,
 }
 
 impl Reply {
@@ -122,7 +147,7 @@ impl Reply {
         let mut buf = Vec::with_capacity(capacity + 32);
         buf.extend_from_slice(&[0; 4]);
         msg.pack(&mut buf).expect("packing into a Vec cannot fail");
-        Reply { buf }
+        Reply { buf, file: None }
     }
 
     fn accepted(xid: u32, reply_data: accept_stat_data) -> Reply {
@@ -186,10 +211,32 @@ impl Reply {
         &mut self.buf
     }
 
+    /// Ends the reply with `body.len` bytes of file data (and padding).
+    pub fn attach_file(&mut self, body: FileBody) {
+        self.file = Some(body);
+    }
+
     /// The reply as sent on the wire, record mark included.
-    pub fn finish(mut self) -> Vec<u8> {
-        mark_record(&mut self.buf);
-        self.buf
+    pub fn finish(mut self) -> Outgoing {
+        let file_len = self
+            .file
+            .as_ref()
+            .map_or(0, |body| body.len.div_ceil(4) * 4);
+        let len = self.buf.len() - 4 + file_len;
+        mark_record(&mut self.buf, len);
+        Outgoing {
+            head: self.buf,
+            file: self.file,
+        }
+    }
+
+    /// For replies that never carry file data.
+    pub fn finish_bytes(self) -> Vec<u8> {
+        assert!(
+            self.file.is_none(),
+            "a reply with file data is sent as Outgoing"
+        );
+        self.finish().head
     }
 }
 

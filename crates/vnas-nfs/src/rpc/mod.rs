@@ -4,5 +4,5 @@ pub mod message;
 pub mod record;
 pub mod xdr;
 
-pub use message::{parse_call, Auth, Call, CallError, Reply};
-pub use record::{read_record, RecordError};
+pub use message::{parse_call, Auth, Call, CallError, FileBody, Outgoing, Reply};
+pub use record::{RecordError, RecordReader};

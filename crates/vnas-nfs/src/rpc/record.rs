@@ -1,10 +1,17 @@
 //! RPC record marking over a byte stream (RFC 5531 section 11): a record is
 //! one or more fragments, each behind a 4-byte header whose top bit marks
 //! the last fragment.
+//!
+//! Framing is kept apart from handling: bytes are read into a buffer, and a
+//! record is taken out only once it is complete ("incomplete" is not an
+//! error). Reading is cancel-safe, so the connection can wait for the next
+//! record and for finished calls at the same time.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::TcpStream;
 
 const LAST_FRAGMENT: u32 = 0x8000_0000;
+const HEADER: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -14,43 +21,86 @@ pub enum RecordError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one whole record of at most `max` bytes. `Ok(None)` means the peer
-/// closed the connection cleanly between records.
-pub async fn read_record<R: AsyncRead + Unpin>(
-    reader: &mut R,
+pub struct RecordReader {
+    buf: BytesMut,
     max: usize,
-) -> Result<Option<Vec<u8>>, RecordError> {
-    let mut record = Vec::new();
-    loop {
-        let mut header = [0u8; 4];
-        let first = reader.read(&mut header[..1]).await?;
-        if first == 0 {
-            if record.is_empty() {
+}
+
+impl RecordReader {
+    /// Records of more than `max` bytes are refused as soon as a fragment
+    /// header shows they would be, before their bytes are read.
+    pub fn new(max: usize) -> Self {
+        RecordReader {
+            buf: BytesMut::with_capacity(64 * 1024),
+            max,
+        }
+    }
+
+    /// Reads what the socket has without waiting. `Ok(false)`: the peer
+    /// closed the connection between records.
+    pub fn fill_from(&mut self, stream: &TcpStream) -> std::io::Result<bool> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        match stream.try_read_buf(&mut self.buf) {
+            Ok(0) if self.buf.is_empty() => Ok(false),
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[cfg(test)]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes a complete record from the front of the buffer, if there is
+    /// one; otherwise makes room for the rest of the one being received.
+    pub fn take(&mut self) -> Result<Option<Bytes>, RecordError> {
+        let (mut at, mut total, mut n_fragments) = (0usize, 0usize, 0usize);
+        loop {
+            let Some(header) = self.buf.get(at..at + HEADER) else {
+                self.buf.reserve(HEADER);
+                return Ok(None);
+            };
+            let header = u32::from_be_bytes(header.try_into().unwrap());
+            let len = (header & !LAST_FRAGMENT) as usize;
+            total += len;
+            if total > self.max {
+                return Err(RecordError::TooLarge(total));
+            }
+            let end = at + HEADER + len;
+            if self.buf.len() < end {
+                self.buf.reserve(end - self.buf.len());
                 return Ok(None);
             }
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            at = end;
+            n_fragments += 1;
+            if header & LAST_FRAGMENT != 0 {
+                break;
+            }
         }
-        reader.read_exact(&mut header[1..]).await?;
-        let header = u32::from_be_bytes(header);
-        let len = (header & !LAST_FRAGMENT) as usize;
-        let total = record.len() + len;
-        if total > max {
-            return Err(RecordError::TooLarge(total));
+        let mut frames = self.buf.split_to(at);
+        if n_fragments == 1 {
+            frames.advance(HEADER);
+            return Ok(Some(frames.freeze()));
         }
-        let start = record.len();
-        record.resize(total, 0);
-        reader.read_exact(&mut record[start..]).await?;
-        if header & LAST_FRAGMENT != 0 {
-            return Ok(Some(record));
+        let mut record = BytesMut::with_capacity(total);
+        while !frames.is_empty() {
+            let len = (frames.get_u32() & !LAST_FRAGMENT) as usize;
+            record.extend_from_slice(&frames[..len]);
+            frames.advance(len);
         }
+        Ok(Some(record.freeze()))
     }
 }
 
 /// Prefixes `reply`'s first four bytes (reserved by the builder) with the
-/// single-fragment record mark.
-pub fn mark_record(reply: &mut [u8]) {
-    let len = (reply.len() - 4) as u32;
-    reply[..4].copy_from_slice(&(len | LAST_FRAGMENT).to_be_bytes());
+/// single-fragment record mark for a record of `len` bytes.
+pub fn mark_record(reply: &mut [u8], len: usize) {
+    reply[..4].copy_from_slice(&(len as u32 | LAST_FRAGMENT).to_be_bytes());
 }
 
 #[cfg(test)]
@@ -67,34 +117,40 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn joins_fragments() {
+    #[test]
+    fn joins_fragments_and_waits_for_the_rest() {
         let mut stream = frag(b"abcd", false);
         stream.extend(frag(b"efgh", true));
-        let mut reader = &stream[..];
-        let record = read_record(&mut reader, 100).await.unwrap().unwrap();
-        assert_eq!(record, b"abcdefgh");
-        assert!(read_record(&mut reader, 100).await.unwrap().is_none());
+        stream.extend(frag(b"ij", true));
+        let mut reader = RecordReader::new(100);
+        reader.extend(&stream[..7]);
+        assert!(
+            reader.take().unwrap().is_none(),
+            "incomplete is not an error"
+        );
+        reader.extend(&stream[7..]);
+        assert_eq!(&reader.take().unwrap().unwrap()[..], b"abcdefgh");
+        assert_eq!(&reader.take().unwrap().unwrap()[..], b"ij");
+        assert!(reader.take().unwrap().is_none());
     }
 
-    #[tokio::test]
-    async fn refuses_oversized_before_reading_it() {
-        let stream = (0x7fff_ffffu32 | LAST_FRAGMENT).to_be_bytes();
-        let mut reader = &stream[..];
-        assert!(matches!(
-            read_record(&mut reader, 1024).await,
-            Err(RecordError::TooLarge(_))
-        ));
+    #[test]
+    fn refuses_oversized_before_reading_it() {
+        let mut reader = RecordReader::new(1024);
+        reader.extend(&(0x7fff_ffffu32 | LAST_FRAGMENT).to_be_bytes());
+        assert!(matches!(reader.take(), Err(RecordError::TooLarge(_))));
+        assert!(
+            reader.buf.capacity() < 1 << 20,
+            "nothing sized from the client's length"
+        );
     }
 
-    #[tokio::test]
-    async fn truncated_fragment_is_an_error() {
-        let mut stream = frag(b"abcdefgh", true);
-        stream.truncate(6);
-        let mut reader = &stream[..];
-        assert!(matches!(
-            read_record(&mut reader, 100).await,
-            Err(RecordError::Io(_))
-        ));
+    #[test]
+    fn refuses_many_fragments_adding_up() {
+        let mut reader = RecordReader::new(1024);
+        for _ in 0..5 {
+            reader.extend(&frag(&[0; 300], false));
+        }
+        assert!(matches!(reader.take(), Err(RecordError::TooLarge(_))));
     }
 }
