@@ -19,6 +19,9 @@ pub const INFLIGHT_MAX: usize = 128;
 pub const DRC_ENTRIES_MAX: usize = 8192;
 /// Objects whose place in the tree the server remembers (inode -> parent, name).
 pub const NODE_CACHE_MAX: usize = 1 << 20;
+/// Directories kept open (path-only descriptors) per export, so handles
+/// resolve without walking paths.
+pub const OPEN_DIRS_MAX: usize = 4096;
 /// Open files kept for READ, WRITE and COMMIT.
 pub const OPEN_FILES_MAX: usize = 1024;
 /// Longest file name (one path component).

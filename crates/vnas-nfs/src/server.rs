@@ -265,17 +265,34 @@ async fn send(stream: &mut TcpStream, outcome: Outcome) -> std::io::Result<bool>
         Outcome::Nothing => return Ok(true),
         Outcome::Close => return Ok(false),
     };
-    stream.write_all(&reply.head).await?;
-    if let Some(body) = &reply.file {
-        let sent = send_file(stream, &body.file, body.offset, body.len).await?;
-        // The file shrank since the reply was encoded: the length is
-        // promised, so zeros fill the rest.
-        let missing = body.len - sent;
-        if missing > 0 {
-            stream.write_all(&vec![0; missing]).await?;
+    let Some(body) = &reply.file else {
+        stream.write_all(&reply.head).await?;
+        return Ok(true);
+    };
+    // The header waits in the kernel for the data (MSG_MORE), so the client
+    // gets one segment, not a small one and then the rest.
+    let mut at = 0;
+    while at < reply.head.len() {
+        stream.writable().await?;
+        let socket: &TcpStream = stream;
+        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::net::send(socket, &reply.head[at..], rustix::net::SendFlags::MORE)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
-        stream.write_all(&[0; 3][..reply.padding()]).await?;
     }
+    let sent = send_file(stream, &body.file, body.offset, body.len).await?;
+    // The file shrank since the reply was encoded: the length is promised,
+    // so zeros fill the rest.
+    let missing = body.len - sent;
+    if missing > 0 {
+        stream.write_all(&vec![0; missing]).await?;
+    }
+    stream.write_all(&[0; 3][..reply.padding()]).await?;
     Ok(true)
 }
 

@@ -11,7 +11,7 @@ use std::hash::Hasher;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nfs3_types::nfs3::{nfs_fh3, nfsstat3};
@@ -25,7 +25,7 @@ use super::nodes::Nodes;
 use super::open_files::{OpenFile, OpenFiles};
 use crate::config::{ClientRule, ExportConfig};
 use crate::handle::{FileHandle, HandleKey};
-use crate::limits::NAME_MAX;
+use crate::limits::{DEPTH_MAX, NAME_MAX, OPEN_DIRS_MAX};
 
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
@@ -62,7 +62,7 @@ pub enum ExportError {
 /// An object reached through a handle: a path-only descriptor and its
 /// attributes at the time it was reached.
 pub struct Obj {
-    pub fd: OwnedFd,
+    pub fd: Arc<OwnedFd>,
     pub stat: Statx,
 }
 
@@ -122,8 +122,11 @@ pub struct Export {
     pub name: String,
     pub path: PathBuf,
     pub rules: Vec<ClientRule>,
-    root: OwnedFd,
+    root: Arc<OwnedFd>,
     root_stat: Statx,
+    /// Directories reached before, by inode: a directory's descriptor stays
+    /// valid across renames, and resolving through it costs one system call.
+    dirs: Mutex<HashMap<u64, Arc<OwnedFd>>>,
     key: HandleKey,
     nodes: Mutex<Nodes>,
     files: OpenFiles,
@@ -168,8 +171,9 @@ impl Export {
             id,
             rules: config.rules.clone(),
             nodes: Mutex::new(Nodes::new(root_stat.stx_ino)),
-            root,
+            root: Arc::new(root),
             root_stat,
+            dirs: Mutex::new(HashMap::new()),
             key,
             files: OpenFiles::default(),
             misses: Mutex::new(HashMap::new()),
@@ -219,15 +223,79 @@ impl Export {
         )
     }
 
-    fn open_path(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
-        self.open_beneath(path, OFlags::PATH | OFlags::NOFOLLOW)
+    /// A descriptor for directory `ino`: from the cache, or opened through
+    /// its parent (one component at a time, never following a symlink).
+    fn dir_fd(&self, ino: u64, depth: usize) -> Option<Arc<OwnedFd>> {
+        if ino == self.root_ino() {
+            return Some(self.root.clone());
+        }
+        if let Some(fd) = self.dirs.lock().unwrap().get(&ino) {
+            return Some(fd.clone());
+        }
+        if depth >= DEPTH_MAX {
+            return None;
+        }
+        let (parent, name) = self.nodes.lock().unwrap().entry(ino)?;
+        let parent_fd = self.dir_fd(parent, depth + 1)?;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = Arc::new(rustix::fs::openat(&*parent_fd, &*name, flags, Mode::empty()).ok()?);
+        let stat = stat_fd(&*fd).ok()?;
+        if stat.stx_ino != ino {
+            return None;
+        }
+        self.keep_dir(ino, &fd);
+        Some(fd)
+    }
+
+    fn keep_dir(&self, ino: u64, fd: &Arc<OwnedFd>) {
+        let mut dirs = self.dirs.lock().unwrap();
+        if dirs.len() >= OPEN_DIRS_MAX {
+            dirs.clear();
+        }
+        dirs.insert(ino, fd.clone());
     }
 
     fn try_resolve(&self, fh: &FileHandle) -> Option<Obj> {
-        let path = self.nodes.lock().unwrap().path_of(fh.ino)?;
-        let fd = self.open_path(&path).ok()?;
-        let stat = stat_fd(&fd).ok()?;
-        (stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen).then_some(Obj { fd, stat })
+        let cached = self.dirs.lock().unwrap().get(&fh.ino).cloned();
+        let fd = match cached {
+            Some(fd) => fd,
+            None if fh.ino == self.root_ino() => self.root.clone(),
+            None => {
+                let (parent, name) = self.nodes.lock().unwrap().entry(fh.ino)?;
+                let parent_fd = self.dir_fd(parent, 0)?;
+                let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                Arc::new(rustix::fs::openat(&*parent_fd, &*name, flags, Mode::empty()).ok()?)
+            }
+        };
+        let stat = stat_fd(&*fd).ok()?;
+        let valid =
+            stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen && stat.stx_nlink > 0;
+        if !valid {
+            self.dirs.lock().unwrap().remove(&fh.ino);
+            return None;
+        }
+        if attr::is_dir(&stat) {
+            self.keep_dir(fh.ino, &fd);
+        }
+        Some(Obj { fd, stat })
+    }
+
+    /// The attributes of the object a verified handle names, without
+    /// opening it when its directory is known.
+    pub fn resolve_stat(&self, fh: &FileHandle) -> NfsResult<Statx> {
+        let entry = self.nodes.lock().unwrap().entry(fh.ino);
+        if let Some((parent, name)) = entry {
+            if let Some(parent_fd) = self.dirs.lock().unwrap().get(&parent).cloned() {
+                let stat =
+                    rustix::fs::statx(&*parent_fd, &*name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK);
+                if let Ok(stat) = stat {
+                    if stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen {
+                        return Ok(stat);
+                    }
+                }
+            }
+        }
+        self.resolve(fh).map(|obj| obj.stat)
     }
 
     /// Finds the object a verified handle names.
@@ -324,12 +392,11 @@ impl Export {
 
     /// The root, as MOUNT hands it out.
     pub fn root_obj(&self) -> NfsResult<Obj> {
-        let fd = self
-            .root
-            .try_clone()
-            .map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
-        let stat = stat_fd(&fd)?;
-        Ok(Obj { fd, stat })
+        let stat = stat_fd(&*self.root)?;
+        Ok(Obj {
+            fd: self.root.clone(),
+            stat,
+        })
     }
 
     /// A directory below the root named by a relative path (for MOUNT of a
@@ -345,7 +412,7 @@ impl Export {
                 return Err(nfsstat3::NFS3ERR_NOTDIR);
             }
             let fd = rustix::fs::openat(
-                &at.fd,
+                &*at.fd,
                 name,
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
@@ -353,7 +420,7 @@ impl Export {
             .map_err(errno_stat)?;
             at = Obj {
                 stat: stat_fd(&fd)?,
-                fd,
+                fd: Arc::new(fd),
             };
         }
         Ok(at)
@@ -389,6 +456,7 @@ impl Export {
     /// The object is gone (its last link was removed).
     pub fn forget(&self, ino: u64) {
         self.nodes.lock().unwrap().remove(ino);
+        self.dirs.lock().unwrap().remove(&ino);
         self.files.remove(ino);
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::limits::{DEPTH_MAX, NODE_CACHE_MAX};
+use crate::limits::NODE_CACHE_MAX;
 
 struct Node {
     parent: u64,
@@ -60,30 +60,11 @@ impl Nodes {
         self.map.remove(&ino);
     }
 
-    /// The path of `ino` relative to the export root ("." for the root), or
-    /// `None` when some ancestor is not known.
-    pub fn path_of(&self, ino: u64) -> Option<Vec<u8>> {
-        if ino == self.root {
-            return Some(b".".to_vec());
-        }
-        let mut names: Vec<&[u8]> = Vec::new();
-        let mut at = ino;
-        while at != self.root {
-            if names.len() >= DEPTH_MAX {
-                return None;
-            }
-            let node = self.map.get(&at)?;
-            names.push(&node.name);
-            at = node.parent;
-        }
-        let mut path = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
-        for name in names.iter().rev() {
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
-        }
-        Some(path)
+    /// The directory `ino` was last seen in, and its name there.
+    pub fn entry(&self, ino: u64) -> Option<(u64, Box<[u8]>)> {
+        self.map
+            .get(&ino)
+            .map(|node| (node.parent, node.name.clone()))
     }
 }
 
@@ -92,24 +73,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_follow_renames() {
+    fn entries_follow_renames() {
         let mut nodes = Nodes::new(1);
         nodes.insert(10, 1, b"a");
         nodes.insert(11, 10, b"b");
-        nodes.insert(12, 11, b"f");
-        assert_eq!(nodes.path_of(12).unwrap(), b"a/b/f");
+        assert_eq!(nodes.entry(11), Some((10, b"b"[..].into())));
         nodes.insert(11, 1, b"moved");
-        assert_eq!(nodes.path_of(12).unwrap(), b"moved/f");
-        assert_eq!(nodes.path_of(1).unwrap(), b".");
+        assert_eq!(nodes.entry(11), Some((1, b"moved"[..].into())));
+        nodes.insert(1, 5, b"root");
+        assert_eq!(nodes.entry(1), None, "the root has no parent in the export");
         nodes.remove(11);
-        assert!(nodes.path_of(12).is_none());
-    }
-
-    #[test]
-    fn cycles_do_not_hang() {
-        let mut nodes = Nodes::new(1);
-        nodes.insert(10, 11, b"a");
-        nodes.insert(11, 10, b"b");
-        assert!(nodes.path_of(10).is_none());
+        assert_eq!(nodes.entry(11), None);
     }
 }

@@ -43,7 +43,7 @@ pub fn make_in(
     target.act_as_caller();
     make(&dir, name).map_err(failed)?;
     let fd = rustix::fs::openat(
-        &dir.fd,
+        &*dir.fd,
         name,
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
@@ -51,7 +51,7 @@ pub fn make_in(
     .map_err(|e| failed(errno_stat(e)))?;
     let obj = Obj {
         stat: crate::fs::export::stat_fd(&fd).map_err(failed)?,
-        fd,
+        fd: std::sync::Arc::new(fd),
     };
     target.export.remember(dir.ino(), name, obj.ino());
     if let Some(attrs) = attrs {
