@@ -8,8 +8,9 @@
 # target/bench), listen on loopback only, and are driven by the same libnfs
 # client (shared/tools/nfsbench.c): sequential write and read with 1 MiB
 # blocks at queue depth 8 (the write includes the final COMMIT), and
-# create/stat/remove of small files. Runs alternate between the servers; the
-# median of each figure is reported.
+# create/stat/remove of small files. Runs alternate between the servers,
+# each after the filesystem has settled; the median of each figure is
+# reported. On a shared VM disk single runs vary a lot: use --runs 5 or more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,7 +118,10 @@ for run in $(seq "$runs"); do
   disk
   for server in vnas ganesha; do
     url=vnas_url; [ "$server" = ganesha ] && url=ganesha_url
+    # Let the filesystem finish the previous run's writeback and discards
+    # (ext4 commits every 5 s), so one server does not pay for the other.
     sync
+    sleep 6
     "$nfsbench" seq "${!url}" "$mib" 1024 8 | record "$server"
     "$nfsbench" meta "${!url}" "$files" | record "$server"
   done

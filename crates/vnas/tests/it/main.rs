@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod libnfs;
+mod lifecycle;
 mod procedures;
 mod restart;
 mod rules;
