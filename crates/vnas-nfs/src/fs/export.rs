@@ -489,8 +489,9 @@ impl Export {
             Err(errno) => return Err(errno_stat(errno)),
         };
         let open = OpenFile {
-            file: std::sync::Arc::new(fd.into()),
+            file: Arc::new(fd.into()),
             writable,
+            writing: Arc::default(),
         };
         self.files.insert(key, open.clone());
         Ok((open, obj.stat))

@@ -11,6 +11,10 @@ use crate::limits::OPEN_FILES_MAX;
 pub struct OpenFile {
     pub file: Arc<File>,
     pub writable: bool,
+    /// Writers to one file take turns here: the kernel serializes them on
+    /// the inode lock anyway, and waiting on a mutex sleeps where waiting
+    /// on the inode lock spins, taking the CPU the client needs.
+    pub writing: Arc<Mutex<()>>,
 }
 
 /// Keyed by (inode, generation), so a reused inode number never reaches

@@ -54,6 +54,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         if !open.writable {
             return Err(nfsstat3::NFS3ERR_ACCES);
         }
+        let turn = open.writing.lock().unwrap_or_else(|e| e.into_inner());
         let mut done = 0;
         while done < args.data.len() {
             match rustix::io::pwrite(&*open.file, &args.data[done..], args.offset + done as u64) {
@@ -62,6 +63,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
                 Err(errno) => return Err(errno_stat(errno)),
             }
         }
+        drop(turn);
         let committed = match args.stable {
             stable_how::UNSTABLE => stable_how::UNSTABLE,
             stable_how::DATA_SYNC => {
