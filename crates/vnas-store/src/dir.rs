@@ -1,0 +1,417 @@
+//! The directory backend: the common volume as a directory every node can
+//! reach (shared storage, or one machine's disk for a local cluster).
+//!
+//! Records are JSON files written atomically (temporary file, fsync,
+//! rename, fsync of the directory). Changes that depend on what is stored
+//! (uniqueness, compare-and-swap of the epoch) happen under an exclusive
+//! flock on `store.lock`. A node's session is an flock on its own lock
+//! file: the kernel releases it when the node's process dies.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, VserverConfig,
+    VserverRecord, FORMAT,
+};
+
+pub struct DirStore {
+    root: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored<T> {
+    format: u32,
+    data: T,
+}
+
+fn unavailable(what: &str, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{what} {}: {error}", path.display()))
+}
+
+/// Names become directory names: keep them plain.
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.to_string()))
+    }
+}
+
+impl DirStore {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, StoreError> {
+        let root = root.into();
+        for dir in [root.join("nodes"), root.join("vservers")] {
+            fs::create_dir_all(&dir).map_err(|e| unavailable("cannot create", &dir, e))?;
+        }
+        let store = DirStore { root };
+        let format_path = store.root.join("format.json");
+        match store.read::<u32>(&format_path)? {
+            Some(_) => {}
+            None => store.write(&format_path, &FORMAT)?,
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn vserver_dir(&self, name: &str) -> PathBuf {
+        self.root.join("vservers").join(name)
+    }
+
+    /// Serializes changes across every process using the store.
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.root.join("store.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| unavailable("cannot open", &path, e))?;
+        rustix::fs::flock(file.as_fd(), FlockOperation::LockExclusive)
+            .map_err(|e| unavailable("cannot lock", &path, e.into()))?;
+        Ok(file)
+    }
+
+    fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, StoreError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable("cannot read", path, e)),
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.display().to_string(),
+            reason,
+        };
+        let stored: Stored<serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if stored.format != FORMAT {
+            return Err(corrupt(format!("format {} is not {FORMAT}", stored.format)));
+        }
+        serde_json::from_value(stored.data)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    fn write<T: Serialize>(&self, path: &Path, data: &T) -> Result<(), StoreError> {
+        let dir = path.parent().expect("records live in a directory");
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let tmp = dir.join(format!(".tmp-{}", u64::from_ne_bytes(suffix)));
+        let bytes = serde_json::to_vec_pretty(&Stored {
+            format: FORMAT,
+            data,
+        })
+        .expect("records serialize");
+        let result = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| unavailable("cannot write", path, e))
+    }
+
+    fn record(&self, name: &str) -> Result<Option<VserverRecord>, StoreError> {
+        let dir = self.vserver_dir(name);
+        let Some(config) = self.read::<VserverConfig>(&dir.join("config.json"))? else {
+            return Ok(None);
+        };
+        let ownership = self
+            .read(&dir.join("ownership.json"))?
+            .unwrap_or_else(Ownership::unowned);
+        let service = self.read(&dir.join("service.json"))?;
+        Ok(Some(VserverRecord {
+            config,
+            ownership,
+            service,
+        }))
+    }
+
+    fn names(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("vservers");
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| unavailable("cannot list", &dir, e))? {
+            let entry = entry.map_err(|e| unavailable("cannot list", &dir, e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if check_name(name).is_ok() {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Names and addresses are unique: `config` may not reuse another
+    /// vserver's address.
+    fn check_addresses(&self, config: &VserverConfig) -> Result<(), StoreError> {
+        for other in self.vservers()? {
+            if other.config.name == config.name {
+                continue;
+            }
+            if let Some(address) = config
+                .addresses
+                .iter()
+                .find(|a| other.config.addresses.contains(a))
+            {
+                return Err(StoreError::AddressInUse {
+                    address: address.clone(),
+                    vserver: other.config.name,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store for DirStore {
+    fn create_vserver(&self, config: &VserverConfig) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        let _lock = self.lock()?;
+        if self.record(&config.name)?.is_some() {
+            return Err(StoreError::VserverExists(config.name.clone()));
+        }
+        self.check_addresses(config)?;
+        let dir = self.vserver_dir(&config.name);
+        fs::create_dir_all(&dir).map_err(|e| unavailable("cannot create", &dir, e))?;
+        // Leftovers of an earlier vserver of this name whose delete was cut short.
+        let _ = fs::remove_file(dir.join("service.json"));
+        self.write(&dir.join("ownership.json"), &Ownership::unowned())?;
+        // The configuration last: its presence is what makes the vserver exist.
+        self.write(&dir.join("config.json"), config)
+    }
+
+    fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        let _lock = self.lock()?;
+        if self.record(&config.name)?.is_none() {
+            return Err(StoreError::VserverNotFound(config.name.clone()));
+        }
+        self.check_addresses(config)?;
+        self.write(&self.vserver_dir(&config.name).join("config.json"), config)
+    }
+
+    fn delete_vserver(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        let dir = self.vserver_dir(name);
+        if self.record(name)?.is_none() {
+            return Err(StoreError::VserverNotFound(name.to_string()));
+        }
+        // The configuration first: without it the vserver no longer exists,
+        // whatever happens to the rest.
+        fs::remove_file(dir.join("config.json"))
+            .map_err(|e| unavailable("cannot remove", &dir, e))?;
+        fs::remove_dir_all(&dir).map_err(|e| unavailable("cannot remove", &dir, e))
+    }
+
+    fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError> {
+        check_name(name)?;
+        self.record(name)?
+            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))
+    }
+
+    fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError> {
+        let mut records = Vec::new();
+        for name in self.names()? {
+            if let Some(record) = self.record(&name)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    fn swap_ownership(
+        &self,
+        name: &str,
+        expected_epoch: u64,
+        new: &Ownership,
+    ) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        let record = self
+            .record(name)?
+            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+        let actual = record.ownership.epoch;
+        if actual != expected_epoch || new.epoch < actual {
+            return Err(StoreError::StaleEpoch {
+                name: name.to_string(),
+                expected: expected_epoch,
+                actual,
+            });
+        }
+        self.write(&self.vserver_dir(name).join("ownership.json"), new)
+    }
+
+    fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        let record = self
+            .record(name)?
+            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+        if record.ownership.epoch != state.epoch {
+            return Err(StoreError::StaleEpoch {
+                name: name.to_string(),
+                expected: state.epoch,
+                actual: record.ownership.epoch,
+            });
+        }
+        self.write(&self.vserver_dir(name).join("service.json"), state)
+    }
+
+    fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {
+        check_name(&node.name)?;
+        let lock_path = self.root.join("nodes").join(format!("{}.lock", node.name));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| unavailable("cannot open", &lock_path, e))?;
+        match rustix::fs::flock(lock.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StoreError::NodeAlreadyRunning(node.name.clone()))
+            }
+            Err(e) => return Err(unavailable("cannot lock", &lock_path, e.into())),
+        }
+        self.write(
+            &self.root.join("nodes").join(format!("{}.json", node.name)),
+            node,
+        )?;
+        let session = DirSession {
+            lock,
+            path: lock_path,
+        };
+        session.renew()?;
+        Ok(Box::new(session))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
+        let dir = self.root.join("nodes");
+        let mut nodes = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| unavailable("cannot list", &dir, e))? {
+            let entry = entry.map_err(|e| unavailable("cannot list", &dir, e))?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(info) = self.read::<NodeInfo>(&path)? else {
+                continue;
+            };
+            let lock_path = path.with_extension("lock");
+            let (alive, last_seen_ms) = probe_session(&lock_path);
+            nodes.push(NodeStatus {
+                info,
+                alive,
+                last_seen_ms,
+            });
+        }
+        nodes.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        Ok(nodes)
+    }
+}
+
+/// Whether a live process holds the lock, and when it last renewed.
+fn probe_session(lock_path: &Path) -> (bool, u64) {
+    let Ok(file) = File::open(lock_path) else {
+        return (false, 0);
+    };
+    let last_seen_ms = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    // Taking the lock succeeds only if no live process holds it; dropping
+    // the file releases it again at once.
+    let alive = matches!(
+        rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockShared),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    );
+    (alive, last_seen_ms)
+}
+
+struct DirSession {
+    lock: File,
+    path: PathBuf,
+}
+
+impl Session for DirSession {
+    fn renew(&self) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now();
+        self.lock
+            .set_times(fs::FileTimes::new().set_modified(now))
+            .map_err(|e| unavailable("cannot renew", &self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_store_suite() {
+        let dirs = std::cell::RefCell::new(Vec::new());
+        crate::suite::run_all(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let store = DirStore::open(dir.path()).unwrap();
+                dirs.borrow_mut().push(dir);
+                store
+            },
+            |store| DirStore::open(store.root()).unwrap(),
+        );
+    }
+
+    #[test]
+    fn unreachable_store_is_a_clear_error() {
+        let err = DirStore::open("/proc/vnas-cannot-be-here")
+            .err()
+            .expect("refused");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(
+            err.to_string().contains("/proc/vnas-cannot-be-here"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_record_formats_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        store
+            .create_vserver(&crate::suite::config("a", "127.0.0.10"))
+            .unwrap();
+        let path = dir.path().join("vservers/a/config.json");
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"format\": 1", "\"format\": 99");
+        fs::write(&path, text).unwrap();
+        assert!(matches!(
+            store.vserver("a"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

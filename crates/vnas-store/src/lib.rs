@@ -1,0 +1,80 @@
+//! The common volume: what every node reads and writes about the cluster —
+//! vserver configurations, their service state as applied by their owner,
+//! ownership with an epoch (the fencing token), and node sessions.
+//!
+//! This crate knows nothing about NFS. One trait, [`Store`]; one backend so
+//! far, [`DirStore`] (a directory, the embedded default); and one test suite,
+//! [`suite`], that every backend must pass.
+
+mod dir;
+mod model;
+pub mod suite;
+
+pub use dir::DirStore;
+pub use model::*;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("vserver {0} already exists")]
+    VserverExists(String),
+    #[error("address {address} is already used by vserver {vserver}")]
+    AddressInUse { address: String, vserver: String },
+    #[error("vserver {0} not found")]
+    VserverNotFound(String),
+    #[error("vserver {name}: epoch {expected} expected, the store has {actual}")]
+    StaleEpoch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("node {0} is already running")]
+    NodeAlreadyRunning(String),
+    #[error("invalid name {0:?}: use 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit")]
+    InvalidName(String),
+    #[error("record {path} is unreadable: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+/// A node's presence in the cluster: held while the node lives. The
+/// backend drops it when the process dies (for the directory store, the
+/// kernel releases the node's lock).
+pub trait Session: Send + Sync {
+    /// Marks the node alive now.
+    fn renew(&self) -> Result<(), StoreError>;
+}
+
+/// The common volume. Every write that only an owner may make carries the
+/// owner's epoch, and the store refuses it when the epoch is stale.
+pub trait Store: Send + Sync {
+    /// Adds a vserver; names and addresses are unique cluster-wide.
+    fn create_vserver(&self, config: &VserverConfig) -> Result<(), StoreError>;
+    /// Replaces a vserver's configuration (same uniqueness rules).
+    fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError>;
+    fn delete_vserver(&self, name: &str) -> Result<(), StoreError>;
+    fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError>;
+    fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError>;
+    /// Replaces ownership if the stored epoch is still `expected_epoch`
+    /// (compare-and-swap). The new record's epoch must not go backwards.
+    fn swap_ownership(
+        &self,
+        name: &str,
+        expected_epoch: u64,
+        new: &Ownership,
+    ) -> Result<(), StoreError>;
+    /// Records what the owner applied; refused unless `state.epoch` is the
+    /// current ownership epoch.
+    fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError>;
+    /// Joins the cluster as `node`; fails if a live node has that name.
+    fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError>;
+    fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,157 @@
+//! The records kept in the common volume. Each stored file carries a format
+//! version; a reader refuses versions it does not know rather than guess.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The format of every record written by this version.
+pub const FORMAT: u32 = 1;
+
+/// A volume in a vserver's mount table: a directory on shared storage that
+/// appears at `mount` in the vserver's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Volume {
+    /// Where clients see it, such as `/data`.
+    pub mount: String,
+    /// The directory on shared storage.
+    pub path: String,
+}
+
+/// Clients an export admits and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClientRule {
+    /// CIDRs, such as `127.0.0.0/8`.
+    pub clients: Vec<String>,
+    /// `rw` or `ro`.
+    pub access: String,
+    /// `none`, `root` or `all`.
+    pub squash: String,
+    pub anon_uid: u32,
+    pub anon_gid: u32,
+}
+
+impl Default for ClientRule {
+    fn default() -> Self {
+        ClientRule {
+            clients: vec!["0.0.0.0/0".into()],
+            access: "rw".into(),
+            squash: "none".into(),
+            anon_uid: 65534,
+            anon_gid: 65534,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Export {
+    /// A path in the vserver's namespace, at or below a volume's mount.
+    pub path: String,
+    pub rules: Vec<ClientRule>,
+}
+
+/// A route for replies from the vserver's addresses (applied by the linux
+/// network mode; recorded in loopback mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Route {
+    pub destination: String,
+    pub gateway: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+/// A vserver's configuration: its resource allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VserverConfig {
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub volumes: Vec<Volume>,
+    pub exports: Vec<Export>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// The node that should host it.
+    pub node: String,
+    pub desired: Desired,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VserverState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Failed,
+}
+
+/// Who hosts a vserver, under which epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Ownership {
+    pub owner: Option<String>,
+    /// Grows at every change of owner; every owner-only write carries it.
+    pub epoch: u64,
+    pub state: VserverState,
+    /// Why the vserver is in this state, when something went wrong.
+    pub reason: Option<String>,
+    /// Service failures seen by the owner's monitor in this epoch.
+    pub failures: u32,
+    pub since_ms: u64,
+}
+
+impl Ownership {
+    pub fn unowned() -> Ownership {
+        Ownership {
+            owner: None,
+            epoch: 0,
+            state: VserverState::Stopped,
+            reason: None,
+            failures: 0,
+            since_ms: crate::now_ms(),
+        }
+    }
+}
+
+/// What the owner applied: the next owner reads this to take over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceState {
+    pub epoch: u64,
+    pub node: String,
+    pub mount_table: Vec<Volume>,
+    pub routing_table: Vec<Route>,
+    /// Network devices and addresses as applied (`lo 127.0.0.10`).
+    pub devices: Vec<String>,
+    /// The NFS write verifier of this activation, hex.
+    pub write_verifier: String,
+    pub updated_ms: u64,
+}
+
+/// Everything the store holds about one vserver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VserverRecord {
+    pub config: VserverConfig,
+    pub ownership: Ownership,
+    pub service: Option<ServiceState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Where its management API listens, `http://127.0.0.1:7400`.
+    pub api: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub started_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeStatus {
+    pub info: NodeInfo,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+}
