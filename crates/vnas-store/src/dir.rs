@@ -36,7 +36,7 @@ fn unavailable(what: &str, path: &Path, error: std::io::Error) -> StoreError {
 }
 
 /// Names become directory names: keep them plain.
-pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
+pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()

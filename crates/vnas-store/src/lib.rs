@@ -10,7 +10,7 @@ mod dir;
 mod model;
 pub mod suite;
 
-pub use dir::DirStore;
+pub use dir::{check_name, DirStore};
 pub use model::*;
 
 /// Why a store operation failed.

@@ -1,5 +1,9 @@
 //! The `vnas` command.
 
+mod api;
+mod cli;
+mod cluster_up;
+mod node;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -17,8 +21,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a local cluster: node processes on loopback, a common volume in a
+    /// directory, and an example vserver.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Manage virtual file servers.
+    Vserver {
+        #[command(flatten)]
+        api: cli::commands::ApiUrl,
+        #[command(subcommand)]
+        command: cli::commands::VserverCommand,
+    },
+    /// Run a node, or list the nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Nodes and vservers at a glance.
+    Status {
+        #[command(flatten)]
+        api: cli::commands::ApiUrl,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve directories over NFSv3 from this process alone (no cluster).
     Serve(serve::ServeArgs),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start a local cluster and keep it running until Ctrl-C.
+    Up(cluster_up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run this machine as a node of the cluster.
+    Run(node::NodeArgs),
+    #[command(flatten)]
+    Client(cli::commands::NodeCommand),
 }
 
 /// Keeps the 1 MiB buffers of WRITE calls on the heap, where freed ones
@@ -60,6 +103,17 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Cluster {
+            command: ClusterCommand::Up(args),
+        } => cluster_up::run(args),
+        Command::Node {
+            command: NodeCommand::Run(args),
+        } => node::run(args),
+        Command::Node {
+            command: NodeCommand::Client(command),
+        } => cli::commands::node(command),
+        Command::Vserver { api, command } => cli::commands::vserver(&api.api, command),
+        Command::Status { api, json } => cli::commands::status(&api.api, json),
     };
     if let Err(error) = result {
         eprintln!("vnas: {error:#}");

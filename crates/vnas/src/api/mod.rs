@@ -1,0 +1,8 @@
+//! The management REST API: typed requests and responses (shared with the
+//! CLI), errors with stable codes, the routes, and the OpenAPI document
+//! built from the same types.
+
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod types;

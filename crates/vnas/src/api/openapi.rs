@@ -1,0 +1,31 @@
+//! The OpenAPI document, built from the same types and handlers the API
+//! serves (served at `/api/openapi.json`).
+
+use utoipa::OpenApi;
+
+use super::routes::paths::*;
+use super::types::*;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vnas management API",
+        description = "Vservers, nodes and cluster status."
+    ),
+    paths(
+        status,
+        list_nodes,
+        list_vservers,
+        show_vserver,
+        create_vserver,
+        start_vserver,
+        stop_vserver,
+        delete_vserver
+    ),
+    components(schemas(CreateVserver, VserverView, NodeView, StatusView, ErrorBody))
+)]
+struct Document;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    Document::openapi()
+}

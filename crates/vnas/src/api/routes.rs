@@ -1,0 +1,269 @@
+//! The API's routes. Any node's API serves any request: everything goes
+//! through the common volume, and the node that hosts a vserver acts on it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use vnas_store::{Desired, Ownership, VserverRecord, VserverState};
+
+use super::error::ApiError;
+use super::types::{CreateVserver, NodeView, StatusView, VserverView};
+use crate::node::{validate, Node};
+
+type Shared = State<Arc<Node>>;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/status", get(status))
+        .route("/api/nodes", get(list_nodes))
+        .route("/api/vservers", get(list_vservers).post(create_vserver))
+        .route(
+            "/api/vservers/{name}",
+            get(show_vserver).delete(delete_vserver),
+        )
+        .route("/api/vservers/{name}/start", post(start_vserver))
+        .route("/api/vservers/{name}/stop", post(stop_vserver))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                "no such endpoint",
+            )
+        })
+        .with_state(node)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::openapi::document())
+}
+
+/// How long a call that changes a vserver waits for the hosting node.
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn wait_for(
+    node: &Arc<Node>,
+    name: &str,
+    done: impl Fn(&VserverRecord) -> bool,
+) -> Result<VserverRecord, ApiError> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let name = name.to_string();
+        let record = node.store(move |s| s.vserver(&name)).await?;
+        if done(&record) || Instant::now() > deadline {
+            return Ok(record);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Settled: running or failed, or stopped and given back.
+fn settled(desired: Desired) -> impl Fn(&VserverRecord) -> bool {
+    move |r| match desired {
+        Desired::Running => matches!(
+            r.ownership.state,
+            VserverState::Running | VserverState::Failed
+        ),
+        Desired::Stopped => {
+            r.ownership.owner.is_none() || r.ownership.state == VserverState::Failed
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/status", responses((status = 200, body = StatusView)))]
+async fn status(State(node): Shared) -> Result<Json<StatusView>, ApiError> {
+    let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
+    let mut by_state = BTreeMap::new();
+    for record in &records {
+        let state = serde_json::to_value(record.ownership.state)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
+        *by_state.entry(state).or_insert(0) += 1;
+    }
+    Ok(Json(StatusView {
+        nodes_alive: nodes.iter().filter(|n| n.alive).count(),
+        nodes_total: nodes.len(),
+        vservers_total: records.len(),
+        vservers_by_state: by_state,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/nodes", responses((status = 200, body = [NodeView])))]
+async fn list_nodes(State(node): Shared) -> Result<Json<Vec<NodeView>>, ApiError> {
+    let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
+    Ok(Json(
+        nodes
+            .into_iter()
+            .map(|n| NodeView {
+                vservers: records
+                    .iter()
+                    .filter(|r| r.ownership.owner.as_deref() == Some(&n.info.name))
+                    .count(),
+                name: n.info.name,
+                api: n.info.api,
+                alive: n.alive,
+                last_seen_ms: n.last_seen_ms,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/vservers", responses((status = 200, body = [VserverView])))]
+async fn list_vservers(State(node): Shared) -> Result<Json<Vec<VserverView>>, ApiError> {
+    let records = node.store(|s| s.vservers()).await?;
+    Ok(Json(records.into_iter().map(VserverView::from).collect()))
+}
+
+#[utoipa::path(get, path = "/api/vservers/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
+async fn show_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<VserverView>, ApiError> {
+    let record = node.store(move |s| s.vserver(&name)).await?;
+    Ok(Json(record.into()))
+}
+
+#[utoipa::path(post, path = "/api/vservers", request_body = CreateVserver,
+    responses((status = 201, body = VserverView), (status = 400, body = super::types::ErrorBody),
+              (status = 404, body = super::types::ErrorBody), (status = 409, body = super::types::ErrorBody)))]
+async fn create_vserver(
+    State(node): Shared,
+    body: Result<Json<CreateVserver>, JsonRejection>,
+) -> Result<(StatusCode, Json<VserverView>), ApiError> {
+    let Json(request) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
+    let assigned = match &request.node {
+        Some(name) => {
+            if !nodes.iter().any(|n| &n.info.name == name) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "node_not_found",
+                    format!("node {name} not found"),
+                ));
+            }
+            name.clone()
+        }
+        None => nodes
+            .iter()
+            .filter(|n| n.alive)
+            .min_by_key(|n| {
+                (
+                    records
+                        .iter()
+                        .filter(|r| r.config.node == n.info.name)
+                        .count(),
+                    n.info.name.clone(),
+                )
+            })
+            .map(|n| n.info.name.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_node",
+                    "no live node to host it",
+                )
+            })?,
+    };
+    let config = validate::config(request, assigned)?;
+    let name = config.name.clone();
+    node.store(move |s| s.create_vserver(&config)).await?;
+    tracing::info!(vserver = %name, "vserver created");
+    node.wake.notify_one();
+    let record = wait_for(&node, &name, settled(Desired::Running)).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// Sets what the vserver should be doing and waits for its node to do it.
+async fn set_desired(
+    node: &Arc<Node>,
+    name: String,
+    desired: Desired,
+) -> Result<VserverRecord, ApiError> {
+    let name2 = name.clone();
+    node.store(move |s| {
+        let record = s.vserver(&name2)?;
+        if desired == Desired::Running && record.ownership.state == VserverState::Failed {
+            // Starting again clears the failure.
+            let cleared = Ownership {
+                owner: None,
+                state: VserverState::Stopped,
+                ..record.ownership.clone()
+            };
+            s.swap_ownership(&name2, record.ownership.epoch, &cleared)?;
+        }
+        let mut config = record.config;
+        config.desired = desired;
+        s.update_config(&config)
+    })
+    .await?;
+    node.wake.notify_one();
+    wait_for(node, &name, settled(desired)).await
+}
+
+#[utoipa::path(post, path = "/api/vservers/{name}/start", params(("name" = String, Path)),
+    responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
+async fn start_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<VserverView>, ApiError> {
+    Ok(Json(
+        set_desired(&node, name, Desired::Running).await?.into(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/vservers/{name}/stop", params(("name" = String, Path)),
+    responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
+async fn stop_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<VserverView>, ApiError> {
+    Ok(Json(
+        set_desired(&node, name, Desired::Stopped).await?.into(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/vservers/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
+async fn delete_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<VserverView>, ApiError> {
+    let record = set_desired(&node, name.clone(), Desired::Stopped).await?;
+    let owner_alive = match &record.ownership.owner {
+        None => false,
+        Some(owner) => {
+            let owner = owner.clone();
+            node.store(move |s| Ok(s.nodes()?.iter().any(|n| n.info.name == owner && n.alive)))
+                .await?
+        }
+    };
+    if owner_alive && record.ownership.state != VserverState::Failed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_running",
+            format!("vserver {name} did not stop in time; try again"),
+        ));
+    }
+    let name2 = name.clone();
+    node.store(move |s| s.delete_vserver(&name2)).await?;
+    node.wake.notify_one();
+    tracing::info!(vserver = %name, "vserver deleted");
+    Ok(Json(record.into()))
+}
+
+pub mod paths {
+    //! Re-exports for the OpenAPI document.
+    pub use super::{
+        __path_create_vserver, __path_delete_vserver, __path_list_nodes, __path_list_vservers,
+        __path_show_vserver, __path_start_vserver, __path_status, __path_stop_vserver,
+    };
+}

@@ -1,0 +1,98 @@
+//! Every request and response body of the API, declared once: the server,
+//! the CLI and the OpenAPI document use these types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use vnas_store::{Desired, Export, Route, Volume, VserverRecord, VserverState};
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateVserver {
+    pub name: String,
+    /// Addresses in the network mode's range (loopback: 127.0.0.0/8).
+    pub addresses: Vec<String>,
+    /// The mount table: directories on shared storage and where they appear.
+    pub volumes: Vec<Volume>,
+    /// Exports with their client rules; by default each volume is exported
+    /// read-write to everyone.
+    #[serde(default)]
+    pub exports: Vec<Export>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// The node to host it; by default the least loaded live node.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VserverView {
+    pub name: String,
+    /// The node serving it now (its owner), if any.
+    pub node: Option<String>,
+    /// The node it is assigned to.
+    pub assigned_node: String,
+    pub state: VserverState,
+    pub desired: Desired,
+    pub addresses: Vec<String>,
+    pub volumes: Vec<Volume>,
+    pub exports: Vec<Export>,
+    pub routes: Vec<Route>,
+    pub epoch: u64,
+    pub reason: Option<String>,
+    pub failures: u32,
+    /// The NFS write verifier of the current activation, hex.
+    pub write_verifier: Option<String>,
+}
+
+impl From<VserverRecord> for VserverView {
+    fn from(record: VserverRecord) -> Self {
+        let VserverRecord {
+            config,
+            ownership,
+            service,
+        } = record;
+        VserverView {
+            name: config.name,
+            node: ownership.owner,
+            assigned_node: config.node,
+            state: ownership.state,
+            desired: config.desired,
+            addresses: config.addresses,
+            volumes: config.volumes,
+            exports: config.exports,
+            routes: config.routes,
+            epoch: ownership.epoch,
+            reason: ownership.reason,
+            failures: ownership.failures,
+            write_verifier: service.map(|s| s.write_verifier),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    pub api: String,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+    /// Vservers this node serves now.
+    pub vservers: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub nodes_alive: usize,
+    pub nodes_total: usize,
+    pub vservers_total: usize,
+    /// Vservers per state (`running`, `stopped`, `failed`, ...).
+    pub vservers_by_state: BTreeMap<String, usize>,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `vserver_not_found`, `address_in_use`, ...
+    pub code: String,
+    pub message: String,
+}

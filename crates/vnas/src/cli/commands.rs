@@ -1,0 +1,365 @@
+//! `vnas vserver …`, `vnas node list`, `vnas status`.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use vnas_store::{ClientRule, Export, Volume, VserverState};
+
+use super::client::Client;
+use super::table;
+use crate::api::types::{CreateVserver, NodeView, StatusView, VserverView};
+
+/// Which node's API the CLI talks to (any node serves any request).
+#[derive(clap::Args)]
+pub struct ApiUrl {
+    /// The management API of any node.
+    #[arg(
+        long,
+        global = true,
+        env = "VNAS_API",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub api: String,
+}
+
+#[derive(Subcommand)]
+pub enum VserverCommand {
+    /// Create a vserver and start it on a node.
+    Create {
+        name: String,
+        /// Address to serve on (repeatable).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<String>,
+        /// MOUNT=PATH: the directory PATH appears at MOUNT (repeatable).
+        #[arg(long = "volume", required = true)]
+        volumes: Vec<String>,
+        /// PATH[:OPTION...], e.g. /data:rw:root_squash:clients=127.0.0.0/8
+        /// (repeatable; default: each volume, read-write, everyone).
+        #[arg(long = "export")]
+        exports: Vec<String>,
+        /// Node to host it (default: the least loaded live node).
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List vservers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one vserver.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped (or failed) vserver.
+    Start {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a vserver: drain, close connections, release its addresses.
+    Stop {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and delete a vserver (its volumes' data is kept).
+    Delete {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes and whether they are alive.
+    List {
+        #[command(flatten)]
+        api: ApiUrl,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_volume(spec: &str) -> anyhow::Result<Volume> {
+    let (mount, path) = spec
+        .split_once('=')
+        .with_context(|| format!("volume {spec:?} is not MOUNT=PATH"))?;
+    let path = std::path::absolute(path).with_context(|| format!("volume path {path}"))?;
+    Ok(Volume {
+        mount: mount.to_string(),
+        path: path.display().to_string(),
+    })
+}
+
+pub fn parse_export(spec: &str) -> anyhow::Result<Export> {
+    let mut parts = spec.split(':');
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut rule = ClientRule::default();
+    for option in parts.flat_map(|p| p.split(',')).filter(|o| !o.is_empty()) {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        match (key, value) {
+            ("rw", "") | ("ro", "") => rule.access = key.to_string(),
+            ("root_squash", "") => rule.squash = "root".into(),
+            ("all_squash", "") => rule.squash = "all".into(),
+            ("no_root_squash", "") => rule.squash = "none".into(),
+            ("clients", v) => rule.clients = v.split('+').map(str::to_string).collect(),
+            ("anonuid", v) => {
+                rule.anon_uid = v.parse().with_context(|| format!("anonuid {v:?}"))?
+            }
+            ("anongid", v) => {
+                rule.anon_gid = v.parse().with_context(|| format!("anongid {v:?}"))?
+            }
+            _ => bail!("unknown export option {option:?} in {spec:?}"),
+        }
+    }
+    Ok(Export {
+        path,
+        rules: vec![rule],
+    })
+}
+
+fn json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
+}
+
+fn state(view: &VserverView) -> String {
+    serde_json::to_value(view.state)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn exports(view: &VserverView) -> String {
+    view.exports
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One line a person reads after a change, and a failure as an error.
+fn report(verb: &str, view: &VserverView) -> anyhow::Result<()> {
+    if view.state == VserverState::Failed {
+        bail!(
+            "vserver {} failed: {}",
+            view.name,
+            view.reason.as_deref().unwrap_or("unknown reason")
+        );
+    }
+    let node = view.node.as_deref().unwrap_or("-");
+    println!(
+        "vserver {} {verb}: {} on {node} at {} (epoch {})",
+        view.name,
+        state(view),
+        view.addresses.join(", "),
+        view.epoch
+    );
+    Ok(())
+}
+
+pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
+    let client = Client::new(api)?;
+    match command {
+        VserverCommand::Create {
+            name,
+            ips,
+            volumes,
+            exports: export_specs,
+            node,
+            json: as_json,
+        } => {
+            let request = CreateVserver {
+                name,
+                addresses: ips,
+                volumes: volumes
+                    .iter()
+                    .map(|v| parse_volume(v))
+                    .collect::<anyhow::Result<_>>()?,
+                exports: export_specs
+                    .iter()
+                    .map(|e| parse_export(e))
+                    .collect::<anyhow::Result<_>>()?,
+                routes: vec![],
+                node,
+            };
+            let view: VserverView = client.post("/api/vservers", &request)?;
+            if as_json {
+                json(&view);
+            } else {
+                report("created", &view)?;
+                for export in &view.exports {
+                    for address in &view.addresses {
+                        println!("  nfs://{address}{}", export.path);
+                    }
+                }
+            }
+            if view.state == VserverState::Failed {
+                bail!(
+                    "vserver {} failed: {}",
+                    view.name,
+                    view.reason.unwrap_or_default()
+                );
+            }
+        }
+        VserverCommand::List { json: as_json } => {
+            let views: Vec<VserverView> = client.get("/api/vservers")?;
+            if as_json {
+                json(&views);
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.name.clone(),
+                            v.node.clone().unwrap_or_else(|| "-".into()),
+                            state(v),
+                            v.addresses.join(","),
+                            exports(v),
+                            v.epoch.to_string(),
+                        ]
+                    })
+                    .collect();
+                table::print(
+                    &["NAME", "NODE", "STATE", "ADDRESSES", "EXPORTS", "EPOCH"],
+                    &rows,
+                );
+            }
+        }
+        VserverCommand::Show {
+            name,
+            json: as_json,
+        } => {
+            let view: VserverView = client.get(&format!("/api/vservers/{name}"))?;
+            if as_json {
+                json(&view);
+            } else {
+                println!("name:           {}", view.name);
+                println!("state:          {}", state(&view));
+                println!("node:           {}", view.node.as_deref().unwrap_or("-"));
+                println!("assigned node:  {}", view.assigned_node);
+                println!("epoch:          {}", view.epoch);
+                println!("addresses:      {}", view.addresses.join(", "));
+                for volume in &view.volumes {
+                    println!("volume:         {} = {}", volume.mount, volume.path);
+                }
+                for export in &view.exports {
+                    for rule in &export.rules {
+                        println!(
+                            "export:         {} {} squash={} clients={}",
+                            export.path,
+                            rule.access,
+                            rule.squash,
+                            rule.clients.join("+")
+                        );
+                    }
+                }
+                if let Some(reason) = &view.reason {
+                    println!("reason:         {reason}");
+                }
+                if let Some(verifier) = &view.write_verifier {
+                    println!("write verifier: {verifier}");
+                }
+            }
+        }
+        VserverCommand::Start {
+            name,
+            json: as_json,
+        } => {
+            let view: VserverView = client.post(&format!("/api/vservers/{name}/start"), &())?;
+            if as_json {
+                json(&view)
+            } else {
+                report("started", &view)?
+            }
+        }
+        VserverCommand::Stop {
+            name,
+            json: as_json,
+        } => {
+            let view: VserverView = client.post(&format!("/api/vservers/{name}/stop"), &())?;
+            if as_json {
+                json(&view)
+            } else {
+                report("stopped", &view)?
+            }
+        }
+        VserverCommand::Delete {
+            name,
+            json: as_json,
+        } => {
+            let view: VserverView = client.delete(&format!("/api/vservers/{name}"))?;
+            if as_json {
+                json(&view)
+            } else {
+                println!("vserver {name} deleted")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn node(command: NodeCommand) -> anyhow::Result<()> {
+    match command {
+        NodeCommand::List { api, json: as_json } => {
+            let client = Client::new(&api.api)?;
+            let nodes: Vec<NodeView> = client.get("/api/nodes")?;
+            if as_json {
+                json(&nodes);
+            } else {
+                let now = vnas_store::now_ms();
+                let rows: Vec<Vec<String>> = nodes
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.api.clone(),
+                            if n.alive { "up".into() } else { "down".into() },
+                            n.vservers.to_string(),
+                            format!(
+                                "{:.1}s ago",
+                                now.saturating_sub(n.last_seen_ms) as f64 / 1000.0
+                            ),
+                        ]
+                    })
+                    .collect();
+                table::print(&["NAME", "API", "STATE", "VSERVERS", "LAST SEEN"], &rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn status(api: &str, as_json: bool) -> anyhow::Result<()> {
+    let status: StatusView = Client::new(api)?.get("/api/status")?;
+    if as_json {
+        json(&status);
+    } else {
+        println!(
+            "nodes:    {} up of {}",
+            status.nodes_alive, status.nodes_total
+        );
+        let states: Vec<String> = status
+            .vservers_by_state
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        println!(
+            "vservers: {} ({})",
+            status.vservers_total,
+            if states.is_empty() {
+                "none".into()
+            } else {
+                states.join(", ")
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `vnas node run`: one physical file server. It joins the cluster through
+//! the common volume, serves the management API, and runs the controller
+//! that starts and stops the vservers assigned to it.
+
+mod controller;
+mod monitor;
+pub mod validate;
+pub mod vserver;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use vnas_store::{DirStore, NodeInfo, Store};
+
+/// Settings of one node; from flags, or from a TOML file (`--config`)
+/// whose keys are the flags' names.
+#[derive(clap::Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeArgs {
+    /// This node's name, unique in the cluster.
+    #[arg(long)]
+    name: Option<String>,
+    /// The common volume: a directory every node reaches.
+    #[arg(long)]
+    store: Option<String>,
+    /// Address of the management API.
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// Port NFS, MOUNT and portmap listen on at each vserver address.
+    #[arg(long)]
+    nfs_port: Option<u16>,
+    /// TOML file with any of the settings above (flags win).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+}
+
+/// Timings and ports a node runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub nfs_port: u16,
+    /// How often the controller looks at the store.
+    pub tick: Duration,
+    /// How often the monitor checks each vserver.
+    pub monitor_interval: Duration,
+    /// Failures in a row after which a vserver is marked failed.
+    pub failures_max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nfs_port: 2049,
+            tick: Duration::from_millis(250),
+            monitor_interval: Duration::from_secs(1),
+            failures_max: 3,
+        }
+    }
+}
+
+/// What the API handlers and the controller share.
+pub struct Node {
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    /// Wakes the controller now instead of at its next tick.
+    pub wake: Notify,
+    pub settings: Settings,
+}
+
+impl Node {
+    /// Runs a store call off the async threads (the directory store does
+    /// file I/O and takes locks).
+    pub async fn store<T: Send + 'static>(
+        self: &Arc<Self>,
+        call: impl FnOnce(&dyn Store) -> Result<T, vnas_store::StoreError> + Send + 'static,
+    ) -> Result<T, vnas_store::StoreError> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || call(&*node.store))
+            .await
+            .unwrap_or_else(|e| {
+                Err(vnas_store::StoreError::Unavailable(format!(
+                    "store call failed: {e}"
+                )))
+            })
+    }
+}
+
+pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if spec.starts_with("etcd://") {
+        bail!("the etcd store is not available in this version; use a directory");
+    }
+    let store = DirStore::open(spec).with_context(|| format!("cannot open the store at {spec}"))?;
+    Ok(Arc::new(store))
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let file: NodeArgs = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => NodeArgs::default(),
+    };
+    let name = args.name.or(file.name).context("--name is required")?;
+    let store_spec = args.store.or(file.store).context("--store is required")?;
+    let api = args
+        .api
+        .or(file.api)
+        .unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap());
+    let settings = Settings {
+        nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049),
+        ..Settings::default()
+    };
+
+    let store = open_store(&store_spec)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(api)
+            .await
+            .with_context(|| format!("cannot listen on {api}"))?;
+        let info = NodeInfo {
+            name: name.clone(),
+            api: format!("http://{}", listener.local_addr()?),
+            labels: Default::default(),
+            started_ms: vnas_store::now_ms(),
+        };
+        let session = {
+            let store = store.clone();
+            let info = info.clone();
+            tokio::task::spawn_blocking(move || store.join(&info)).await??
+        };
+        let node = Arc::new(Node {
+            name: name.clone(),
+            store,
+            wake: Notify::new(),
+            settings,
+        });
+        let shutdown = CancellationToken::new();
+        let controller = tokio::spawn(controller::run(node.clone(), session, shutdown.clone()));
+        tracing::info!(node = %name, api = %info.api, store = %store_spec, "node started");
+        println!("node {name} api {}", info.api);
+
+        let app = crate::api::routes::router(node.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            crate::serve::wait_for_signal().await;
+            tracing::info!(node = %name, "stopping: vservers drain and stop");
+            stop.cancel();
+        });
+        let api_stop = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { api_stop.cancelled().await })
+            .await?;
+        controller.await?;
+        tracing::info!("node stopped");
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,99 @@
+//! The health of one running vserver: its volumes are there, and its NFS
+//! server answers a NULL call on its address in time. The first failure is
+//! reported to the controller, which restarts the vserver or, after
+//! repeated failures, marks it failed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vnas_store::VserverConfig;
+
+use super::Settings;
+
+#[derive(Debug)]
+pub struct Failure {
+    pub name: String,
+    pub epoch: u64,
+    pub reason: String,
+}
+
+pub async fn watch(
+    config: VserverConfig,
+    epoch: u64,
+    settings: Settings,
+    failures: mpsc::Sender<Failure>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(settings.monitor_interval) => {}
+        }
+        if let Err(reason) = check(&config, settings.nfs_port).await {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let _ = failures
+                .send(Failure {
+                    name: config.name.clone(),
+                    epoch,
+                    reason,
+                })
+                .await;
+            return;
+        }
+    }
+}
+
+async fn check(config: &VserverConfig, port: u16) -> Result<(), String> {
+    for volume in &config.volumes {
+        let path = volume.path.clone();
+        let present = tokio::task::spawn_blocking(move || {
+            std::fs::metadata(&path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        if !present {
+            return Err(format!("volume {} is gone ({})", volume.mount, volume.path));
+        }
+    }
+    for address in &config.addresses {
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| format!("bad address {address}"))?;
+        let addr = SocketAddr::new(ip, port);
+        match tokio::time::timeout(Duration::from_secs(2), null_call(addr)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("NULL call to {addr} failed: {e}")),
+            Err(_) => return Err(format!("NULL call to {addr} not answered within 2 s")),
+        }
+    }
+    Ok(())
+}
+
+/// An NFS NULL call: the cheapest proof that the server reads, dispatches
+/// and answers.
+pub async fn null_call(addr: SocketAddr) -> std::io::Result<()> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut call = Vec::with_capacity(44);
+    call.extend_from_slice(&(40u32 | 0x8000_0000).to_be_bytes());
+    for word in [0x4e55_4c4cu32, 0, 2, 100_003, 3, 0, 0, 0, 0, 0] {
+        call.extend_from_slice(&word.to_be_bytes());
+    }
+    stream.write_all(&call).await?;
+    let mut reply = [0u8; 28];
+    stream.read_exact(&mut reply).await?;
+    // mark, xid, REPLY, MSG_ACCEPTED, verifier (flavor, length), SUCCESS
+    let accepted =
+        reply[8..12] == [0, 0, 0, 1] && reply[12..16] == [0; 4] && reply[24..28] == [0; 4];
+    if accepted {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("the reply is not a successful NULL"))
+    }
+}

@@ -1,0 +1,151 @@
+//! Checks a vserver's configuration before anything is stored: a bad
+//! request changes nothing.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use vnas_store::{ClientRule, Desired, Export, VserverConfig};
+
+use crate::api::error::ApiError;
+use crate::api::types::CreateVserver;
+
+/// The loopback network mode serves addresses in 127.0.0.0/8 (but not
+/// 127.0.0.1, which the management API and other services use).
+pub fn check_address(address: &str) -> Result<(), ApiError> {
+    let ip: Ipv4Addr = address.parse().map_err(|_| {
+        ApiError::bad_request("bad_address", format!("{address:?} is not an IPv4 address"))
+    })?;
+    let octets = ip.octets();
+    let in_range =
+        octets[0] == 127 && ip != Ipv4Addr::new(127, 0, 0, 1) && octets[3] != 0 && octets[3] != 255;
+    if !in_range {
+        return Err(ApiError::bad_request(
+            "address_out_of_range",
+            format!("{address} is outside the loopback network mode's range (127.0.0.0/8, not 127.0.0.1)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rule(rule: &ClientRule) -> Result<(), ApiError> {
+    for client in &rule.clients {
+        if client.parse::<ipnet::IpNet>().is_err() && client.parse::<IpAddr>().is_err() {
+            return Err(ApiError::bad_request(
+                "bad_export",
+                format!("bad client network {client:?}"),
+            ));
+        }
+    }
+    if !matches!(rule.access.as_str(), "rw" | "ro") {
+        return Err(ApiError::bad_request(
+            "bad_export",
+            format!("access must be rw or ro, not {:?}", rule.access),
+        ));
+    }
+    if !matches!(rule.squash.as_str(), "none" | "root" | "all") {
+        return Err(ApiError::bad_request(
+            "bad_export",
+            format!("squash must be none, root or all, not {:?}", rule.squash),
+        ));
+    }
+    Ok(())
+}
+
+pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, ApiError> {
+    vnas_store::check_name(&request.name).map_err(ApiError::from)?;
+    if request.addresses.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad_address",
+            "a vserver needs at least one address",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for address in &request.addresses {
+        check_address(address)?;
+        if !seen.insert(address) {
+            return Err(ApiError::bad_request(
+                "bad_address",
+                format!("{address} is listed twice"),
+            ));
+        }
+    }
+    if request.volumes.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad_volume",
+            "a vserver needs at least one volume",
+        ));
+    }
+    for volume in &request.volumes {
+        if !volume.mount.starts_with('/') || volume.mount.contains("..") {
+            return Err(ApiError::bad_request(
+                "bad_volume",
+                format!(
+                    "mount point {:?} must be an absolute path without ..",
+                    volume.mount
+                ),
+            ));
+        }
+        let path = Path::new(&volume.path);
+        if !path.is_absolute() || !path.is_dir() {
+            return Err(ApiError::bad_request(
+                "volume_path_missing",
+                format!(
+                    "volume path {} does not exist or is not a directory",
+                    volume.path
+                ),
+            ));
+        }
+    }
+    let exports = if request.exports.is_empty() {
+        request
+            .volumes
+            .iter()
+            .map(|v| Export {
+                path: v.mount.clone(),
+                rules: vec![ClientRule::default()],
+            })
+            .collect()
+    } else {
+        request.exports
+    };
+    let mut config = VserverConfig {
+        name: request.name,
+        addresses: request.addresses,
+        volumes: request.volumes,
+        exports: vec![],
+        routes: request.routes,
+        node,
+        desired: Desired::Running,
+    };
+    for export in &exports {
+        if !export.path.starts_with('/') || export.path.contains("..") {
+            return Err(ApiError::bad_request(
+                "bad_export",
+                format!("export path {:?} is not absolute", export.path),
+            ));
+        }
+        if crate::node::vserver::export_dir(&config, &export.path).is_none() {
+            return Err(ApiError::bad_request(
+                "export_outside_volumes",
+                format!(
+                    "export {} is not at or below any volume's mount point",
+                    export.path
+                ),
+            ));
+        }
+        export.rules.iter().try_for_each(check_rule)?;
+    }
+    for route in &config.routes {
+        if route.destination.parse::<ipnet::IpNet>().is_err()
+            || route.gateway.parse::<IpAddr>().is_err()
+        {
+            return Err(ApiError::bad_request(
+                "bad_route",
+                format!("bad route {} via {}", route.destination, route.gateway),
+            ));
+        }
+    }
+    config.exports = exports;
+    Ok(config)
+}

@@ -1,0 +1,203 @@
+//! One vserver running on this node: its NFS server on its addresses, with
+//! the exports its mount table maps to directories, and its monitor.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vnas_nfs::{Access, ExportConfig, Server, ServerConfig, Squash};
+use vnas_store::{VserverConfig, VserverRecord};
+
+use super::monitor::{self, Failure};
+use super::Node;
+
+pub struct Running {
+    pub epoch: u64,
+    pub write_verifier: [u8; 8],
+    pub config: VserverConfig,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    monitor: JoinHandle<()>,
+}
+
+/// Export ids go into file handles: the same vserver and export path give
+/// the same id on every node and in every version (FNV-1a).
+pub fn export_id(vserver: &str, export: &str) -> u32 {
+    let mut hash = 0x811c_9dc5u32;
+    for byte in vserver.bytes().chain([0]).chain(export.bytes()) {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// The directory an export path of the vserver's namespace maps to through
+/// its mount table.
+pub fn export_dir(config: &VserverConfig, export: &str) -> Option<PathBuf> {
+    config
+        .volumes
+        .iter()
+        .filter_map(|volume| {
+            let mount = volume.mount.trim_end_matches('/');
+            let rest = if export == mount || mount.is_empty() {
+                Some(export.strip_prefix(mount).unwrap_or(""))
+            } else {
+                export.strip_prefix(mount).filter(|r| r.starts_with('/'))
+            }?;
+            Some((
+                mount.len(),
+                PathBuf::from(&volume.path).join(rest.trim_start_matches('/')),
+            ))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, dir)| dir)
+}
+
+fn rule(rule: &vnas_store::ClientRule) -> Result<vnas_nfs::ClientRule, String> {
+    Ok(vnas_nfs::ClientRule {
+        clients: rule
+            .clients
+            .iter()
+            .map(|c| {
+                c.parse()
+                    .or_else(|_| c.parse::<IpAddr>().map(Into::into))
+                    .map_err(|_| format!("bad client network {c}"))
+            })
+            .collect::<Result<_, _>>()?,
+        access: if rule.access == "ro" {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        },
+        squash: match rule.squash.as_str() {
+            "root" => Squash::Root,
+            "all" => Squash::All,
+            _ => Squash::None,
+        },
+        anon_uid: rule.anon_uid,
+        anon_gid: rule.anon_gid,
+    })
+}
+
+pub fn exports(config: &VserverConfig) -> Result<Vec<ExportConfig>, String> {
+    let mut out = Vec::new();
+    for export in &config.exports {
+        let dir = export_dir(config, &export.path)
+            .ok_or_else(|| format!("export {} is not under any volume", export.path))?;
+        let mut nfs = ExportConfig::new(export.path.clone(), dir);
+        nfs.id = Some(export_id(&config.name, &export.path));
+        nfs.rules = export.rules.iter().map(rule).collect::<Result<_, _>>()?;
+        out.push(nfs);
+    }
+    Ok(out)
+}
+
+impl Running {
+    /// Starts serving `record` under ownership `epoch`.
+    pub fn start(
+        node: &Arc<Node>,
+        record: &VserverRecord,
+        epoch: u64,
+        failures: mpsc::Sender<Failure>,
+    ) -> Result<Running, String> {
+        let config = record.config.clone();
+        let mut server_config = ServerConfig::new(exports(&config)?);
+        server_config.drain_timeout = Duration::from_secs(2);
+        let write_verifier = server_config.write_verifier;
+        let server = Server::new(server_config).map_err(|e| e.to_string())?;
+        let mut listeners = Vec::new();
+        for address in &config.addresses {
+            let ip: IpAddr = address
+                .parse()
+                .map_err(|_| format!("bad address {address}"))?;
+            let addr = SocketAddr::new(ip, node.settings.nfs_port);
+            listeners.push(vnas_nfs::server::bind(addr).map_err(|e| e.to_string())?);
+        }
+        let shutdown = CancellationToken::new();
+        let server = {
+            let (shutdown, failures, name) =
+                (shutdown.clone(), failures.clone(), config.name.clone());
+            tokio::spawn(async move {
+                let result = server.run(listeners, shutdown.clone()).await;
+                if !shutdown.is_cancelled() {
+                    let reason = format!("the NFS listener stopped: {result:?}");
+                    let _ = failures
+                        .send(Failure {
+                            name,
+                            epoch,
+                            reason,
+                        })
+                        .await;
+                }
+            })
+        };
+        let monitor = tokio::spawn(monitor::watch(
+            config.clone(),
+            epoch,
+            node.settings.clone(),
+            failures,
+            shutdown.clone(),
+        ));
+        Ok(Running {
+            epoch,
+            write_verifier,
+            config,
+            shutdown,
+            server,
+            monitor,
+        })
+    }
+
+    /// Stops accepting, drains, closes connections and releases the
+    /// addresses.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.monitor.abort();
+        let _ = self.server.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vnas_store::{Desired, Volume};
+
+    fn config(volumes: &[(&str, &str)]) -> VserverConfig {
+        VserverConfig {
+            name: "v".into(),
+            addresses: vec![],
+            volumes: volumes
+                .iter()
+                .map(|(m, p)| Volume {
+                    mount: m.to_string(),
+                    path: p.to_string(),
+                })
+                .collect(),
+            exports: vec![],
+            routes: vec![],
+            node: "n1".into(),
+            desired: Desired::Running,
+        }
+    }
+
+    #[test]
+    fn exports_map_through_the_mount_table() {
+        let c = config(&[("/data", "/srv/a"), ("/data/deep", "/srv/b")]);
+        assert_eq!(export_dir(&c, "/data"), Some("/srv/a".into()));
+        assert_eq!(export_dir(&c, "/data/x/y"), Some("/srv/a/x/y".into()));
+        assert_eq!(export_dir(&c, "/data/deep/z"), Some("/srv/b/z".into()));
+        assert_eq!(export_dir(&c, "/database"), None);
+        assert_eq!(export_dir(&c, "/other"), None);
+    }
+
+    #[test]
+    fn export_ids_are_stable() {
+        assert_eq!(export_id("demo", "/data"), export_id("demo", "/data"));
+        assert_ne!(export_id("demo", "/data"), export_id("demo2", "/data"));
+        // Pinned: handles issued by one version must resolve in the next.
+        assert_eq!(export_id("demo", "/data"), 0x9d6c_2cbe);
+    }
+}
