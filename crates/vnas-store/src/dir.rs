@@ -75,9 +75,24 @@ impl DirStore {
         self.root.join("vservers").join(name)
     }
 
-    /// Serializes changes across every process using the store.
+    /// Serializes changes to the set of vservers (names, addresses) across
+    /// every process using the store.
     fn lock(&self) -> Result<File, StoreError> {
-        let path = self.root.join("store.lock");
+        self.lock_at(&self.root.join("store.lock"))
+    }
+
+    /// Serializes changes to one vserver's ownership and service state, so
+    /// vservers change hands in parallel.
+    fn lock_vserver(&self, name: &str) -> Result<File, StoreError> {
+        let dir = self.vserver_dir(name);
+        if !dir.join("config.json").exists() {
+            return Err(StoreError::VserverNotFound(name.to_string()));
+        }
+        self.lock_at(&dir.join("owner.lock"))
+    }
+
+    fn lock_at(&self, path: &Path) -> Result<File, StoreError> {
+        let path = path.to_path_buf();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -107,6 +122,24 @@ impl DirStore {
         serde_json::from_value(stored.data)
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Counts changes, so readers can tell nothing changed without reading
+    /// every record. Bumped after each change, under that change's lock.
+    /// A fresh random value rather than a counter: changes under different
+    /// locks cannot race to the same value.
+    fn bump_generation(&self) {
+        let mut value = [0u8; 8];
+        if getrandom::fill(&mut value).is_err() {
+            return;
+        }
+        let path = self.root.join("generation");
+        let tmp = self
+            .root
+            .join(format!(".generation-{:x}", u64::from_ne_bytes(value)));
+        if fs::write(&tmp, u64::from_ne_bytes(value).to_string()).is_ok() {
+            let _ = fs::rename(&tmp, &path);
+        }
     }
 
     fn write<T: Serialize>(&self, path: &Path, data: &T) -> Result<(), StoreError> {
@@ -199,7 +232,9 @@ impl Store for DirStore {
         let _ = fs::remove_file(dir.join("service.json"));
         self.write(&dir.join("ownership.json"), &Ownership::unowned())?;
         // The configuration last: its presence is what makes the vserver exist.
-        self.write(&dir.join("config.json"), config)
+        self.write(&dir.join("config.json"), config)?;
+        self.bump_generation();
+        Ok(())
     }
 
     fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError> {
@@ -209,7 +244,9 @@ impl Store for DirStore {
             return Err(StoreError::VserverNotFound(config.name.clone()));
         }
         self.check_addresses(config)?;
-        self.write(&self.vserver_dir(&config.name).join("config.json"), config)
+        self.write(&self.vserver_dir(&config.name).join("config.json"), config)?;
+        self.bump_generation();
+        Ok(())
     }
 
     fn delete_vserver(&self, name: &str) -> Result<(), StoreError> {
@@ -219,11 +256,14 @@ impl Store for DirStore {
         if self.record(name)?.is_none() {
             return Err(StoreError::VserverNotFound(name.to_string()));
         }
+        let _owner = self.lock_vserver(name)?;
         // The configuration first: without it the vserver no longer exists,
         // whatever happens to the rest.
         fs::remove_file(dir.join("config.json"))
             .map_err(|e| unavailable("cannot remove", &dir, e))?;
-        fs::remove_dir_all(&dir).map_err(|e| unavailable("cannot remove", &dir, e))
+        fs::remove_dir_all(&dir).map_err(|e| unavailable("cannot remove", &dir, e))?;
+        self.bump_generation();
+        Ok(())
     }
 
     fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError> {
@@ -249,7 +289,7 @@ impl Store for DirStore {
         new: &Ownership,
     ) -> Result<(), StoreError> {
         check_name(name)?;
-        let _lock = self.lock()?;
+        let _lock = self.lock_vserver(name)?;
         let record = self
             .record(name)?
             .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
@@ -261,12 +301,14 @@ impl Store for DirStore {
                 actual,
             });
         }
-        self.write(&self.vserver_dir(name).join("ownership.json"), new)
+        self.write(&self.vserver_dir(name).join("ownership.json"), new)?;
+        self.bump_generation();
+        Ok(())
     }
 
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
         check_name(name)?;
-        let _lock = self.lock()?;
+        let _lock = self.lock_vserver(name)?;
         let record = self
             .record(name)?
             .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
@@ -277,7 +319,18 @@ impl Store for DirStore {
                 actual: record.ownership.epoch,
             });
         }
-        self.write(&self.vserver_dir(name).join("service.json"), state)
+        self.write(&self.vserver_dir(name).join("service.json"), state)?;
+        self.bump_generation();
+        Ok(())
+    }
+
+    fn generation(&self) -> Result<u64, StoreError> {
+        let path = self.root.join("generation");
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(unavailable("cannot read", &path, e)),
+        }
     }
 
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {

@@ -67,6 +67,9 @@ pub trait Store: Send + Sync {
     /// Records what the owner applied; refused unless `state.epoch` is the
     /// current ownership epoch.
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError>;
+    /// Changes whenever a vserver record changes, so a reader can skip
+    /// reading them all when nothing did.
+    fn generation(&self) -> Result<u64, StoreError>;
     /// Joins the cluster as `node`; fails if a live node has that name.
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError>;
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError>;

@@ -46,7 +46,10 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S, again: impl Fn(&S) -> S) {
 
 fn create_get_list_delete(store: &impl Store) {
     let a = config("a", "127.0.0.10");
+    let before = store.generation().unwrap();
     store.create_vserver(&a).unwrap();
+    let after = store.generation().unwrap();
+    assert_ne!(before, after, "a change changes the generation");
     store.create_vserver(&config("b", "127.0.0.11")).unwrap();
     let record = store.vserver("a").unwrap();
     assert_eq!(record.config, a);

@@ -70,7 +70,10 @@ fn tune_allocator() {
     // SAFETY: mallopt only changes glibc's allocation thresholds.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+        // Store calls run on many short-lived blocking threads; without a
+        // cap each would get an arena of its own.
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 

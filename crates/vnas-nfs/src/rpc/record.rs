@@ -30,8 +30,10 @@ impl RecordReader {
     /// Records of more than `max` bytes are refused as soon as a fragment
     /// header shows they would be, before their bytes are read.
     pub fn new(max: usize) -> Self {
+        // Small to start: idle connections (there may be many) cost little;
+        // a large record reserves what it needs once its header arrives.
         RecordReader {
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::with_capacity(4 * 1024),
             max,
         }
     }
@@ -39,8 +41,8 @@ impl RecordReader {
     /// Reads what the socket has without waiting. `Ok(false)`: the peer
     /// closed the connection between records.
     pub fn fill_from(&mut self, stream: &TcpStream) -> std::io::Result<bool> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(64 * 1024);
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(16 * 1024);
         }
         match stream.try_read_buf(&mut self.buf) {
             Ok(0) if self.buf.is_empty() => Ok(false),

@@ -17,16 +17,24 @@ use super::Node;
 
 /// After this long without a failure, a vserver's failure count restarts.
 const FAILURES_FORGOTTEN: Duration = Duration::from_secs(60);
+/// Vservers started at the same time.
+const ACTIVATIONS_MAX: usize = 16;
+/// The controller reads every record at least this often, even when the
+/// store's generation says nothing changed (node liveness is not a record).
+const FULL_READ_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: CancellationToken) {
     let session: Arc<dyn Session> = Arc::from(session);
     let (failures_tx, mut failures) = mpsc::channel::<Failure>(64);
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut failed_recently: HashMap<String, (u32, Instant)> = HashMap::new();
+    let mut seen_generation = None;
+    let mut last_full_read = Instant::now();
     loop {
+        let mut woken = false;
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = node.wake.notified() => {}
+            _ = node.wake.notified() => woken = true,
             _ = tokio::time::sleep(node.settings.tick) => {}
             Some(failure) = failures.recv() => {
                 handle_failure(&node, &mut running, &mut failed_recently, failure, &failures_tx).await;
@@ -40,8 +48,18 @@ pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: Cancellat
         {
             tracing::error!(%error, "cannot renew this node's session");
         }
+        let generation = node.store(|s| s.generation()).await.ok();
+        if !woken
+            && generation.is_some()
+            && generation == seen_generation
+            && last_full_read.elapsed() < FULL_READ_EVERY
+        {
+            continue;
+        }
         match node.store(|s| Ok((s.vservers()?, s.nodes()?))).await {
             Ok((records, nodes)) => {
+                seen_generation = generation;
+                last_full_read = Instant::now();
                 let alive: HashSet<String> = nodes
                     .into_iter()
                     .filter(|n| n.alive)
@@ -88,6 +106,7 @@ async fn reconcile(
             tracing::info!(vserver = %name, "vserver stopped: deleted");
         }
     }
+    let mut starting = tokio::task::JoinSet::<Option<Running>>::new();
     for record in records {
         let name = &record.config.name;
         let owner = record.ownership.owner.as_deref();
@@ -111,7 +130,9 @@ async fn reconcile(
                 let vserver = running.remove(name).expect("present");
                 let epoch = vserver.epoch;
                 vserver.stop().await;
-                activate(node, running, record, epoch, failures).await;
+                if let Some(vserver) = activate(node, record, epoch, failures).await {
+                    running.insert(name.clone(), vserver);
+                }
             }
             continue;
         }
@@ -120,24 +141,19 @@ async fn reconcile(
             Some(owner) => owner == node.name || !alive.contains(owner),
         };
         if should_run && free {
-            let epoch = record.ownership.epoch + 1;
-            let taking = Ownership {
-                owner: Some(node.name.clone()),
-                epoch,
-                state: VserverState::Starting,
-                reason: None,
-                failures: 0,
-                since_ms: now_ms(),
-            };
-            let expected = record.ownership.epoch;
-            let name_owned = name.clone();
-            match node
-                .store(move |s| s.swap_ownership(&name_owned, expected, &taking))
-                .await
-            {
-                Ok(()) => activate(node, running, record, epoch, failures).await,
-                Err(error) => tracing::warn!(vserver = %name, %error, "could not take ownership"),
+            // Many vservers start at once after a node start: their store
+            // writes (each ending in fsync) overlap.
+            if starting.len() >= ACTIVATIONS_MAX {
+                if let Some(Ok(Some(vserver))) = starting.join_next().await {
+                    running.insert(vserver.config.name.clone(), vserver);
+                }
             }
+            starting.spawn(take(node.clone(), record.clone(), failures.clone()));
+        }
+    }
+    while let Some(done) = starting.join_next().await {
+        if let Ok(Some(vserver)) = done {
+            running.insert(vserver.config.name.clone(), vserver);
         }
     }
 }
@@ -145,11 +161,10 @@ async fn reconcile(
 /// Starts a vserver this node owns under `epoch` and records the result.
 async fn activate(
     node: &Arc<Node>,
-    running: &mut HashMap<String, Running>,
     record: &VserverRecord,
     epoch: u64,
     failures: &mpsc::Sender<Failure>,
-) {
+) -> Option<Running> {
     let name = record.config.name.clone();
     match Running::start(node, record, epoch, failures.clone()) {
         Ok(vserver) => {
@@ -189,18 +204,51 @@ async fn activate(
             match written {
                 Ok(()) => {
                     tracing::info!(vserver = %name, epoch, addresses = ?record.config.addresses, "vserver started");
-                    running.insert(name, vserver);
+                    Some(vserver)
                 }
                 Err(error) => {
                     // Someone else owns it now: never serve without ownership.
                     tracing::warn!(vserver = %name, %error, "lost ownership while starting; stopping");
                     vserver.stop().await;
+                    None
                 }
             }
         }
         Err(reason) => {
             tracing::error!(vserver = %name, epoch, %reason, "vserver failed to start");
             release(node, &name, epoch, VserverState::Failed, Some(reason)).await;
+            None
+        }
+    }
+}
+
+/// Takes ownership of a free vserver assigned here (compare-and-swap on
+/// the epoch), then starts it.
+async fn take(
+    node: Arc<Node>,
+    record: VserverRecord,
+    failures: mpsc::Sender<Failure>,
+) -> Option<Running> {
+    let name = record.config.name.clone();
+    let epoch = record.ownership.epoch + 1;
+    let taking = Ownership {
+        owner: Some(node.name.clone()),
+        epoch,
+        state: VserverState::Starting,
+        reason: None,
+        failures: 0,
+        since_ms: now_ms(),
+    };
+    let expected = record.ownership.epoch;
+    let name_owned = name.clone();
+    match node
+        .store(move |s| s.swap_ownership(&name_owned, expected, &taking))
+        .await
+    {
+        Ok(()) => activate(&node, &record, epoch, &failures).await,
+        Err(error) => {
+            tracing::warn!(vserver = %name, %error, "could not take ownership");
+            None
         }
     }
 }
@@ -286,5 +334,7 @@ async fn handle_failure(
     let _ = node
         .store(move |s| s.swap_ownership(&name3, epoch, &noted))
         .await;
-    activate(node, running, &record, epoch, failures).await;
+    if let Some(vserver) = activate(node, &record, epoch, failures).await {
+        running.insert(name, vserver);
+    }
 }

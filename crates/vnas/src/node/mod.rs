@@ -120,7 +120,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     };
 
     let store = open_store(&store_spec)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Store calls and the data path's READ/WRITE/COMMIT share this
+        // pool; past the cap they queue instead of adding threads.
+        .max_blocking_threads(128)
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(api)
             .await
