@@ -68,12 +68,8 @@ impl ClientRule {
                 ("root_squash", "") => rule.squash = Squash::Root,
                 ("no_root_squash", "") => rule.squash = Squash::None,
                 ("all_squash", "") => rule.squash = Squash::All,
-                ("anonuid", v) => {
-                    rule.anon_uid = v.parse().map_err(|_| format!("bad anonuid {v:?}"))?
-                }
-                ("anongid", v) => {
-                    rule.anon_gid = v.parse().map_err(|_| format!("bad anongid {v:?}"))?
-                }
+                ("anonuid", v) => rule.anon_uid = v.parse().map_err(|_| format!("bad anonuid {v:?}"))?,
+                ("anongid", v) => rule.anon_gid = v.parse().map_err(|_| format!("bad anongid {v:?}"))?,
                 ("clients", v) => {
                     rule.clients = v.split('+').map(parse_net).collect::<Result<_, _>>()?;
                 }
@@ -89,9 +85,7 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net);
     }
-    text.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("bad client network {text:?}"))
+    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("bad client network {text:?}"))
 }
 
 /// One exported tree.
@@ -111,12 +105,7 @@ pub struct ExportConfig {
 
 impl ExportConfig {
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        ExportConfig {
-            name: name.into(),
-            path: path.into(),
-            id: None,
-            rules: vec![ClientRule::open()],
-        }
+        ExportConfig { name: name.into(), path: path.into(), id: None, rules: vec![ClientRule::open()] }
     }
 }
 
@@ -133,11 +122,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(exports: Vec<ExportConfig>) -> Self {
-        ServerConfig {
-            exports,
-            write_verifier: random_verifier(),
-            drain_timeout: Duration::from_secs(5),
-        }
+        ServerConfig { exports, write_verifier: random_verifier(), drain_timeout: Duration::from_secs(5) }
     }
 }
 

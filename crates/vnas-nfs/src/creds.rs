@@ -19,18 +19,10 @@ pub struct Creds {
 }
 
 impl Creds {
-    pub const ROOT: Creds = Creds {
-        uid: 0,
-        gid: 0,
-        gids: Vec::new(),
-    };
+    pub const ROOT: Creds = Creds { uid: 0, gid: 0, gids: Vec::new() };
 
     pub fn anonymous(rule: &ClientRule) -> Creds {
-        Creds {
-            uid: rule.anon_uid,
-            gid: rule.anon_gid,
-            gids: Vec::new(),
-        }
+        Creds { uid: rule.anon_uid, gid: rule.anon_gid, gids: Vec::new() }
     }
 
     /// Applies an export rule's squashing to what the client claimed.

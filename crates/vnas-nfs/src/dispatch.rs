@@ -31,11 +31,7 @@ pub enum Outcome {
 /// the server runs them on the blocking pool. Everything else takes
 /// microseconds and runs on the connection's own task.
 pub fn is_heavy(record: &[u8]) -> bool {
-    let word = |at: usize| {
-        record
-            .get(at..at + 4)
-            .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
-    };
+    let word = |at: usize| record.get(at..at + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
     word(12) == Some(nfs3::PROGRAM) && matches!(word(20), Some(6 | 7 | 21))
 }
 
@@ -44,35 +40,25 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
         Ok(call) => call,
         Err(CallError::Unreadable) => return Outcome::Close,
         Err(CallError::NotCall) => return Outcome::Nothing,
-        Err(CallError::RpcMismatch { xid }) => {
-            return Outcome::Reply(Reply::rpc_mismatch(xid).finish())
-        }
-        Err(CallError::Auth { xid, stat }) => {
-            return Outcome::Reply(Reply::auth_error(xid, stat).finish())
-        }
-        Err(CallError::Garbage { xid }) => {
-            return Outcome::Reply(Reply::garbage_args(xid).finish())
-        }
+        Err(CallError::RpcMismatch { xid }) => return Outcome::Reply(Reply::rpc_mismatch(xid).finish()),
+        Err(CallError::Auth { xid, stat }) => return Outcome::Reply(Reply::auth_error(xid, stat).finish()),
+        Err(CallError::Garbage { xid }) => return Outcome::Reply(Reply::garbage_args(xid).finish()),
     };
     let args = &record[call.args_at..];
     match call.prog {
         nfs3::PROGRAM => handle_nfs(state, conn, &call, args),
-        nfs3_types::mount::PROGRAM => simple(&call, 3, |out| {
-            mount::run(state, conn.peer.ip(), call.proc_, args, out)
-        }),
-        portmap::PROGRAM => simple(&call, portmap::VERSION, |out| {
-            portmap::run(conn.local_port, call.proc_, args, out)
-        }),
+        nfs3_types::mount::PROGRAM => {
+            simple(&call, 3, |out| mount::run(state, conn.peer.ip(), call.proc_, args, out))
+        }
+        portmap::PROGRAM => {
+            simple(&call, portmap::VERSION, |out| portmap::run(conn.local_port, call.proc_, args, out))
+        }
         _ => Outcome::Reply(Reply::prog_unavail(call.xid).finish()),
     }
 }
 
 /// A program with one version and no duplicate-request caching.
-fn simple(
-    call: &Call,
-    version: u32,
-    run: impl FnOnce(&mut Reply) -> Option<Result<(), Garbage>>,
-) -> Outcome {
+fn simple(call: &Call, version: u32, run: impl FnOnce(&mut Reply) -> Option<Result<(), Garbage>>) -> Outcome {
     if call.vers != version {
         return Outcome::Reply(Reply::prog_mismatch(call.xid, version, version).finish());
     }
@@ -87,16 +73,12 @@ fn simple(
 
 fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
     if call.vers != nfs3::VERSION {
-        return Outcome::Reply(
-            Reply::prog_mismatch(call.xid, nfs3::VERSION, nfs3::VERSION).finish(),
-        );
+        return Outcome::Reply(Reply::prog_mismatch(call.xid, nfs3::VERSION, nfs3::VERSION).finish());
     }
     let Some(proc_) = nfs3::PROCS.get(call.proc_ as usize) else {
         return Outcome::Reply(Reply::proc_unavail(call.xid).finish());
     };
-    let key = proc_
-        .replay
-        .then(|| drc::Key::new(conn.peer.ip(), call.xid, call.proc_, args));
+    let key = proc_.replay.then(|| drc::Key::new(conn.peer.ip(), call.xid, call.proc_, args));
     if let Some(key) = key {
         match state.drc.begin(key) {
             Seen::New => {}
@@ -107,19 +89,11 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
                     proc = proc_.name,
                     "replayed from the duplicate-request cache"
                 );
-                return Outcome::Reply(Outgoing {
-                    head: reply.to_vec(),
-                    file: None,
-                });
+                return Outcome::Reply(Outgoing { head: reply.to_vec(), file: None });
             }
         }
     }
-    let req = Req {
-        state,
-        client: conn.peer.ip(),
-        auth: &call.auth,
-        proc_,
-    };
+    let req = Req { state, client: conn.peer.ip(), auth: &call.auth, proc_ };
     // Calls that do not act as the client run with the server's rights.
     creds::assume(&Creds::ROOT);
     let mut out = Reply::success(call.xid, 512);
@@ -131,11 +105,7 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
         Ok(Ok(())) => out.finish(),
         Ok(Err(Garbage)) => Reply::garbage_args(call.xid).finish(),
         Err(_) => {
-            tracing::error!(
-                xid = call.xid,
-                proc = proc_.name,
-                "procedure panicked; answered SYSTEM_ERR"
-            );
+            tracing::error!(xid = call.xid, proc = proc_.name, "procedure panicked; answered SYSTEM_ERR");
             Reply::system_err(call.xid).finish()
         }
     };

@@ -22,12 +22,7 @@ impl Key {
     pub fn new(client: IpAddr, xid: u32, proc_: u32, args: &[u8]) -> Key {
         let mut hasher = siphasher::sip::SipHasher13::new();
         args.hash(&mut hasher);
-        Key {
-            client,
-            xid,
-            proc_,
-            args_digest: hasher.finish(),
-        }
+        Key { client, xid, proc_, args_digest: hasher.finish() }
     }
 }
 
@@ -94,10 +89,7 @@ mod tests {
         assert!(matches!(drc.begin(key), Seen::InProgress));
         drc.finish(key, b"reply");
         assert!(matches!(drc.begin(key), Seen::Done(r) if r.as_slice() == b"reply"));
-        assert!(matches!(
-            drc.begin(Key::new(client, 1, 12, b"other")),
-            Seen::New
-        ));
+        assert!(matches!(drc.begin(Key::new(client, 1, 12, b"other")), Seen::New));
         for xid in 2..(DRC_ENTRIES_MAX as u32 + 10) {
             drc.begin(Key::new(client, xid, 12, b"args"));
         }

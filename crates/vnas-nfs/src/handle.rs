@@ -106,11 +106,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let fh = FileHandle {
-            export_id: 42,
-            ino: 1 << 40,
-            gen: 9,
-        };
+        let fh = FileHandle { export_id: 42, ino: 1 << 40, gen: 9 };
         let bytes = fh.encode(&KEY);
         assert_eq!(FileHandle::decode(&bytes), Ok(fh));
         assert_eq!(FileHandle::verify(&bytes, &KEY), Ok(()));
@@ -118,33 +114,18 @@ mod tests {
 
     #[test]
     fn forged_inode_is_refused() {
-        let mut bytes = FileHandle {
-            export_id: 1,
-            ino: 100,
-            gen: 0,
-        }
-        .encode(&KEY);
+        let mut bytes = FileHandle { export_id: 1, ino: 100, gen: 0 }.encode(&KEY);
         bytes[15] ^= 1;
         assert_eq!(FileHandle::verify(&bytes, &KEY), Err(HandleError::Forged));
         let other = HandleKey([8; 16]);
-        let bytes = FileHandle {
-            export_id: 1,
-            ino: 100,
-            gen: 0,
-        }
-        .encode(&other);
+        let bytes = FileHandle { export_id: 1, ino: 100, gen: 0 }.encode(&other);
         assert_eq!(FileHandle::verify(&bytes, &KEY), Err(HandleError::Forged));
     }
 
     #[test]
     fn malformed() {
         assert_eq!(FileHandle::decode(&[1; 31]), Err(HandleError::Malformed));
-        let mut bytes = FileHandle {
-            export_id: 1,
-            ino: 2,
-            gen: 3,
-        }
-        .encode(&KEY);
+        let mut bytes = FileHandle { export_id: 1, ino: 2, gen: 3 }.encode(&KEY);
         bytes[0] = 9;
         assert_eq!(FileHandle::decode(&bytes), Err(HandleError::Malformed));
     }

@@ -15,27 +15,12 @@ pub const VERSION: u32 = nfs3_types::portmap::VERSION;
 fn served(port: u16) -> [mapping; 2] {
     let port = u32::from(port);
     [
-        mapping {
-            prog: crate::nfs3::PROGRAM,
-            vers: crate::nfs3::VERSION,
-            prot: IPPROTO_TCP,
-            port,
-        },
-        mapping {
-            prog: nfs3_types::mount::PROGRAM,
-            vers: 3,
-            prot: IPPROTO_TCP,
-            port,
-        },
+        mapping { prog: crate::nfs3::PROGRAM, vers: crate::nfs3::VERSION, prot: IPPROTO_TCP, port },
+        mapping { prog: nfs3_types::mount::PROGRAM, vers: 3, prot: IPPROTO_TCP, port },
     ]
 }
 
-pub fn run(
-    local_port: u16,
-    proc_: u32,
-    args: &[u8],
-    out: &mut Reply,
-) -> Option<Result<(), Garbage>> {
+pub fn run(local_port: u16, proc_: u32, args: &[u8], out: &mut Reply) -> Option<Result<(), Garbage>> {
     Some(match proc_ {
         0 => Ok(()),
         // SET and UNSET: registrations are not taken from the network.
@@ -56,8 +41,6 @@ fn getport(local_port: u16, args: &[u8]) -> Result<u32, Garbage> {
     let mut xdr = XdrReader::new(args);
     let mut next = || xdr.u32().map_err(|_| Garbage);
     let (prog, vers, prot, _port) = (next()?, next()?, next()?, next()?);
-    let found = served(local_port)
-        .into_iter()
-        .find(|m| m.prog == prog && m.vers == vers && m.prot == prot);
+    let found = served(local_port).into_iter().find(|m| m.prog == prog && m.vers == vers && m.prot == prot);
     Ok(found.map_or(0, |m| m.port))
 }

@@ -30,10 +30,7 @@ pub enum ServerError {
     #[error("two exports are named {0}")]
     DuplicateExport(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// What every call may use.
@@ -60,11 +57,7 @@ pub struct Server {
 /// new server can listen on an address before the old one lets go of it.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
     let listen = || -> std::io::Result<std::net::TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
@@ -84,10 +77,7 @@ impl Server {
         let mut exports: Vec<Export> = Vec::new();
         for export in &config.exports {
             let export = Export::open(export)?;
-            if exports
-                .iter()
-                .any(|e| e.name == export.name || e.id == export.id)
-            {
+            if exports.iter().any(|e| e.name == export.name || e.id == export.id) {
                 return Err(ServerError::DuplicateExport(export.name));
             }
             exports.push(export);
@@ -99,10 +89,7 @@ impl Server {
             mounts: Mutex::new(BTreeSet::new()),
             inflight: Arc::new(Semaphore::new(INFLIGHT_MAX)),
         };
-        Ok(Server {
-            state: Arc::new(state),
-            drain_timeout: config.drain_timeout,
-        })
+        Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
     }
 
     pub fn exports(&self) -> &[Export] {
@@ -132,10 +119,7 @@ impl Server {
         }
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
         Ok(())
@@ -170,10 +154,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            peer,
-            local_port: local.map_or(0, |a| a.port()),
-        };
+        let conn = Conn { peer, local_port: local.map_or(0, |a| a.port()) };
         let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -306,8 +287,7 @@ async fn send_file(
     while sent < len {
         stream.writable().await?;
         let result = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            rustix::fs::sendfile(stream, file, Some(&mut offset), len - sent)
-                .map_err(std::io::Error::from)
+            rustix::fs::sendfile(stream, file, Some(&mut offset), len - sent).map_err(std::io::Error::from)
         });
         match result {
             Ok(0) => break,

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, VserverConfig,
-    VserverRecord, FORMAT,
+    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, VserverConfig, VserverRecord,
+    FORMAT,
 };
 
 pub struct DirStore {
@@ -40,9 +40,7 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
         && !name.contains("..");
     if ok {
         Ok(())
@@ -110,18 +108,13 @@ impl DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unavailable("cannot read", path, e)),
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.display().to_string(),
-            reason,
-        };
+        let corrupt = |reason: String| StoreError::Corrupt { path: path.display().to_string(), reason };
         let stored: Stored<serde_json::Value> =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if stored.format != FORMAT {
             return Err(corrupt(format!("format {} is not {FORMAT}", stored.format)));
         }
-        serde_json::from_value(stored.data)
-            .map(Some)
-            .map_err(|e| corrupt(e.to_string()))
+        serde_json::from_value(stored.data).map(Some).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Counts changes, so readers can tell nothing changed without reading
@@ -134,9 +127,7 @@ impl DirStore {
             return;
         }
         let path = self.root.join("generation");
-        let tmp = self
-            .root
-            .join(format!(".generation-{:x}", u64::from_ne_bytes(value)));
+        let tmp = self.root.join(format!(".generation-{:x}", u64::from_ne_bytes(value)));
         if fs::write(&tmp, u64::from_ne_bytes(value).to_string()).is_ok() {
             let _ = fs::rename(&tmp, &path);
         }
@@ -147,11 +138,7 @@ impl DirStore {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let tmp = dir.join(format!(".tmp-{}", u64::from_ne_bytes(suffix)));
-        let bytes = serde_json::to_vec_pretty(&Stored {
-            format: FORMAT,
-            data,
-        })
-        .expect("records serialize");
+        let bytes = serde_json::to_vec_pretty(&Stored { format: FORMAT, data }).expect("records serialize");
         let result = (|| {
             let mut file = File::create(&tmp)?;
             file.write_all(&bytes)?;
@@ -170,15 +157,9 @@ impl DirStore {
         let Some(config) = self.read::<VserverConfig>(&dir.join("config.json"))? else {
             return Ok(None);
         };
-        let ownership = self
-            .read(&dir.join("ownership.json"))?
-            .unwrap_or_else(Ownership::unowned);
+        let ownership = self.read(&dir.join("ownership.json"))?.unwrap_or_else(Ownership::unowned);
         let service = self.read(&dir.join("service.json"))?;
-        Ok(Some(VserverRecord {
-            config,
-            ownership,
-            service,
-        }))
+        Ok(Some(VserverRecord { config, ownership, service }))
     }
 
     fn names(&self) -> Result<Vec<String>, StoreError> {
@@ -203,11 +184,7 @@ impl DirStore {
             if other.config.name == config.name {
                 continue;
             }
-            if let Some(address) = config
-                .addresses
-                .iter()
-                .find(|a| other.config.addresses.contains(a))
-            {
+            if let Some(address) = config.addresses.iter().find(|a| other.config.addresses.contains(a)) {
                 return Err(StoreError::AddressInUse {
                     address: address.clone(),
                     vserver: other.config.name,
@@ -259,8 +236,7 @@ impl Store for DirStore {
         let _owner = self.lock_vserver(name)?;
         // The configuration first: without it the vserver no longer exists,
         // whatever happens to the rest.
-        fs::remove_file(dir.join("config.json"))
-            .map_err(|e| unavailable("cannot remove", &dir, e))?;
+        fs::remove_file(dir.join("config.json")).map_err(|e| unavailable("cannot remove", &dir, e))?;
         fs::remove_dir_all(&dir).map_err(|e| unavailable("cannot remove", &dir, e))?;
         self.bump_generation();
         Ok(())
@@ -268,8 +244,7 @@ impl Store for DirStore {
 
     fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError> {
         check_name(name)?;
-        self.record(name)?
-            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))
+        self.record(name)?.ok_or_else(|| StoreError::VserverNotFound(name.to_string()))
     }
 
     fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError> {
@@ -282,24 +257,13 @@ impl Store for DirStore {
         Ok(records)
     }
 
-    fn swap_ownership(
-        &self,
-        name: &str,
-        expected_epoch: u64,
-        new: &Ownership,
-    ) -> Result<(), StoreError> {
+    fn swap_ownership(&self, name: &str, expected_epoch: u64, new: &Ownership) -> Result<(), StoreError> {
         check_name(name)?;
         let _lock = self.lock_vserver(name)?;
-        let record = self
-            .record(name)?
-            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+        let record = self.record(name)?.ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
         let actual = record.ownership.epoch;
         if actual != expected_epoch || new.epoch < actual {
-            return Err(StoreError::StaleEpoch {
-                name: name.to_string(),
-                expected: expected_epoch,
-                actual,
-            });
+            return Err(StoreError::StaleEpoch { name: name.to_string(), expected: expected_epoch, actual });
         }
         self.write(&self.vserver_dir(name).join("ownership.json"), new)?;
         self.bump_generation();
@@ -309,9 +273,7 @@ impl Store for DirStore {
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
         check_name(name)?;
         let _lock = self.lock_vserver(name)?;
-        let record = self
-            .record(name)?
-            .ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+        let record = self.record(name)?.ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
         if record.ownership.epoch != state.epoch {
             return Err(StoreError::StaleEpoch {
                 name: name.to_string(),
@@ -349,14 +311,8 @@ impl Store for DirStore {
             }
             Err(e) => return Err(unavailable("cannot lock", &lock_path, e.into())),
         }
-        self.write(
-            &self.root.join("nodes").join(format!("{}.json", node.name)),
-            node,
-        )?;
-        let session = DirSession {
-            lock,
-            path: lock_path,
-        };
+        self.write(&self.root.join("nodes").join(format!("{}.json", node.name)), node)?;
+        let session = DirSession { lock, path: lock_path };
         session.renew()?;
         Ok(Box::new(session))
     }
@@ -375,11 +331,7 @@ impl Store for DirStore {
             };
             let lock_path = path.with_extension("lock");
             let (alive, last_seen_ms) = probe_session(&lock_path);
-            nodes.push(NodeStatus {
-                info,
-                alive,
-                last_seen_ms,
-            });
+            nodes.push(NodeStatus { info, alive, last_seen_ms });
         }
         nodes.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         Ok(nodes)
@@ -440,31 +392,19 @@ mod tests {
 
     #[test]
     fn unreachable_store_is_a_clear_error() {
-        let err = DirStore::open("/proc/vnas-cannot-be-here")
-            .err()
-            .expect("refused");
+        let err = DirStore::open("/proc/vnas-cannot-be-here").err().expect("refused");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-        assert!(
-            err.to_string().contains("/proc/vnas-cannot-be-here"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/proc/vnas-cannot-be-here"), "{err}");
     }
 
     #[test]
     fn unknown_record_formats_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = DirStore::open(dir.path()).unwrap();
-        store
-            .create_vserver(&crate::suite::config("a", "127.0.0.10"))
-            .unwrap();
+        store.create_vserver(&crate::suite::config("a", "127.0.0.10")).unwrap();
         let path = dir.path().join("vservers/a/config.json");
-        let text = fs::read_to_string(&path)
-            .unwrap()
-            .replace("\"format\": 1", "\"format\": 99");
+        let text = fs::read_to_string(&path).unwrap().replace("\"format\": 1", "\"format\": 99");
         fs::write(&path, text).unwrap();
-        assert!(matches!(
-            store.vserver("a"),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert!(matches!(store.vserver("a"), Err(StoreError::Corrupt { .. })));
     }
 }

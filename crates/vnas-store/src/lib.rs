@@ -25,11 +25,7 @@ pub enum StoreError {
     #[error("vserver {0} not found")]
     VserverNotFound(String),
     #[error("vserver {name}: epoch {expected} expected, the store has {actual}")]
-    StaleEpoch {
-        name: String,
-        expected: u64,
-        actual: u64,
-    },
+    StaleEpoch { name: String, expected: u64, actual: u64 },
     #[error("node {0} is already running")]
     NodeAlreadyRunning(String),
     #[error("invalid name {0:?}: use 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit")]
@@ -58,12 +54,7 @@ pub trait Store: Send + Sync {
     fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError>;
     /// Replaces ownership if the stored epoch is still `expected_epoch`
     /// (compare-and-swap). The new record's epoch must not go backwards.
-    fn swap_ownership(
-        &self,
-        name: &str,
-        expected_epoch: u64,
-        new: &Ownership,
-    ) -> Result<(), StoreError>;
+    fn swap_ownership(&self, name: &str, expected_epoch: u64, new: &Ownership) -> Result<(), StoreError>;
     /// Records what the owner applied; refused unless `state.epoch` is the
     /// current ownership epoch.
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError>;
@@ -77,7 +68,5 @@ pub trait Store: Send + Sync {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -8,14 +8,8 @@ pub fn config(name: &str, address: &str) -> VserverConfig {
     VserverConfig {
         name: name.into(),
         addresses: vec![address.into()],
-        volumes: vec![Volume {
-            mount: "/data".into(),
-            path: "/srv/data".into(),
-        }],
-        exports: vec![Export {
-            path: "/data".into(),
-            rules: vec![ClientRule::default()],
-        }],
+        volumes: vec![Volume { mount: "/data".into(), path: "/srv/data".into() }],
+        exports: vec![Export { path: "/data".into(), rules: vec![ClientRule::default()] }],
         routes: vec![],
         node: "n1".into(),
         desired: Desired::Running,
@@ -56,30 +50,16 @@ fn create_get_list_delete(store: &impl Store) {
     assert_eq!(record.ownership.owner, None);
     assert_eq!(record.ownership.state, VserverState::Stopped);
     assert!(record.service.is_none());
-    let names: Vec<_> = store
-        .vservers()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.config.name)
-        .collect();
+    let names: Vec<_> = store.vservers().unwrap().into_iter().map(|r| r.config.name).collect();
     assert_eq!(names, ["a", "b"]);
     let mut changed = a.clone();
     changed.desired = Desired::Stopped;
     store.update_config(&changed).unwrap();
     assert_eq!(store.vserver("a").unwrap().config.desired, Desired::Stopped);
     store.delete_vserver("a").unwrap();
-    assert!(matches!(
-        store.vserver("a"),
-        Err(StoreError::VserverNotFound(_))
-    ));
-    assert!(matches!(
-        store.delete_vserver("a"),
-        Err(StoreError::VserverNotFound(_))
-    ));
-    assert!(matches!(
-        store.update_config(&a),
-        Err(StoreError::VserverNotFound(_))
-    ));
+    assert!(matches!(store.vserver("a"), Err(StoreError::VserverNotFound(_))));
+    assert!(matches!(store.delete_vserver("a"), Err(StoreError::VserverNotFound(_))));
+    assert!(matches!(store.update_config(&a), Err(StoreError::VserverNotFound(_))));
     // A name can be used again after a delete, with a fresh record.
     store.create_vserver(&a).unwrap();
     assert_eq!(store.vserver("a").unwrap().ownership.epoch, 0);
@@ -87,29 +67,14 @@ fn create_get_list_delete(store: &impl Store) {
 
 fn names_and_addresses_are_unique(store: &impl Store) {
     store.create_vserver(&config("a", "127.0.0.10")).unwrap();
-    assert!(matches!(
-        store.create_vserver(&config("a", "127.0.0.99")),
-        Err(StoreError::VserverExists(_))
-    ));
-    let err = store
-        .create_vserver(&config("b", "127.0.0.10"))
-        .unwrap_err();
-    assert!(
-        matches!(err, StoreError::AddressInUse { ref vserver, .. } if vserver == "a"),
-        "{err}"
-    );
+    assert!(matches!(store.create_vserver(&config("a", "127.0.0.99")), Err(StoreError::VserverExists(_))));
+    let err = store.create_vserver(&config("b", "127.0.0.10")).unwrap_err();
+    assert!(matches!(err, StoreError::AddressInUse { ref vserver, .. } if vserver == "a"), "{err}");
     store.create_vserver(&config("b", "127.0.0.11")).unwrap();
     let mut moved = config("b", "127.0.0.10");
     moved.name = "b".into();
-    assert!(matches!(
-        store.update_config(&moved),
-        Err(StoreError::AddressInUse { .. })
-    ));
-    assert_eq!(
-        store.vserver("b").unwrap().config.addresses,
-        ["127.0.0.11"],
-        "unchanged"
-    );
+    assert!(matches!(store.update_config(&moved), Err(StoreError::AddressInUse { .. })));
+    assert_eq!(store.vserver("b").unwrap().config.addresses, ["127.0.0.11"], "unchanged");
 }
 
 fn ownership_is_compare_and_swap(store: &impl Store) {
@@ -123,31 +88,15 @@ fn ownership_is_compare_and_swap(store: &impl Store) {
     let mut theirs = mine.clone();
     theirs.owner = Some("n2".into());
     let err = store.swap_ownership("a", 0, &theirs).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::StaleEpoch {
-                expected: 0,
-                actual: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::StaleEpoch { expected: 0, actual: 1, .. }), "{err}");
     // Epochs never go backwards.
     let mut back = mine.clone();
     back.epoch = 0;
-    assert!(matches!(
-        store.swap_ownership("a", 1, &back),
-        Err(StoreError::StaleEpoch { .. })
-    ));
+    assert!(matches!(store.swap_ownership("a", 1, &back), Err(StoreError::StaleEpoch { .. })));
     mine.state = VserverState::Running;
     store.swap_ownership("a", 1, &mine).unwrap();
     assert_eq!(store.vserver("a").unwrap().ownership, mine);
-    assert!(matches!(
-        store.swap_ownership("zz", 0, &mine),
-        Err(StoreError::VserverNotFound(_))
-    ));
+    assert!(matches!(store.swap_ownership("zz", 0, &mine), Err(StoreError::VserverNotFound(_))));
 }
 
 fn service_state_needs_the_current_epoch(store: &impl Store) {
@@ -165,10 +114,7 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
         write_verifier: "0011223344556677".into(),
         updated_ms: 5,
     };
-    assert!(matches!(
-        store.put_service_state("a", &state),
-        Err(StoreError::StaleEpoch { .. })
-    ));
+    assert!(matches!(store.put_service_state("a", &state), Err(StoreError::StaleEpoch { .. })));
     assert!(store.vserver("a").unwrap().service.is_none());
     state.epoch = 3;
     store.put_service_state("a", &state).unwrap();
@@ -177,23 +123,15 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
 
 fn bad_names_are_refused(store: &impl Store) {
     for name in ["", "../x", "a/b", "UPPER", ".hidden", &"x".repeat(64)] {
-        let err = store
-            .create_vserver(&config(name, "127.0.0.10"))
-            .unwrap_err();
+        let err = store.create_vserver(&config(name, "127.0.0.10")).unwrap_err();
         assert!(matches!(err, StoreError::InvalidName(_)), "{name:?}: {err}");
-        assert!(matches!(
-            store.vserver(name),
-            Err(StoreError::InvalidName(_))
-        ));
+        assert!(matches!(store.vserver(name), Err(StoreError::InvalidName(_))));
     }
 }
 
 fn store_is_shared(one: &impl Store, two: &impl Store) {
     one.create_vserver(&config("shared", "127.0.0.20")).unwrap();
-    assert_eq!(
-        two.vserver("shared").unwrap().config.addresses,
-        ["127.0.0.20"]
-    );
+    assert_eq!(two.vserver("shared").unwrap().config.addresses, ["127.0.0.20"]);
     assert!(matches!(
         two.create_vserver(&config("other", "127.0.0.20")),
         Err(StoreError::AddressInUse { .. })
@@ -202,10 +140,7 @@ fn store_is_shared(one: &impl Store, two: &impl Store) {
 
 fn sessions_end_with_their_holder(one: &impl Store, two: &impl Store) {
     let session = one.join(&node("n1")).unwrap();
-    assert!(matches!(
-        two.join(&node("n1")),
-        Err(StoreError::NodeAlreadyRunning(_))
-    ));
+    assert!(matches!(two.join(&node("n1")), Err(StoreError::NodeAlreadyRunning(_))));
     let nodes = two.nodes().unwrap();
     assert_eq!(nodes.len(), 1);
     assert!(nodes[0].alive);

@@ -40,9 +40,7 @@ impl Nodes {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                     _ => {
                         eprintln!("node {name} did not stop in time; killing it");
                         let _ = child.kill();
@@ -67,11 +65,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("--nodes must be at least 1");
     }
     let dir = std::path::absolute(&args.dir)?;
-    let (store, logs, demo) = (
-        dir.join("store"),
-        dir.join("logs"),
-        dir.join("volumes/demo"),
-    );
+    let (store, logs, demo) = (dir.join("store"), dir.join("logs"), dir.join("volumes/demo"));
     for path in [&store, &logs, &demo] {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     }
@@ -102,10 +96,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 break;
             }
             if let Some(status) = child.try_wait()? {
-                bail!(
-                    "node {name} exited ({status}); see {}",
-                    logs.join(format!("{name}.log")).display()
-                );
+                bail!("node {name} exited ({status}); see {}", logs.join(format!("{name}.log")).display());
             }
             if Instant::now() > deadline {
                 bail!("node {name} did not answer at {api} within 15 s");
@@ -121,10 +112,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             &CreateVserver {
                 name: "demo".into(),
                 addresses: vec![args.demo_ip.clone()],
-                volumes: vec![vnas_store::Volume {
-                    mount: "/demo".into(),
-                    path: demo.display().to_string(),
-                }],
+                volumes: vec![vnas_store::Volume { mount: "/demo".into(), path: demo.display().to_string() }],
                 exports: vec![],
                 routes: vec![],
                 node: Some("n1".into()),
@@ -132,16 +120,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         )?,
     };
     let ip = demo_view.addresses.first().cloned().unwrap_or(args.demo_ip);
-    println!(
-        "vnas: {} node(s) up, common volume {}",
-        args.nodes,
-        store.display()
-    );
+    println!("vnas: {} node(s) up, common volume {}", args.nodes, store.display());
     for ((name, _), api) in nodes.0.iter().zip(&apis) {
-        println!(
-            "  node {name}: API {api}, log {}",
-            logs.join(format!("{name}.log")).display()
-        );
+        println!("  node {name}: API {api}, log {}", logs.join(format!("{name}.log")).display());
     }
     println!(
         "vserver demo is {:?} on {}: nfs://{ip}/demo",
@@ -154,17 +135,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  nfs-ls \"nfs://{ip}/demo?nfsport=2049&mountport=2049\"");
     println!("  nfs-cp README.md \"nfs://{ip}/demo/README.md?nfsport=2049&mountport=2049\"");
     println!("next:");
-    println!("  vnas vserver list            (the CLI talks to {} by default; --api or VNAS_API for another node)", apis[0]);
-    println!("  vnas node list");
     println!(
-        "  vnas vserver create web --ip 127.0.0.11 --volume /web={}/volumes/web",
-        dir.display()
+        "  vnas vserver list            (the CLI talks to {} by default; --api or VNAS_API for another node)",
+        apis[0]
     );
+    println!("  vnas node list");
+    println!("  vnas vserver create web --ip 127.0.0.11 --volume /web={}/volumes/web", dir.display());
     println!("Ctrl-C stops the cluster.");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let exited = runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let signal = crate::serve::wait_for_signal();

@@ -9,11 +9,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "vnas",
-    version,
-    about = "A clustered NAS of movable virtual NFS servers"
-)]
+#[command(name = "vnas", version, about = "A clustered NAS of movable virtual NFS servers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,13 +79,8 @@ fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let limit = getrlimit(Resource::Nofile);
     if let Some(max) = limit.maximum {
-        let _ = setrlimit(
-            Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(max),
-                maximum: Some(max),
-            },
-        );
+        let _ =
+            setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(max), maximum: Some(max) });
     }
 }
 
@@ -98,23 +89,16 @@ fn main() {
     raise_fd_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VNAS_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("VNAS_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Cluster {
-            command: ClusterCommand::Up(args),
-        } => cluster_up::run(args),
-        Command::Node {
-            command: NodeCommand::Run(args),
-        } => node::run(args),
-        Command::Node {
-            command: NodeCommand::Client(command),
-        } => cli::commands::node(command),
+        Command::Cluster { command: ClusterCommand::Up(args) } => cluster_up::run(args),
+        Command::Node { command: NodeCommand::Run(args) } => node::run(args),
+        Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api.api, command),
         Command::Status { api, json } => cli::commands::status(&api.api, json),
     };

@@ -33,11 +33,7 @@ fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let exports = args
-        .exports
-        .iter()
-        .map(|s| parse_export(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let exports = args.exports.iter().map(|s| parse_export(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = ServerConfig::new(exports);
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;

@@ -38,10 +38,7 @@ pub fn generation(stat: &Statx) -> u32 {
 }
 
 fn time(ts: StatxTimestamp) -> nfstime3 {
-    nfstime3 {
-        seconds: ts.tv_sec as u32,
-        nseconds: ts.tv_nsec,
-    }
+    nfstime3 { seconds: ts.tv_sec as u32, nseconds: ts.tv_nsec }
 }
 
 pub fn fattr(stat: &Statx, fsid: u64) -> fattr3 {
@@ -53,10 +50,7 @@ pub fn fattr(stat: &Statx, fsid: u64) -> fattr3 {
         gid: stat.stx_gid,
         size: stat.stx_size,
         used: stat.stx_blocks * 512,
-        rdev: specdata3 {
-            specdata1: stat.stx_rdev_major,
-            specdata2: stat.stx_rdev_minor,
-        },
+        rdev: specdata3 { specdata1: stat.stx_rdev_major, specdata2: stat.stx_rdev_minor },
         fsid,
         fileid: stat.stx_ino,
         atime: time(stat.stx_atime),
@@ -66,9 +60,5 @@ pub fn fattr(stat: &Statx, fsid: u64) -> fattr3 {
 }
 
 pub fn wcc(stat: &Statx) -> wcc_attr {
-    wcc_attr {
-        size: stat.stx_size,
-        mtime: time(stat.stx_mtime),
-        ctime: time(stat.stx_ctime),
-    }
+    wcc_attr { size: stat.stx_size, mtime: time(stat.stx_mtime), ctime: time(stat.stx_ctime) }
 }

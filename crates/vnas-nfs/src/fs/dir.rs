@@ -20,25 +20,15 @@ pub struct DirEntry<'a> {
 
 /// Opens a directory reached through a handle for reading its entries.
 pub fn open(dir: &Obj) -> NfsResult<OwnedFd> {
-    rustix::fs::openat(
-        &dir.fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno_stat)
+    rustix::fs::openat(&dir.fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(errno_stat)
 }
 
 /// Calls `take` with each entry after `cookie` until it returns false.
 /// Returns whether the end of the directory was reached.
-pub fn read(
-    fd: &OwnedFd,
-    cookie: u64,
-    mut take: impl FnMut(DirEntry<'_>) -> bool,
-) -> NfsResult<bool> {
+pub fn read(fd: &OwnedFd, cookie: u64, mut take: impl FnMut(DirEntry<'_>) -> bool) -> NfsResult<bool> {
     if cookie != 0 {
-        let offset =
-            i64::try_from(cookie).map_err(|_| nfs3_types::nfs3::nfsstat3::NFS3ERR_BAD_COOKIE)?;
+        let offset = i64::try_from(cookie).map_err(|_| nfs3_types::nfs3::nfsstat3::NFS3ERR_BAD_COOKIE)?;
         rustix::fs::seek(fd, SeekFrom::Start(offset as u64)).map_err(errno_stat)?;
     }
     let mut buf = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];

@@ -44,19 +44,13 @@ pub enum ExportError {
     #[error("export name {0:?} must be an absolute path such as /data")]
     BadName(String),
     #[error("export {name}: cannot open {path}: {source}")]
-    Open {
-        name: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { name: String, path: PathBuf, source: std::io::Error },
     #[error("export {name}: {path} is not a directory")]
     NotDir { name: String, path: PathBuf },
-    #[error("export {name}: cannot keep the handle key in extended attribute {KEY_XATTR} of {path}: {source}")]
-    Key {
-        name: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(
+        "export {name}: cannot keep the handle key in extended attribute {KEY_XATTR} of {path}: {source}"
+    )]
+    Key { name: String, path: PathBuf, source: std::io::Error },
 }
 
 /// An object reached through a handle: a path-only descriptor and its
@@ -84,13 +78,7 @@ impl Obj {
 }
 
 pub fn stat_fd(fd: impl AsFd) -> NfsResult<Statx> {
-    rustix::fs::statx(
-        fd,
-        "",
-        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-        STATX_MASK,
-    )
-    .map_err(errno_stat)
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW, STATX_MASK).map_err(errno_stat)
 }
 
 /// Checks one path component a client sent.
@@ -135,10 +123,7 @@ pub struct Export {
 
 impl std::fmt::Debug for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Export")
-            .field("name", &self.name)
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("Export").field("name", &self.name).field("path", &self.path).finish()
     }
 }
 
@@ -149,15 +134,12 @@ impl Export {
             return Err(ExportError::BadName(name));
         }
         let path = config.path.clone();
-        let open_err = |source: std::io::Error| ExportError::Open {
-            name: name.clone(),
-            path: path.clone(),
-            source,
-        };
+        let open_err =
+            |source: std::io::Error| ExportError::Open { name: name.clone(), path: path.clone(), source };
         let root = rustix::fs::open(&path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| open_err(e.into()))?;
-        let root_stat = rustix::fs::statx(&root, "", AtFlags::EMPTY_PATH, STATX_MASK)
-            .map_err(|e| open_err(e.into()))?;
+        let root_stat =
+            rustix::fs::statx(&root, "", AtFlags::EMPTY_PATH, STATX_MASK).map_err(|e| open_err(e.into()))?;
         if !attr::is_dir(&root_stat) {
             return Err(ExportError::NotDir { name, path });
         }
@@ -196,14 +178,8 @@ impl Export {
     }
 
     pub fn handle(&self, stat: &Statx) -> nfs_fh3 {
-        let fh = FileHandle {
-            export_id: self.id,
-            ino: stat.stx_ino,
-            gen: attr::generation(stat),
-        };
-        nfs_fh3 {
-            data: Opaque::owned(fh.encode(&self.key).to_vec()),
-        }
+        let fh = FileHandle { export_id: self.id, ino: stat.stx_ino, gen: attr::generation(stat) };
+        nfs_fh3 { data: Opaque::owned(fh.encode(&self.key).to_vec()) }
     }
 
     /// Checks that a handle naming this export was issued for it.
@@ -214,13 +190,7 @@ impl Export {
     }
 
     fn open_beneath(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(
-            &self.root,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            BENEATH,
-        )
+        rustix::fs::openat2(&self.root, path, flags | OFlags::CLOEXEC, Mode::empty(), BENEATH)
     }
 
     /// A descriptor for directory `ino`: from the cache, or opened through
@@ -268,8 +238,7 @@ impl Export {
             }
         };
         let stat = stat_fd(&*fd).ok()?;
-        let valid =
-            stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen && stat.stx_nlink > 0;
+        let valid = stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen && stat.stx_nlink > 0;
         if !valid {
             self.dirs.lock().unwrap().remove(&fh.ino);
             return None;
@@ -286,8 +255,7 @@ impl Export {
         let entry = self.nodes.lock().unwrap().entry(fh.ino);
         if let Some((parent, name)) = entry {
             if let Some(parent_fd) = self.dirs.lock().unwrap().get(&parent).cloned() {
-                let stat =
-                    rustix::fs::statx(&*parent_fd, &*name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK);
+                let stat = rustix::fs::statx(&*parent_fd, &*name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK);
                 if let Ok(stat) = stat {
                     if stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen {
                         return Ok(stat);
@@ -319,9 +287,7 @@ impl Export {
 
     fn recently_missed(&self, fh: &FileHandle) -> bool {
         let misses = self.misses.lock().unwrap();
-        misses
-            .get(&(fh.ino, fh.gen))
-            .is_some_and(|at| at.elapsed() < MISS_REMEMBERED)
+        misses.get(&(fh.ino, fh.gen)).is_some_and(|at| at.elapsed() < MISS_REMEMBERED)
     }
 
     fn remember_miss(&self, fh: &FileHandle) {
@@ -359,10 +325,8 @@ impl Export {
                 }
                 let is_dir = match entry.file_type() {
                     FileType::Directory => true,
-                    FileType::Unknown => {
-                        rustix::fs::statx(&fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
-                            .is_ok_and(|s| attr::is_dir(&s))
-                    }
+                    FileType::Unknown => rustix::fs::statx(&fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
+                        .is_ok_and(|s| attr::is_dir(&s)),
                     _ => false,
                 };
                 if is_dir || entry.ino() == ino {
@@ -374,11 +338,7 @@ impl Export {
             for (child, name, is_dir) in entries {
                 nodes.insert(child, dir_ino, &name);
                 if is_dir {
-                    let mut child_path = if path == b"." {
-                        Vec::new()
-                    } else {
-                        [&path[..], b"/"].concat()
-                    };
+                    let mut child_path = if path == b"." { Vec::new() } else { [&path[..], b"/"].concat() };
                     child_path.extend_from_slice(&name);
                     queue.push_back((child, child_path));
                 }
@@ -393,20 +353,14 @@ impl Export {
     /// The root, as MOUNT hands it out.
     pub fn root_obj(&self) -> NfsResult<Obj> {
         let stat = stat_fd(&*self.root)?;
-        Ok(Obj {
-            fd: self.root.clone(),
-            stat,
-        })
+        Ok(Obj { fd: self.root.clone(), stat })
     }
 
     /// A directory below the root named by a relative path (for MOUNT of a
     /// subdirectory), remembering each component on the way.
     pub fn walk(&self, path: &[u8]) -> NfsResult<Obj> {
         let mut at = self.root_obj()?;
-        for name in path
-            .split(|b| *b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-        {
+        for name in path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".") {
             let stat = self.lookup(&at, name)?;
             if !attr::is_dir(&stat) {
                 return Err(nfsstat3::NFS3ERR_NOTDIR);
@@ -418,10 +372,7 @@ impl Export {
                 Mode::empty(),
             )
             .map_err(errno_stat)?;
-            at = Obj {
-                stat: stat_fd(&fd)?,
-                fd: Arc::new(fd),
-            };
+            at = Obj { stat: stat_fd(&fd)?, fd: Arc::new(fd) };
         }
         Ok(at)
     }
@@ -435,8 +386,8 @@ impl Export {
         if name == b"." || (name == b".." && dir.ino() == self.root_ino()) {
             return dir.restat();
         }
-        let stat = rustix::fs::statx(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
-            .map_err(errno_stat)?;
+        let stat =
+            rustix::fs::statx(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK).map_err(errno_stat)?;
         if stat.stx_dev_major != self.root_stat.stx_dev_major
             || stat.stx_dev_minor != self.root_stat.stx_dev_minor
         {
@@ -479,8 +430,7 @@ impl Export {
         if !attr::is_regular(&obj.stat) {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
-        let reopen =
-            |flags| rustix::fs::open(obj.proc_path(), flags | OFlags::CLOEXEC, Mode::empty());
+        let reopen = |flags| rustix::fs::open(obj.proc_path(), flags | OFlags::CLOEXEC, Mode::empty());
         let (fd, writable) = match reopen(OFlags::RDWR) {
             Ok(fd) => (fd, true),
             Err(Errno::ACCESS | Errno::ROFS | Errno::PERM | Errno::TXTBSY) if !write => {
@@ -488,11 +438,7 @@ impl Export {
             }
             Err(errno) => return Err(errno_stat(errno)),
         };
-        let open = OpenFile {
-            file: Arc::new(fd.into()),
-            writable,
-            writing: Arc::default(),
-        };
+        let open = OpenFile { file: Arc::new(fd.into()), writable, writing: Arc::default() };
         self.files.insert(key, open.clone());
         Ok((open, obj.stat))
     }

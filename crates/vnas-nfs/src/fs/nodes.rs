@@ -20,10 +20,7 @@ pub struct Nodes {
 
 impl Nodes {
     pub fn new(root: u64) -> Self {
-        Nodes {
-            root,
-            map: HashMap::new(),
-        }
+        Nodes { root, map: HashMap::new() }
     }
 
     pub fn is_full(&self) -> bool {
@@ -47,13 +44,7 @@ impl Nodes {
             // again by walking the tree.
             self.map.clear();
         }
-        self.map.insert(
-            ino,
-            Node {
-                parent,
-                name: name.into(),
-            },
-        );
+        self.map.insert(ino, Node { parent, name: name.into() });
     }
 
     pub fn remove(&mut self, ino: u64) {
@@ -62,9 +53,7 @@ impl Nodes {
 
     /// The directory `ino` was last seen in, and its name there.
     pub fn entry(&self, ino: u64) -> Option<(u64, Box<[u8]>)> {
-        self.map
-            .get(&ino)
-            .map(|node| (node.parent, node.name.clone()))
+        self.map.get(&ino).map(|node| (node.parent, node.name.clone()))
     }
 }
 

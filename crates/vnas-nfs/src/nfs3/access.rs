@@ -34,11 +34,7 @@ pub fn granted(stat: &Statx, creds: &Creds, want: u32) -> u32 {
         }
     }
     if bits & 1 != 0 {
-        have |= if is_dir {
-            ACCESS3_LOOKUP
-        } else {
-            ACCESS3_EXECUTE
-        };
+        have |= if is_dir { ACCESS3_LOOKUP } else { ACCESS3_EXECUTE };
     }
     have & want
 }
@@ -49,14 +45,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let target = req.target(&args.object)?;
         let obj = target.export.resolve(&target.fh)?;
         let access = granted(&obj.stat, &target.creds, args.access);
-        Ok(ACCESS3resok {
-            obj_attributes: target.post_op(Some(obj.stat)),
-            access,
-        })
+        Ok(ACCESS3resok { obj_attributes: target.post_op(Some(obj.stat)), access })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, ACCESS3resfail::default())),
-    );
+    reply(out, result.map_err(|stat| (stat, ACCESS3resfail::default())));
     Ok(())
 }

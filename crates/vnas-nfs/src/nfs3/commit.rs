@@ -22,9 +22,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             verf: writeverf3(req.state.write_verifier),
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, COMMIT3resfail { file_wcc })),
-    );
+    reply(out, result.map_err(|stat| (stat, COMMIT3resfail { file_wcc })));
     Ok(())
 }

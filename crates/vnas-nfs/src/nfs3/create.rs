@@ -27,19 +27,16 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
                 open_new(dir, name, OFlags::EXCL, sattr::mode_of(attrs, 0o644))
             })
         }
-        createhow3::EXCLUSIVE(verf) => make_in(req, &args.where_, None, |dir, name| {
-            exclusive(dir, name, verf)
-        }),
+        createhow3::EXCLUSIVE(verf) => {
+            make_in(req, &args.where_, None, |dir, name| exclusive(dir, name, verf))
+        }
     };
     let result = result.map(|made| CREATE3resok {
         obj: made.obj,
         obj_attributes: made.obj_attributes,
         dir_wcc: made.dir_wcc,
     });
-    reply(
-        out,
-        result.map_err(|(stat, dir_wcc)| (stat, CREATE3resfail { dir_wcc })),
-    );
+    reply(out, result.map_err(|(stat, dir_wcc)| (stat, CREATE3resfail { dir_wcc })));
     Ok(())
 }
 
@@ -49,9 +46,9 @@ fn open_new(dir: &Obj, name: &[u8], extra: OFlags, mode: Mode) -> NfsResult<()> 
         Ok(_) => Ok(()),
         // An existing file that the caller may not open for writing is
         // still fine for an unchecked create without a size.
-        Err(Errno::ACCESS) if !extra.contains(OFlags::EXCL) => stat_at(dir, name)
-            .map(|_| ())
-            .map_err(|_| nfsstat3::NFS3ERR_ACCES),
+        Err(Errno::ACCESS) if !extra.contains(OFlags::EXCL) => {
+            stat_at(dir, name).map(|_| ()).map_err(|_| nfsstat3::NFS3ERR_ACCES)
+        }
         Err(errno) => Err(errno_stat(errno)),
     }
 }
@@ -59,22 +56,15 @@ fn open_new(dir: &Obj, name: &[u8], extra: OFlags, mode: Mode) -> NfsResult<()> 
 fn verifier_times(verf: &createverf3) -> Timestamps {
     let half = |at: usize| u32::from_be_bytes(verf.0[at..at + 4].try_into().unwrap());
     Timestamps {
-        last_access: Timespec {
-            tv_sec: i64::from(half(0) & 0x7fff_ffff),
-            tv_nsec: 0,
-        },
-        last_modification: Timespec {
-            tv_sec: i64::from(half(4) & 0x7fff_ffff),
-            tv_nsec: 0,
-        },
+        last_access: Timespec { tv_sec: i64::from(half(0) & 0x7fff_ffff), tv_nsec: 0 },
+        last_modification: Timespec { tv_sec: i64::from(half(4) & 0x7fff_ffff), tv_nsec: 0 },
     }
 }
 
 fn exclusive(dir: &Obj, name: &[u8], verf: &createverf3) -> NfsResult<()> {
     let times = verifier_times(verf);
     match open_new(dir, name, OFlags::EXCL, Mode::from_raw_mode(0o600)) {
-        Ok(()) => rustix::fs::utimensat(&dir.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(errno_stat),
+        Ok(()) => rustix::fs::utimensat(&dir.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_stat),
         Err(nfsstat3::NFS3ERR_EXIST) => {
             let stat = stat_at(dir, name)?;
             let same = stat.stx_atime.tv_sec == times.last_access.tv_sec

@@ -23,16 +23,10 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             wtmult: 4096,
             dtpref: READDIR_REPLY_MAX.min(64 * 1024),
             maxfilesize: i64::MAX as u64,
-            time_delta: nfstime3 {
-                seconds: 0,
-                nseconds: 1,
-            },
+            time_delta: nfstime3 { seconds: 0, nseconds: 1 },
             properties: FSF3_LINK | FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME,
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, FSINFO3resfail { obj_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, FSINFO3resfail { obj_attributes })));
     Ok(())
 }

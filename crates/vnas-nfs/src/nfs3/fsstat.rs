@@ -26,9 +26,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             invarsec: 0,
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, FSSTAT3resfail { obj_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, FSSTAT3resfail { obj_attributes })));
     Ok(())
 }

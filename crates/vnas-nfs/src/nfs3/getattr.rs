@@ -10,9 +10,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let result = (|| {
         let target = req.target(&args.object)?;
         let obj = target.export.resolve(&target.fh)?;
-        Ok(GETATTR3resok {
-            obj_attributes: target.fattr(&obj.stat),
-        })
+        Ok(GETATTR3resok { obj_attributes: target.fattr(&obj.stat) })
     })();
     reply(out, result.map_err(void_err));
     Ok(())

@@ -15,13 +15,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let (file_t, dir_t) = req.target_pair(&args.file, &args.link.dir).map_err(none)?;
         let file = file_t.export.resolve(&file_t.fh).map_err(none)?;
         let dir = dir_t.export.resolve(&dir_t.fh).map_err(none)?;
-        let failed = |stat| {
-            (
-                stat,
-                file_t.post_op(file.restat().ok()),
-                dir_t.wcc(Some(&dir.stat), dir.restat().ok()),
-            )
-        };
+        let failed =
+            |stat| (stat, file_t.post_op(file.restat().ok()), dir_t.wcc(Some(&dir.stat), dir.restat().ok()));
         let name = args.link.name.as_ref();
         check_new_name(name).map_err(failed)?;
         if attr::is_dir(&file.stat) {
@@ -31,14 +26,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             return Err(failed(nfsstat3::NFS3ERR_NOTDIR));
         }
         dir_t.act_as_caller();
-        rustix::fs::linkat(
-            rustix::fs::CWD,
-            file.proc_path(),
-            &dir.fd,
-            name,
-            AtFlags::SYMLINK_FOLLOW,
-        )
-        .map_err(|e| failed(errno_stat(e)))?;
+        rustix::fs::linkat(rustix::fs::CWD, file.proc_path(), &dir.fd, name, AtFlags::SYMLINK_FOLLOW)
+            .map_err(|e| failed(errno_stat(e)))?;
         dir_t.export.remember(dir.ino(), name, file.ino());
         Ok(LINK3resok {
             file_attributes: file_t.post_op(file.restat().ok()),
@@ -46,13 +35,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         })
     })();
     let result = result.map_err(|(stat, file_attributes, linkdir_wcc)| {
-        (
-            stat,
-            LINK3resfail {
-                file_attributes,
-                linkdir_wcc,
-            },
-        )
+        (stat, LINK3resfail { file_attributes, linkdir_wcc })
     });
     reply(out, result);
     Ok(())

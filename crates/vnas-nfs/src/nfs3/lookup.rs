@@ -25,9 +25,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             dir_attributes: target.post_op(Some(dir.stat)),
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, LOOKUP3resfail { dir_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, LOOKUP3resfail { dir_attributes })));
     Ok(())
 }

@@ -2,9 +2,7 @@
 //! name, make the object as the caller, set its attributes, and describe
 //! the result.
 
-use nfs3_types::nfs3::{
-    diropargs3, nfsstat3, post_op_attr, post_op_fh3, sattr3, wcc_data, Nfs3Option,
-};
+use nfs3_types::nfs3::{diropargs3, nfsstat3, post_op_attr, post_op_fh3, sattr3, wcc_data, Nfs3Option};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::{sattr, Req};
@@ -27,13 +25,8 @@ pub fn make_in(
     attrs: Option<&sattr3>,
     make: impl FnOnce(&Obj, &[u8]) -> NfsResult<()>,
 ) -> Result<Made, Failed> {
-    let target = req
-        .target(&where_.dir)
-        .map_err(|s| (s, wcc_data::default()))?;
-    let dir = target
-        .export
-        .resolve(&target.fh)
-        .map_err(|s| (s, wcc_data::default()))?;
+    let target = req.target(&where_.dir).map_err(|s| (s, wcc_data::default()))?;
+    let dir = target.export.resolve(&target.fh).map_err(|s| (s, wcc_data::default()))?;
     let failed = |stat: nfsstat3| (stat, target.wcc(Some(&dir.stat), dir.restat().ok()));
     if !attr::is_dir(&dir.stat) {
         return Err(failed(nfsstat3::NFS3ERR_NOTDIR));
@@ -42,17 +35,10 @@ pub fn make_in(
     check_new_name(name).map_err(failed)?;
     target.act_as_caller();
     make(&dir, name).map_err(failed)?;
-    let fd = rustix::fs::openat(
-        &*dir.fd,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| failed(errno_stat(e)))?;
-    let obj = Obj {
-        stat: crate::fs::export::stat_fd(&fd).map_err(failed)?,
-        fd: std::sync::Arc::new(fd),
-    };
+    let fd =
+        rustix::fs::openat(&*dir.fd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| failed(errno_stat(e)))?;
+    let obj = Obj { stat: crate::fs::export::stat_fd(&fd).map_err(failed)?, fd: std::sync::Arc::new(fd) };
     target.export.remember(dir.ino(), name, obj.ino());
     if let Some(attrs) = attrs {
         sattr::apply(&obj, attrs).map_err(failed)?;

@@ -32,9 +32,7 @@ mod write;
 use std::io::Cursor;
 use std::net::IpAddr;
 
-use nfs3_types::nfs3::{
-    fattr3, nfs_fh3, nfsstat3, post_op_attr, pre_op_attr, wcc_data, Nfs3Option,
-};
+use nfs3_types::nfs3::{fattr3, nfs_fh3, nfsstat3, post_op_attr, pre_op_attr, wcc_data, Nfs3Option};
 use nfs3_types::xdr_codec::{Pack, Unpack, Void};
 use rustix::fs::Statx;
 
@@ -66,12 +64,7 @@ pub struct Proc {
 }
 
 const fn proc_(name: &'static str, modifies: bool, replay: bool, run: Run) -> Proc {
-    Proc {
-        name,
-        modifies,
-        replay,
-        run,
-    }
+    Proc { name, modifies, replay, run }
 }
 
 /// RFC 1813 procedure numbers 0 to 21, in order.
@@ -138,10 +131,7 @@ impl Target<'_> {
             Some(stat) => Nfs3Option::Some(attr::wcc(stat)),
             None => Nfs3Option::None,
         };
-        wcc_data {
-            before,
-            after: self.post_op(after),
-        }
+        wcc_data { before, after: self.post_op(after) }
     }
 
     pub fn handle(&self, stat: &Statx) -> nfs_fh3 {
@@ -166,22 +156,13 @@ impl<'a> Req<'a> {
     /// the export's client rules.
     pub fn target(&self, fh: &nfs_fh3) -> NfsResult<Target<'a>> {
         let decoded = FileHandle::decode(&fh.data).map_err(|_| nfsstat3::NFS3ERR_BADHANDLE)?;
-        let export = self
-            .state
-            .export_by_id(decoded.export_id)
-            .ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
+        let export = self.state.export_by_id(decoded.export_id).ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
         let fh = export.verify(&fh.data)?;
-        let rule = export
-            .rule_for(self.client)
-            .ok_or(nfsstat3::NFS3ERR_ACCES)?;
+        let rule = export.rule_for(self.client).ok_or(nfsstat3::NFS3ERR_ACCES)?;
         if self.proc_.modifies && rule.access == Access::ReadOnly {
             return Err(nfsstat3::NFS3ERR_ROFS);
         }
-        Ok(Target {
-            export,
-            fh,
-            creds: self.creds(rule),
-        })
+        Ok(Target { export, fh, creds: self.creds(rule) })
     }
 
     /// Two handles of one call (RENAME, LINK) must name the same export.
@@ -205,20 +186,13 @@ impl<'a> Req<'a> {
         }
         match self.auth {
             Auth::None => Creds::anonymous(rule),
-            Auth::Sys { uid, gid, gids } => Creds {
-                uid: *uid,
-                gid: *gid,
-                gids: gids.clone(),
-            }
-            .squashed(rule),
+            Auth::Sys { uid, gid, gids } => Creds { uid: *uid, gid: *gid, gids: gids.clone() }.squashed(rule),
         }
     }
 }
 
 pub fn decode<T: Unpack>(args: &[u8]) -> Result<T, Garbage> {
-    T::unpack(&mut Cursor::new(args))
-        .map(|(value, _)| value)
-        .map_err(|_| Garbage)
+    T::unpack(&mut Cursor::new(args)).map(|(value, _)| value).map_err(|_| Garbage)
 }
 
 /// Packs a procedure's result: `Ok` with its body, or an error status with

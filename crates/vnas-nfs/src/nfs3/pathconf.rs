@@ -23,9 +23,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             case_preserving: true,
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, PATHCONF3resfail { obj_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, PATHCONF3resfail { obj_attributes })));
     Ok(())
 }

@@ -20,10 +20,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         if !target.may_data(&stat, ACCESS3_READ) && !target.may(&stat, ACCESS3_EXECUTE) {
             return Err(nfsstat3::NFS3ERR_ACCES);
         }
-        let len = stat
-            .stx_size
-            .saturating_sub(args.offset)
-            .min(u64::from(args.count.min(READ_MAX)));
+        let len = stat.stx_size.saturating_sub(args.offset).min(u64::from(args.count.min(READ_MAX)));
         let eof = args.offset + len >= stat.stx_size;
         if len > 0 {
             use std::os::fd::AsRawFd;
@@ -36,11 +33,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         (len as u32).pack(buf).expect("Vec");
         eof.pack(buf).expect("Vec");
         (len as u32).pack(buf).expect("Vec");
-        out.attach_file(FileBody {
-            file: open.file,
-            offset: args.offset,
-            len: len as usize,
-        });
+        out.attach_file(FileBody { file: open.file, offset: args.offset, len: len as usize });
         Ok(())
     })();
     if let Err(stat) = result {

@@ -41,16 +41,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
                 return false;
             }
             used += cost;
-            let fileid = if at_root && entry.name == b".." {
-                obj.ino()
-            } else {
-                entry.ino
-            };
-            entries.push(entry3 {
-                fileid,
-                name: filename3::from(entry.name.to_vec()),
-                cookie: entry.cookie,
-            });
+            let fileid = if at_root && entry.name == b".." { obj.ino() } else { entry.ino };
+            entries.push(entry3 { fileid, name: filename3::from(entry.name.to_vec()), cookie: entry.cookie });
             true
         })?;
         if entries.is_empty() && !eof {
@@ -59,15 +51,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         Ok(READDIR3resok {
             dir_attributes: target.post_op(obj.restat().ok()),
             cookieverf: cookieverf3::default(),
-            reply: dirlist3 {
-                entries: List(entries),
-                eof,
-            },
+            reply: dirlist3 { entries: List(entries), eof },
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, READDIR3resfail { dir_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, READDIR3resfail { dir_attributes })));
     Ok(())
 }

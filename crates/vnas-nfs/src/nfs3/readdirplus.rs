@@ -35,8 +35,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let at_root = obj.ino() == target.export.root_ino();
         let eof = dir::read(&fd, args.cookie, |entry| {
             let cost = entry_cost(entry.name);
-            if used + cost + PLUS_COST > max_bytes
-                || (dir_used + cost > max_dir_bytes && !entries.is_empty())
+            if used + cost + PLUS_COST > max_bytes || (dir_used + cost > max_dir_bytes && !entries.is_empty())
             {
                 return false;
             }
@@ -70,15 +69,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         Ok(READDIRPLUS3resok {
             dir_attributes: target.post_op(obj.restat().ok()),
             cookieverf: cookieverf3::default(),
-            reply: dirlistplus3 {
-                entries: List(entries),
-                eof,
-            },
+            reply: dirlistplus3 { entries: List(entries), eof },
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, READDIRPLUS3resfail { dir_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, READDIRPLUS3resfail { dir_attributes })));
     Ok(())
 }

@@ -23,9 +23,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             data: nfspath3::from(data.into_bytes()),
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, READLINK3resfail { symlink_attributes })),
-    );
+    reply(out, result.map_err(|stat| (stat, READLINK3resfail { symlink_attributes })));
     Ok(())
 }

@@ -12,13 +12,8 @@ use crate::rpc::Reply;
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: REMOVE3args = decode(args)?;
     let result = (|| {
-        let target = req
-            .target(&args.object.dir)
-            .map_err(|s| (s, wcc_data::default()))?;
-        let dir = target
-            .export
-            .resolve(&target.fh)
-            .map_err(|s| (s, wcc_data::default()))?;
+        let target = req.target(&args.object.dir).map_err(|s| (s, wcc_data::default()))?;
+        let dir = target.export.resolve(&target.fh).map_err(|s| (s, wcc_data::default()))?;
         let failed = |stat| (stat, target.wcc(Some(&dir.stat), dir.restat().ok()));
         let name = args.object.name.as_ref();
         check_new_name(name).map_err(failed)?;
@@ -31,13 +26,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         if victim.stx_nlink <= 1 {
             target.export.forget(victim.stx_ino);
         }
-        Ok(REMOVE3resok {
-            dir_wcc: target.wcc(Some(&dir.stat), dir.restat().ok()),
-        })
+        Ok(REMOVE3resok { dir_wcc: target.wcc(Some(&dir.stat), dir.restat().ok()) })
     })();
-    reply(
-        out,
-        result.map_err(|(stat, dir_wcc)| (stat, REMOVE3resfail { dir_wcc })),
-    );
+    reply(out, result.map_err(|(stat, dir_wcc)| (stat, REMOVE3resfail { dir_wcc })));
     Ok(())
 }

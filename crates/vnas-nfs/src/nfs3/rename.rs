@@ -13,9 +13,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: RENAME3args = decode(args)?;
     let none = || (wcc_data::default(), wcc_data::default());
     let result = (|| {
-        let (from, to) = req
-            .target_pair(&args.from.dir, &args.to.dir)
-            .map_err(|s| (s, none()))?;
+        let (from, to) = req.target_pair(&args.from.dir, &args.to.dir).map_err(|s| (s, none()))?;
         let from_dir = from.export.resolve(&from.fh).map_err(|s| (s, none()))?;
         let to_dir = to.export.resolve(&to.fh).map_err(|s| (s, none()))?;
         let wccs = || {
@@ -40,19 +38,9 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         from.export.remember(to_dir.ino(), to_name, moving.stx_ino);
         Ok(wccs())
     })();
-    let result = result.map(|(fromdir_wcc, todir_wcc)| RENAME3resok {
-        fromdir_wcc,
-        todir_wcc,
-    });
-    let result = result.map_err(|(stat, (fromdir_wcc, todir_wcc))| {
-        (
-            stat,
-            RENAME3resfail {
-                fromdir_wcc,
-                todir_wcc,
-            },
-        )
-    });
+    let result = result.map(|(fromdir_wcc, todir_wcc)| RENAME3resok { fromdir_wcc, todir_wcc });
+    let result =
+        result.map_err(|(stat, (fromdir_wcc, todir_wcc))| (stat, RENAME3resfail { fromdir_wcc, todir_wcc }));
     reply(out, result);
     Ok(())
 }

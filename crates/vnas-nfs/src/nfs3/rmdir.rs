@@ -12,13 +12,8 @@ use crate::rpc::Reply;
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: RMDIR3args = decode(args)?;
     let result = (|| {
-        let target = req
-            .target(&args.object.dir)
-            .map_err(|s| (s, wcc_data::default()))?;
-        let dir = target
-            .export
-            .resolve(&target.fh)
-            .map_err(|s| (s, wcc_data::default()))?;
+        let target = req.target(&args.object.dir).map_err(|s| (s, wcc_data::default()))?;
+        let dir = target.export.resolve(&target.fh).map_err(|s| (s, wcc_data::default()))?;
         let failed = |stat| (stat, target.wcc(Some(&dir.stat), dir.restat().ok()));
         let name = args.object.name.as_ref();
         check_name(name).map_err(failed)?;
@@ -29,16 +24,10 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         }
         let victim = stat_at(&dir, name).map_err(failed)?;
         target.act_as_caller();
-        rustix::fs::unlinkat(&dir.fd, name, AtFlags::REMOVEDIR)
-            .map_err(|e| failed(errno_stat(e)))?;
+        rustix::fs::unlinkat(&dir.fd, name, AtFlags::REMOVEDIR).map_err(|e| failed(errno_stat(e)))?;
         target.export.forget(victim.stx_ino);
-        Ok(RMDIR3resok {
-            dir_wcc: target.wcc(Some(&dir.stat), dir.restat().ok()),
-        })
+        Ok(RMDIR3resok { dir_wcc: target.wcc(Some(&dir.stat), dir.restat().ok()) })
     })();
-    reply(
-        out,
-        result.map_err(|(stat, dir_wcc)| (stat, RMDIR3resfail { dir_wcc })),
-    );
+    reply(out, result.map_err(|(stat, dir_wcc)| (stat, RMDIR3resfail { dir_wcc })));
     Ok(())
 }

@@ -18,19 +18,12 @@ pub fn apply(obj: &Obj, sattr: &sattr3) -> NfsResult<()> {
     };
     // Owner first: chown clears set-id bits that a mode change may set.
     if uid.is_some() || gid.is_some() {
-        rustix::fs::chownat(
-            &obj.fd,
-            "",
-            uid,
-            gid,
-            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(errno_stat)?;
+        rustix::fs::chownat(&obj.fd, "", uid, gid, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(errno_stat)?;
     }
     if let Nfs3Option::Some(mode) = sattr.mode {
         if !is_link {
-            rustix::fs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777))
-                .map_err(errno_stat)?;
+            rustix::fs::chmod(obj.proc_path(), Mode::from_raw_mode(mode & 0o7777)).map_err(errno_stat)?;
         }
     }
     if let Nfs3Option::Some(size) = sattr.size {
@@ -44,12 +37,9 @@ pub fn apply(obj: &Obj, sattr: &sattr3) -> NfsResult<()> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(obj.proc_path())
-            .map_err(|e| {
-                errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
-            })?;
-        file.set_len(size).map_err(|e| {
-            errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
-        })?;
+            .map_err(|e| errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)))?;
+        file.set_len(size)
+            .map_err(|e| errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)))?;
     }
     let atime = match sattr.atime {
         set_atime::DONT_CHANGE => None,
@@ -82,29 +72,17 @@ pub fn mode_of(sattr: &sattr3, default: u32) -> Mode {
 
 /// The attributes left to apply after creating with `mode_of`.
 pub fn without_mode(sattr: &sattr3) -> sattr3 {
-    sattr3 {
-        mode: Nfs3Option::None,
-        ..sattr.clone()
-    }
+    sattr3 { mode: Nfs3Option::None, ..sattr.clone() }
 }
 
 fn timespec(t: nfstime3) -> Timespec {
-    Timespec {
-        tv_sec: i64::from(t.seconds),
-        tv_nsec: i64::from(t.nseconds).min(999_999_999) as _,
-    }
+    Timespec { tv_sec: i64::from(t.seconds), tv_nsec: i64::from(t.nseconds).min(999_999_999) as _ }
 }
 
 fn now() -> Timespec {
-    Timespec {
-        tv_sec: 0,
-        tv_nsec: rustix::fs::UTIME_NOW as _,
-    }
+    Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW as _ }
 }
 
 fn omit() -> Timespec {
-    Timespec {
-        tv_sec: 0,
-        tv_nsec: rustix::fs::UTIME_OMIT as _,
-    }
+    Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT as _ }
 }

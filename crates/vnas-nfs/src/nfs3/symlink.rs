@@ -27,9 +27,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         obj_attributes: made.obj_attributes,
         dir_wcc: made.dir_wcc,
     });
-    reply(
-        out,
-        result.map_err(|(stat, dir_wcc)| (stat, SYMLINK3resfail { dir_wcc })),
-    );
+    reply(out, result.map_err(|(stat, dir_wcc)| (stat, SYMLINK3resfail { dir_wcc })));
     Ok(())
 }

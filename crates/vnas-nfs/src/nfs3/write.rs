@@ -31,14 +31,7 @@ fn decode(args: &[u8]) -> Result<Args<'_>, Garbage> {
     if count as usize != data.len() {
         return Err(Garbage);
     }
-    Ok(Args {
-        file: nfs_fh3 {
-            data: fh.to_vec().into(),
-        },
-        offset,
-        stable,
-        data,
-    })
+    Ok(Args { file: nfs_fh3 { data: fh.to_vec().into() }, offset, stable, data })
 }
 
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
@@ -83,9 +76,6 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             verf: writeverf3(req.state.write_verifier),
         })
     })();
-    reply(
-        out,
-        result.map_err(|stat| (stat, WRITE3resfail { file_wcc })),
-    );
+    reply(out, result.map_err(|stat| (stat, WRITE3resfail { file_wcc })));
     Ok(())
 }

@@ -4,8 +4,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use nfs3_types::rpc::{
-    accept_stat_data, accepted_reply, auth_stat, msg_body, opaque_auth, rejected_reply, reply_body,
-    rpc_msg,
+    accept_stat_data, accepted_reply, auth_stat, msg_body, opaque_auth, rejected_reply, reply_body, rpc_msg,
 };
 use nfs3_types::xdr_codec::Pack;
 
@@ -65,26 +64,14 @@ pub fn parse_call(record: &[u8]) -> Result<Call, CallError> {
     let vers = xdr.u32().map_err(garbage)?;
     let proc_ = xdr.u32().map_err(garbage)?;
     let flavor = xdr.u32().map_err(garbage)?;
-    let body = xdr.opaque(AUTH_BODY_MAX).map_err(|_| CallError::Auth {
-        xid,
-        stat: auth_stat::AUTH_BADCRED,
-    })?;
+    let body =
+        xdr.opaque(AUTH_BODY_MAX).map_err(|_| CallError::Auth { xid, stat: auth_stat::AUTH_BADCRED })?;
     let auth = parse_cred(flavor, body).map_err(|stat| CallError::Auth { xid, stat })?;
     // The verifier: AUTH_NONE or AUTH_SYS calls carry an AUTH_NONE verifier,
     // which we skip whatever it holds.
     xdr.u32().map_err(garbage)?;
-    xdr.opaque(AUTH_BODY_MAX).map_err(|_| CallError::Auth {
-        xid,
-        stat: auth_stat::AUTH_BADVERF,
-    })?;
-    Ok(Call {
-        xid,
-        prog,
-        vers,
-        proc_,
-        auth,
-        args_at: xdr.position(),
-    })
+    xdr.opaque(AUTH_BODY_MAX).map_err(|_| CallError::Auth { xid, stat: auth_stat::AUTH_BADVERF })?;
+    Ok(Call { xid, prog, vers, proc_, auth, args_at: xdr.position() })
 }
 
 fn parse_cred(flavor: u32, body: &[u8]) -> Result<Auth, auth_stat> {
@@ -101,10 +88,7 @@ fn parse_cred(flavor: u32, body: &[u8]) -> Result<Auth, auth_stat> {
             if n_gids > AUTH_GIDS_MAX {
                 return Err(auth_stat::AUTH_BADCRED);
             }
-            let gids = (0..n_gids)
-                .map(|_| xdr.u32())
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
+            let gids = (0..n_gids).map(|_| xdr.u32()).collect::<Result<_, _>>().map_err(bad)?;
             Ok(Auth::Sys { uid, gid, gids })
         }
         _ => Err(auth_stat::AUTH_TOOWEAK),
@@ -140,10 +124,7 @@ pub struct Reply {
 
 impl Reply {
     fn with_body(xid: u32, body: reply_body<'_>, capacity: usize) -> Reply {
-        let msg = rpc_msg {
-            xid,
-            body: msg_body::REPLY(body),
-        };
+        let msg = rpc_msg { xid, body: msg_body::REPLY(body) };
         let mut buf = Vec::with_capacity(capacity + 32);
         buf.extend_from_slice(&[0; 4]);
         msg.pack(&mut buf).expect("packing into a Vec cannot fail");
@@ -151,10 +132,7 @@ impl Reply {
     }
 
     fn accepted(xid: u32, reply_data: accept_stat_data) -> Reply {
-        let body = reply_body::MSG_ACCEPTED(accepted_reply {
-            verf: opaque_auth::default(),
-            reply_data,
-        });
+        let body = reply_body::MSG_ACCEPTED(accepted_reply { verf: opaque_auth::default(), reply_data });
         Reply::with_body(xid, body, 0)
     }
 
@@ -193,17 +171,11 @@ impl Reply {
     }
 
     pub fn auth_error(xid: u32, stat: auth_stat) -> Reply {
-        Reply::with_body(
-            xid,
-            reply_body::MSG_DENIED(rejected_reply::auth_error(stat)),
-            0,
-        )
+        Reply::with_body(xid, reply_body::MSG_DENIED(rejected_reply::auth_error(stat)), 0)
     }
 
     pub fn pack(&mut self, value: &impl Pack) {
-        value
-            .pack(&mut self.buf)
-            .expect("packing into a Vec cannot fail");
+        value.pack(&mut self.buf).expect("packing into a Vec cannot fail");
     }
 
     /// The buffer, for results written by hand (READ data).
@@ -218,24 +190,15 @@ impl Reply {
 
     /// The reply as sent on the wire, record mark included.
     pub fn finish(mut self) -> Outgoing {
-        let file_len = self
-            .file
-            .as_ref()
-            .map_or(0, |body| body.len.div_ceil(4) * 4);
+        let file_len = self.file.as_ref().map_or(0, |body| body.len.div_ceil(4) * 4);
         let len = self.buf.len() - 4 + file_len;
         mark_record(&mut self.buf, len);
-        Outgoing {
-            head: self.buf,
-            file: self.file,
-        }
+        Outgoing { head: self.buf, file: self.file }
     }
 
     /// For replies that never carry file data.
     pub fn finish_bytes(self) -> Vec<u8> {
-        assert!(
-            self.file.is_none(),
-            "a reply with file data is sent as Outgoing"
-        );
+        assert!(self.file.is_none(), "a reply with file data is sent as Outgoing");
         self.finish().head
     }
 }
@@ -246,16 +209,7 @@ mod tests {
 
     fn call(flavor: u32, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        for word in [
-            7u32,
-            CALL,
-            RPC_VERSION,
-            100003,
-            3,
-            1,
-            flavor,
-            body.len() as u32,
-        ] {
+        for word in [7u32, CALL, RPC_VERSION, 100003, 3, 1, flavor, body.len() as u32] {
             out.extend_from_slice(&word.to_be_bytes());
         }
         out.extend_from_slice(body);
@@ -277,47 +231,25 @@ mod tests {
     #[test]
     fn parses_auth_sys() {
         let call = parse_call(&call(AUTH_SYS, &auth_sys(2))).unwrap();
-        assert_eq!(
-            call.auth,
-            Auth::Sys {
-                uid: 1000,
-                gid: 1000,
-                gids: vec![0, 1]
-            }
-        );
+        assert_eq!(call.auth, Auth::Sys { uid: 1000, gid: 1000, gids: vec![0, 1] });
         assert_eq!((call.prog, call.vers, call.proc_), (100003, 3, 1));
     }
 
     #[test]
     fn refuses_too_many_groups() {
         let err = parse_call(&call(AUTH_SYS, &auth_sys(17))).unwrap_err();
-        assert_eq!(
-            err,
-            CallError::Auth {
-                xid: 7,
-                stat: auth_stat::AUTH_BADCRED
-            }
-        );
+        assert_eq!(err, CallError::Auth { xid: 7, stat: auth_stat::AUTH_BADCRED });
     }
 
     #[test]
     fn refuses_unknown_flavor() {
         let err = parse_call(&call(6, &[])).unwrap_err();
-        assert_eq!(
-            err,
-            CallError::Auth {
-                xid: 7,
-                stat: auth_stat::AUTH_TOOWEAK
-            }
-        );
+        assert_eq!(err, CallError::Auth { xid: 7, stat: auth_stat::AUTH_TOOWEAK });
     }
 
     #[test]
     fn short_records() {
         assert_eq!(parse_call(&[1, 2]).unwrap_err(), CallError::Unreadable);
-        assert_eq!(
-            parse_call(&[0, 0, 0, 5, 0, 0]).unwrap_err(),
-            CallError::Garbage { xid: 5 }
-        );
+        assert_eq!(parse_call(&[0, 0, 0, 5, 0, 0]).unwrap_err(), CallError::Garbage { xid: 5 });
     }
 }

@@ -32,10 +32,7 @@ impl RecordReader {
     pub fn new(max: usize) -> Self {
         // Small to start: idle connections (there may be many) cost little;
         // a large record reserves what it needs once its header arrives.
-        RecordReader {
-            buf: BytesMut::with_capacity(4 * 1024),
-            max,
-        }
+        RecordReader { buf: BytesMut::with_capacity(4 * 1024), max }
     }
 
     /// Reads what the socket has without waiting. `Ok(false)`: the peer
@@ -126,10 +123,7 @@ mod tests {
         stream.extend(frag(b"ij", true));
         let mut reader = RecordReader::new(100);
         reader.extend(&stream[..7]);
-        assert!(
-            reader.take().unwrap().is_none(),
-            "incomplete is not an error"
-        );
+        assert!(reader.take().unwrap().is_none(), "incomplete is not an error");
         reader.extend(&stream[7..]);
         assert_eq!(&reader.take().unwrap().unwrap()[..], b"abcdefgh");
         assert_eq!(&reader.take().unwrap().unwrap()[..], b"ij");
@@ -141,10 +135,7 @@ mod tests {
         let mut reader = RecordReader::new(1024);
         reader.extend(&(0x7fff_ffffu32 | LAST_FRAGMENT).to_be_bytes());
         assert!(matches!(reader.take(), Err(RecordError::TooLarge(_))));
-        assert!(
-            reader.buf.capacity() < 1 << 20,
-            "nothing sized from the client's length"
-        );
+        assert!(reader.buf.capacity() < 1 << 20, "nothing sized from the client's length");
     }
 
     #[test]

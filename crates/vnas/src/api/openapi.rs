@@ -8,10 +8,7 @@ use super::types::*;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "vnas management API",
-        description = "Vservers, nodes and cluster status."
-    ),
+    info(title = "vnas management API", description = "Vservers, nodes and cluster status."),
     paths(
         status,
         list_nodes,

@@ -24,19 +24,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/status", get(status))
         .route("/api/nodes", get(list_nodes))
         .route("/api/vservers", get(list_vservers).post(create_vserver))
-        .route(
-            "/api/vservers/{name}",
-            get(show_vserver).delete(delete_vserver),
-        )
+        .route("/api/vservers/{name}", get(show_vserver).delete(delete_vserver))
         .route("/api/vservers/{name}/start", post(start_vserver))
         .route("/api/vservers/{name}/stop", post(stop_vserver))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_such_endpoint",
-                "no such endpoint",
-            )
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint") })
         .with_state(node)
 }
 
@@ -66,13 +57,8 @@ async fn wait_for(
 /// Settled: running or failed, or stopped and given back.
 fn settled(desired: Desired) -> impl Fn(&VserverRecord) -> bool {
     move |r| match desired {
-        Desired::Running => matches!(
-            r.ownership.state,
-            VserverState::Running | VserverState::Failed
-        ),
-        Desired::Stopped => {
-            r.ownership.owner.is_none() || r.ownership.state == VserverState::Failed
-        }
+        Desired::Running => matches!(r.ownership.state, VserverState::Running | VserverState::Failed),
+        Desired::Stopped => r.ownership.owner.is_none() || r.ownership.state == VserverState::Failed,
     }
 }
 
@@ -81,11 +67,7 @@ async fn status(State(node): Shared) -> Result<Json<StatusView>, ApiError> {
     let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
     let mut by_state = BTreeMap::new();
     for record in &records {
-        let state = serde_json::to_value(record.ownership.state)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string();
+        let state = serde_json::to_value(record.ownership.state).unwrap().as_str().unwrap().to_string();
         *by_state.entry(state).or_insert(0) += 1;
     }
     Ok(Json(StatusView {
@@ -124,10 +106,7 @@ async fn list_vservers(State(node): Shared) -> Result<Json<Vec<VserverView>>, Ap
 
 #[utoipa::path(get, path = "/api/vservers/{name}", params(("name" = String, Path)),
     responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
-async fn show_vserver(
-    State(node): Shared,
-    Path(name): Path<String>,
-) -> Result<Json<VserverView>, ApiError> {
+async fn show_vserver(State(node): Shared, Path(name): Path<String>) -> Result<Json<VserverView>, ApiError> {
     let record = node.store(move |s| s.vserver(&name)).await?;
     Ok(Json(record.into()))
 }
@@ -156,21 +135,11 @@ async fn create_vserver(
             .iter()
             .filter(|n| n.alive)
             .min_by_key(|n| {
-                (
-                    records
-                        .iter()
-                        .filter(|r| r.config.node == n.info.name)
-                        .count(),
-                    n.info.name.clone(),
-                )
+                (records.iter().filter(|r| r.config.node == n.info.name).count(), n.info.name.clone())
             })
             .map(|n| n.info.name.clone())
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_node",
-                    "no live node to host it",
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no live node to host it")
             })?,
     };
     let config = validate::config(request, assigned)?;
@@ -183,21 +152,13 @@ async fn create_vserver(
 }
 
 /// Sets what the vserver should be doing and waits for its node to do it.
-async fn set_desired(
-    node: &Arc<Node>,
-    name: String,
-    desired: Desired,
-) -> Result<VserverRecord, ApiError> {
+async fn set_desired(node: &Arc<Node>, name: String, desired: Desired) -> Result<VserverRecord, ApiError> {
     let name2 = name.clone();
     node.store(move |s| {
         let record = s.vserver(&name2)?;
         if desired == Desired::Running && record.ownership.state == VserverState::Failed {
             // Starting again clears the failure.
-            let cleared = Ownership {
-                owner: None,
-                state: VserverState::Stopped,
-                ..record.ownership.clone()
-            };
+            let cleared = Ownership { owner: None, state: VserverState::Stopped, ..record.ownership.clone() };
             s.swap_ownership(&name2, record.ownership.epoch, &cleared)?;
         }
         let mut config = record.config;
@@ -211,24 +172,14 @@ async fn set_desired(
 
 #[utoipa::path(post, path = "/api/vservers/{name}/start", params(("name" = String, Path)),
     responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
-async fn start_vserver(
-    State(node): Shared,
-    Path(name): Path<String>,
-) -> Result<Json<VserverView>, ApiError> {
-    Ok(Json(
-        set_desired(&node, name, Desired::Running).await?.into(),
-    ))
+async fn start_vserver(State(node): Shared, Path(name): Path<String>) -> Result<Json<VserverView>, ApiError> {
+    Ok(Json(set_desired(&node, name, Desired::Running).await?.into()))
 }
 
 #[utoipa::path(post, path = "/api/vservers/{name}/stop", params(("name" = String, Path)),
     responses((status = 200, body = VserverView), (status = 404, body = super::types::ErrorBody)))]
-async fn stop_vserver(
-    State(node): Shared,
-    Path(name): Path<String>,
-) -> Result<Json<VserverView>, ApiError> {
-    Ok(Json(
-        set_desired(&node, name, Desired::Stopped).await?.into(),
-    ))
+async fn stop_vserver(State(node): Shared, Path(name): Path<String>) -> Result<Json<VserverView>, ApiError> {
+    Ok(Json(set_desired(&node, name, Desired::Stopped).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/api/vservers/{name}", params(("name" = String, Path)),
@@ -242,8 +193,7 @@ async fn delete_vserver(
         None => false,
         Some(owner) => {
             let owner = owner.clone();
-            node.store(move |s| Ok(s.nodes()?.iter().any(|n| n.info.name == owner && n.alive)))
-                .await?
+            node.store(move |s| Ok(s.nodes()?.iter().any(|n| n.info.name == owner && n.alive))).await?
         }
     };
     if owner_alive && record.ownership.state != VserverState::Failed {

@@ -47,11 +47,7 @@ pub struct VserverView {
 
 impl From<VserverRecord> for VserverView {
     fn from(record: VserverRecord) -> Self {
-        let VserverRecord {
-            config,
-            ownership,
-            service,
-        } = record;
+        let VserverRecord { config, ownership, service } = record;
         VserverView {
             name: config.name,
             node: ownership.owner,

@@ -17,21 +17,12 @@ impl Client {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
-        Ok(Client {
-            base: api.trim_end_matches('/').to_string(),
-            http,
-        })
+        Ok(Client { base: api.trim_end_matches('/').to_string(), http })
     }
 
-    fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::blocking::RequestBuilder,
-    ) -> anyhow::Result<T> {
+    fn send<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder) -> anyhow::Result<T> {
         let response = request.send().with_context(|| {
-            format!(
-                "cannot reach the vnas API at {} (is a node running? see --api)",
-                self.base
-            )
+            format!("cannot reach the vnas API at {} (is a node running? see --api)", self.base)
         })?;
         let status = response.status();
         let text = response.text().context("reading the API's answer")?;
@@ -41,19 +32,14 @@ impl Client {
                 Err(_) => bail!("the API answered {status}: {text}"),
             }
         }
-        serde_json::from_str(&text)
-            .with_context(|| format!("unexpected answer from the API: {text}"))
+        serde_json::from_str(&text).with_context(|| format!("unexpected answer from the API: {text}"))
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base)))
     }
 
-    pub fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> anyhow::Result<T> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 

@@ -12,12 +12,7 @@ use crate::api::types::{CreateVserver, NodeView, StatusView, VserverView};
 #[derive(clap::Args)]
 pub struct ApiUrl {
     /// The management API of any node.
-    #[arg(
-        long,
-        global = true,
-        env = "VNAS_API",
-        default_value = "http://127.0.0.1:7400"
-    )]
+    #[arg(long, global = true, env = "VNAS_API", default_value = "http://127.0.0.1:7400")]
     pub api: String,
 }
 
@@ -36,6 +31,10 @@ pub enum VserverCommand {
         /// (repeatable; default: each volume, read-write, everyone).
         #[arg(long = "export")]
         exports: Vec<String>,
+        /// DESTINATION=GATEWAY, a route for replies from the vserver's
+        /// addresses (recorded; applied by the linux network mode).
+        #[arg(long = "route")]
+        routes: Vec<String>,
         /// Node to host it (default: the least loaded live node).
         #[arg(long)]
         node: Option<String>,
@@ -85,14 +84,15 @@ pub enum NodeCommand {
 }
 
 fn parse_volume(spec: &str) -> anyhow::Result<Volume> {
-    let (mount, path) = spec
-        .split_once('=')
-        .with_context(|| format!("volume {spec:?} is not MOUNT=PATH"))?;
+    let (mount, path) = spec.split_once('=').with_context(|| format!("volume {spec:?} is not MOUNT=PATH"))?;
     let path = std::path::absolute(path).with_context(|| format!("volume path {path}"))?;
-    Ok(Volume {
-        mount: mount.to_string(),
-        path: path.display().to_string(),
-    })
+    Ok(Volume { mount: mount.to_string(), path: path.display().to_string() })
+}
+
+fn parse_route(spec: &str) -> anyhow::Result<vnas_store::Route> {
+    let (destination, gateway) =
+        spec.split_once('=').with_context(|| format!("route {spec:?} is not DESTINATION=GATEWAY"))?;
+    Ok(vnas_store::Route { destination: destination.to_string(), gateway: gateway.to_string() })
 }
 
 pub fn parse_export(spec: &str) -> anyhow::Result<Export> {
@@ -107,52 +107,30 @@ pub fn parse_export(spec: &str) -> anyhow::Result<Export> {
             ("all_squash", "") => rule.squash = "all".into(),
             ("no_root_squash", "") => rule.squash = "none".into(),
             ("clients", v) => rule.clients = v.split('+').map(str::to_string).collect(),
-            ("anonuid", v) => {
-                rule.anon_uid = v.parse().with_context(|| format!("anonuid {v:?}"))?
-            }
-            ("anongid", v) => {
-                rule.anon_gid = v.parse().with_context(|| format!("anongid {v:?}"))?
-            }
+            ("anonuid", v) => rule.anon_uid = v.parse().with_context(|| format!("anonuid {v:?}"))?,
+            ("anongid", v) => rule.anon_gid = v.parse().with_context(|| format!("anongid {v:?}"))?,
             _ => bail!("unknown export option {option:?} in {spec:?}"),
         }
     }
-    Ok(Export {
-        path,
-        rules: vec![rule],
-    })
+    Ok(Export { path, rules: vec![rule] })
 }
 
 fn json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
 }
 
 fn state(view: &VserverView) -> String {
-    serde_json::to_value(view.state)
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string()
+    serde_json::to_value(view.state).unwrap().as_str().unwrap().to_string()
 }
 
 fn exports(view: &VserverView) -> String {
-    view.exports
-        .iter()
-        .map(|e| e.path.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    view.exports.iter().map(|e| e.path.as_str()).collect::<Vec<_>>().join(",")
 }
 
 /// One line a person reads after a change, and a failure as an error.
 fn report(verb: &str, view: &VserverView) -> anyhow::Result<()> {
     if view.state == VserverState::Failed {
-        bail!(
-            "vserver {} failed: {}",
-            view.name,
-            view.reason.as_deref().unwrap_or("unknown reason")
-        );
+        bail!("vserver {} failed: {}", view.name, view.reason.as_deref().unwrap_or("unknown reason"));
     }
     let node = view.node.as_deref().unwrap_or("-");
     println!(
@@ -168,26 +146,13 @@ fn report(verb: &str, view: &VserverView) -> anyhow::Result<()> {
 pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
     let client = Client::new(api)?;
     match command {
-        VserverCommand::Create {
-            name,
-            ips,
-            volumes,
-            exports: export_specs,
-            node,
-            json: as_json,
-        } => {
+        VserverCommand::Create { name, ips, volumes, exports: export_specs, routes, node, json: as_json } => {
             let request = CreateVserver {
                 name,
                 addresses: ips,
-                volumes: volumes
-                    .iter()
-                    .map(|v| parse_volume(v))
-                    .collect::<anyhow::Result<_>>()?,
-                exports: export_specs
-                    .iter()
-                    .map(|e| parse_export(e))
-                    .collect::<anyhow::Result<_>>()?,
-                routes: vec![],
+                volumes: volumes.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
+                exports: export_specs.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
+                routes: routes.iter().map(|r| parse_route(r)).collect::<anyhow::Result<_>>()?,
                 node,
             };
             let view: VserverView = client.post("/api/vservers", &request)?;
@@ -202,11 +167,7 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 }
             }
             if view.state == VserverState::Failed {
-                bail!(
-                    "vserver {} failed: {}",
-                    view.name,
-                    view.reason.unwrap_or_default()
-                );
+                bail!("vserver {} failed: {}", view.name, view.reason.unwrap_or_default());
             }
         }
         VserverCommand::List { json: as_json } => {
@@ -227,16 +188,10 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
-                table::print(
-                    &["NAME", "NODE", "STATE", "ADDRESSES", "EXPORTS", "EPOCH"],
-                    &rows,
-                );
+                table::print(&["NAME", "NODE", "STATE", "ADDRESSES", "EXPORTS", "EPOCH"], &rows);
             }
         }
-        VserverCommand::Show {
-            name,
-            json: as_json,
-        } => {
+        VserverCommand::Show { name, json: as_json } => {
             let view: VserverView = client.get(&format!("/api/vservers/{name}"))?;
             if as_json {
                 json(&view);
@@ -261,6 +216,9 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                         );
                     }
                 }
+                for route in &view.routes {
+                    println!("route:          {} via {}", route.destination, route.gateway);
+                }
                 if let Some(reason) = &view.reason {
                     println!("reason:         {reason}");
                 }
@@ -269,10 +227,7 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        VserverCommand::Start {
-            name,
-            json: as_json,
-        } => {
+        VserverCommand::Start { name, json: as_json } => {
             let view: VserverView = client.post(&format!("/api/vservers/{name}/start"), &())?;
             if as_json {
                 json(&view)
@@ -280,10 +235,7 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 report("started", &view)?
             }
         }
-        VserverCommand::Stop {
-            name,
-            json: as_json,
-        } => {
+        VserverCommand::Stop { name, json: as_json } => {
             let view: VserverView = client.post(&format!("/api/vservers/{name}/stop"), &())?;
             if as_json {
                 json(&view)
@@ -291,10 +243,7 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 report("stopped", &view)?
             }
         }
-        VserverCommand::Delete {
-            name,
-            json: as_json,
-        } => {
+        VserverCommand::Delete { name, json: as_json } => {
             let view: VserverView = client.delete(&format!("/api/vservers/{name}"))?;
             if as_json {
                 json(&view)
@@ -323,10 +272,7 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
                             n.api.clone(),
                             if n.alive { "up".into() } else { "down".into() },
                             n.vservers.to_string(),
-                            format!(
-                                "{:.1}s ago",
-                                now.saturating_sub(n.last_seen_ms) as f64 / 1000.0
-                            ),
+                            format!("{:.1}s ago", now.saturating_sub(n.last_seen_ms) as f64 / 1000.0),
                         ]
                     })
                     .collect();
@@ -342,23 +288,12 @@ pub fn status(api: &str, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         json(&status);
     } else {
-        println!(
-            "nodes:    {} up of {}",
-            status.nodes_alive, status.nodes_total
-        );
-        let states: Vec<String> = status
-            .vservers_by_state
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect();
+        println!("nodes:    {} up of {}", status.nodes_alive, status.nodes_total);
+        let states: Vec<String> = status.vservers_by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
         println!(
             "vservers: {} ({})",
             status.vservers_total,
-            if states.is_empty() {
-                "none".into()
-            } else {
-                states.join(", ")
-            }
+            if states.is_empty() { "none".into() } else { states.join(", ") }
         );
     }
     Ok(())

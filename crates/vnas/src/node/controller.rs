@@ -42,10 +42,7 @@ pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: Cancellat
             }
         }
         let renew = session.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || renew.renew())
-            .await
-            .unwrap_or(Ok(()))
-        {
+        if let Err(error) = tokio::task::spawn_blocking(move || renew.renew()).await.unwrap_or(Ok(())) {
             tracing::error!(%error, "cannot renew this node's session");
         }
         let generation = node.store(|s| s.generation()).await.ok();
@@ -60,11 +57,8 @@ pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: Cancellat
             Ok((records, nodes)) => {
                 seen_generation = generation;
                 last_full_read = Instant::now();
-                let alive: HashSet<String> = nodes
-                    .into_iter()
-                    .filter(|n| n.alive)
-                    .map(|n| n.info.name)
-                    .collect();
+                let alive: HashSet<String> =
+                    nodes.into_iter().filter(|n| n.alive).map(|n| n.info.name).collect();
                 reconcile(&node, &mut running, &records, &alive, &failures_tx).await;
             }
             Err(error) => tracing::error!(%error, "cannot read the store"),
@@ -75,14 +69,8 @@ pub async fn run(node: Arc<Node>, session: Box<dyn Session>, shutdown: Cancellat
     for (name, vserver) in running.drain() {
         let epoch = vserver.epoch;
         vserver.stop().await;
-        release(
-            &node,
-            &name,
-            epoch,
-            VserverState::Stopped,
-            Some(format!("node {} stopped", node.name)),
-        )
-        .await;
+        release(&node, &name, epoch, VserverState::Stopped, Some(format!("node {} stopped", node.name)))
+            .await;
     }
 }
 
@@ -95,11 +83,7 @@ async fn reconcile(
 ) {
     let present: HashSet<&str> = records.iter().map(|r| r.config.name.as_str()).collect();
     // Deleted from the store while running here.
-    let gone: Vec<String> = running
-        .keys()
-        .filter(|n| !present.contains(n.as_str()))
-        .cloned()
-        .collect();
+    let gone: Vec<String> = running.keys().filter(|n| !present.contains(n.as_str())).cloned().collect();
     for name in gone {
         if let Some(vserver) = running.remove(&name) {
             vserver.stop().await;
@@ -114,8 +98,7 @@ async fn reconcile(
             && record.config.node == node.name
             && record.ownership.state != VserverState::Failed;
         if let Some(vserver) = running.get(name) {
-            let still_mine =
-                owner == Some(node.name.as_str()) && record.ownership.epoch == vserver.epoch;
+            let still_mine = owner == Some(node.name.as_str()) && record.ownership.epoch == vserver.epoch;
             if !should_run || !still_mine {
                 let vserver = running.remove(name).expect("present");
                 let epoch = vserver.epoch;
@@ -173,17 +156,8 @@ async fn activate(
                 node: node.name.clone(),
                 mount_table: record.config.volumes.clone(),
                 routing_table: record.config.routes.clone(),
-                devices: record
-                    .config
-                    .addresses
-                    .iter()
-                    .map(|a| format!("lo {a}"))
-                    .collect(),
-                write_verifier: vserver
-                    .write_verifier
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
+                devices: record.config.addresses.iter().map(|a| format!("lo {a}")).collect(),
+                write_verifier: vserver.write_verifier.iter().map(|b| format!("{b:02x}")).collect(),
                 updated_ms: now_ms(),
             };
             let now_running = Ownership {
@@ -224,11 +198,7 @@ async fn activate(
 
 /// Takes ownership of a free vserver assigned here (compare-and-swap on
 /// the epoch), then starts it.
-async fn take(
-    node: Arc<Node>,
-    record: VserverRecord,
-    failures: mpsc::Sender<Failure>,
-) -> Option<Running> {
+async fn take(node: Arc<Node>, record: VserverRecord, failures: mpsc::Sender<Failure>) -> Option<Running> {
     let name = record.config.name.clone();
     let epoch = record.ownership.epoch + 1;
     let taking = Ownership {
@@ -241,10 +211,7 @@ async fn take(
     };
     let expected = record.ownership.epoch;
     let name_owned = name.clone();
-    match node
-        .store(move |s| s.swap_ownership(&name_owned, expected, &taking))
-        .await
-    {
+    match node.store(move |s| s.swap_ownership(&name_owned, expected, &taking)).await {
         Ok(()) => activate(&node, &record, epoch, &failures).await,
         Err(error) => {
             tracing::warn!(vserver = %name, %error, "could not take ownership");
@@ -254,27 +221,11 @@ async fn take(
 }
 
 /// Gives ownership back (stopped), or keeps it marked failed with a reason.
-async fn release(
-    node: &Arc<Node>,
-    name: &str,
-    epoch: u64,
-    state: VserverState,
-    reason: Option<String>,
-) {
+async fn release(node: &Arc<Node>, name: &str, epoch: u64, state: VserverState, reason: Option<String>) {
     let owner = (state == VserverState::Failed).then(|| node.name.clone());
-    let ownership = Ownership {
-        owner,
-        epoch,
-        state,
-        reason,
-        failures: 0,
-        since_ms: now_ms(),
-    };
+    let ownership = Ownership { owner, epoch, state, reason, failures: 0, since_ms: now_ms() };
     let name_owned = name.to_string();
-    if let Err(error) = node
-        .store(move |s| s.swap_ownership(&name_owned, epoch, &ownership))
-        .await
-    {
+    if let Err(error) = node.store(move |s| s.swap_ownership(&name_owned, epoch, &ownership)).await {
         tracing::warn!(vserver = %name, %error, "could not record the vserver's state");
     }
 }
@@ -293,9 +244,7 @@ async fn handle_failure(
         return;
     }
     // Failures count in a row: a vserver healthy for a while starts over.
-    let entry = failed_recently
-        .entry(failure.name.clone())
-        .or_insert((0, Instant::now()));
+    let entry = failed_recently.entry(failure.name.clone()).or_insert((0, Instant::now()));
     if entry.1.elapsed() > FAILURES_FORGOTTEN {
         entry.0 = 0;
     }
@@ -308,14 +257,7 @@ async fn handle_failure(
     if count >= node.settings.failures_max {
         tracing::error!(vserver = %name, failures = count, reason = %failure.reason, "vserver failed; not restarting");
         failed_recently.remove(&name);
-        release(
-            node,
-            &name,
-            epoch,
-            VserverState::Failed,
-            Some(failure.reason),
-        )
-        .await;
+        release(node, &name, epoch, VserverState::Failed, Some(failure.reason)).await;
         return;
     }
     tracing::warn!(vserver = %name, failures = count, reason = %failure.reason, "vserver unhealthy; restarting");
@@ -331,9 +273,7 @@ async fn handle_failure(
     noted.failures = count;
     noted.reason = Some(failure.reason);
     let name3 = name.clone();
-    let _ = node
-        .store(move |s| s.swap_ownership(&name3, epoch, &noted))
-        .await;
+    let _ = node.store(move |s| s.swap_ownership(&name3, epoch, &noted)).await;
     if let Some(vserver) = activate(node, &record, epoch, failures).await {
         running.insert(name, vserver);
     }

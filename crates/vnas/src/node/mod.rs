@@ -83,11 +83,7 @@ impl Node {
         let node = self.clone();
         tokio::task::spawn_blocking(move || call(&*node.store))
             .await
-            .unwrap_or_else(|e| {
-                Err(vnas_store::StoreError::Unavailable(format!(
-                    "store call failed: {e}"
-                )))
-            })
+            .unwrap_or_else(|e| Err(vnas_store::StoreError::Unavailable(format!("store call failed: {e}"))))
     }
 }
 
@@ -102,22 +98,17 @@ pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let file: NodeArgs = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => NodeArgs::default(),
     };
     let name = args.name.or(file.name).context("--name is required")?;
     let store_spec = args.store.or(file.store).context("--store is required")?;
-    let api = args
-        .api
-        .or(file.api)
-        .unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap());
-    let settings = Settings {
-        nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049),
-        ..Settings::default()
-    };
+    let api = args.api.or(file.api).unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap());
+    let settings =
+        Settings { nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049), ..Settings::default() };
 
     let store = open_store(&store_spec)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,9 +119,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(api)
-            .await
-            .with_context(|| format!("cannot listen on {api}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(api).await.with_context(|| format!("cannot listen on {api}"))?;
         let info = NodeInfo {
             name: name.clone(),
             api: format!("http://{}", listener.local_addr()?),
@@ -142,12 +132,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             let info = info.clone();
             tokio::task::spawn_blocking(move || store.join(&info)).await??
         };
-        let node = Arc::new(Node {
-            name: name.clone(),
-            store,
-            wake: Notify::new(),
-            settings,
-        });
+        let node = Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings });
         let shutdown = CancellationToken::new();
         let controller = tokio::spawn(controller::run(node.clone(), session, shutdown.clone()));
         tracing::info!(node = %name, api = %info.api, store = %store_spec, "node started");
@@ -161,9 +146,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
         let api_stop = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_stop.cancelled().await })
-            .await?;
+        axum::serve(listener, app).with_graceful_shutdown(async move { api_stop.cancelled().await }).await?;
         controller.await?;
         tracing::info!("node stopped");
         anyhow::Ok(())

@@ -36,13 +36,7 @@ pub async fn watch(
             if shutdown.is_cancelled() {
                 return;
             }
-            let _ = failures
-                .send(Failure {
-                    name: config.name.clone(),
-                    epoch,
-                    reason,
-                })
-                .await;
+            let _ = failures.send(Failure { name: config.name.clone(), epoch, reason }).await;
             return;
         }
     }
@@ -52,9 +46,7 @@ async fn check(config: &VserverConfig, port: u16) -> Result<(), String> {
     for volume in &config.volumes {
         let path = volume.path.clone();
         let present = tokio::task::spawn_blocking(move || {
-            std::fs::metadata(&path)
-                .map(|m| m.is_dir())
-                .unwrap_or(false)
+            std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false)
         })
         .await
         .unwrap_or(false);
@@ -63,9 +55,7 @@ async fn check(config: &VserverConfig, port: u16) -> Result<(), String> {
         }
     }
     for address in &config.addresses {
-        let ip: IpAddr = address
-            .parse()
-            .map_err(|_| format!("bad address {address}"))?;
+        let ip: IpAddr = address.parse().map_err(|_| format!("bad address {address}"))?;
         let addr = SocketAddr::new(ip, port);
         match tokio::time::timeout(Duration::from_secs(2), null_call(addr)).await {
             Ok(Ok(())) => {}
@@ -89,8 +79,7 @@ pub async fn null_call(addr: SocketAddr) -> std::io::Result<()> {
     let mut reply = [0u8; 28];
     stream.read_exact(&mut reply).await?;
     // mark, xid, REPLY, MSG_ACCEPTED, verifier (flavor, length), SUCCESS
-    let accepted =
-        reply[8..12] == [0, 0, 0, 1] && reply[12..16] == [0; 4] && reply[24..28] == [0; 4];
+    let accepted = reply[8..12] == [0, 0, 0, 1] && reply[12..16] == [0; 4] && reply[24..28] == [0; 4];
     if accepted {
         Ok(())
     } else {

@@ -13,9 +13,9 @@ use crate::api::types::CreateVserver;
 /// The loopback network mode serves addresses in 127.0.0.0/8 (but not
 /// 127.0.0.1, which the management API and other services use).
 pub fn check_address(address: &str) -> Result<(), ApiError> {
-    let ip: Ipv4Addr = address.parse().map_err(|_| {
-        ApiError::bad_request("bad_address", format!("{address:?} is not an IPv4 address"))
-    })?;
+    let ip: Ipv4Addr = address
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_address", format!("{address:?} is not an IPv4 address")))?;
     let octets = ip.octets();
     let in_range =
         octets[0] == 127 && ip != Ipv4Addr::new(127, 0, 0, 1) && octets[3] != 0 && octets[3] != 255;
@@ -31,10 +31,7 @@ pub fn check_address(address: &str) -> Result<(), ApiError> {
 fn check_rule(rule: &ClientRule) -> Result<(), ApiError> {
     for client in &rule.clients {
         if client.parse::<ipnet::IpNet>().is_err() && client.parse::<IpAddr>().is_err() {
-            return Err(ApiError::bad_request(
-                "bad_export",
-                format!("bad client network {client:?}"),
-            ));
+            return Err(ApiError::bad_request("bad_export", format!("bad client network {client:?}")));
         }
     }
     if !matches!(rule.access.as_str(), "rw" | "ro") {
@@ -55,45 +52,30 @@ fn check_rule(rule: &ClientRule) -> Result<(), ApiError> {
 pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, ApiError> {
     vnas_store::check_name(&request.name).map_err(ApiError::from)?;
     if request.addresses.is_empty() {
-        return Err(ApiError::bad_request(
-            "bad_address",
-            "a vserver needs at least one address",
-        ));
+        return Err(ApiError::bad_request("bad_address", "a vserver needs at least one address"));
     }
     let mut seen = HashSet::new();
     for address in &request.addresses {
         check_address(address)?;
         if !seen.insert(address) {
-            return Err(ApiError::bad_request(
-                "bad_address",
-                format!("{address} is listed twice"),
-            ));
+            return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
         }
     }
     if request.volumes.is_empty() {
-        return Err(ApiError::bad_request(
-            "bad_volume",
-            "a vserver needs at least one volume",
-        ));
+        return Err(ApiError::bad_request("bad_volume", "a vserver needs at least one volume"));
     }
     for volume in &request.volumes {
         if !volume.mount.starts_with('/') || volume.mount.contains("..") {
             return Err(ApiError::bad_request(
                 "bad_volume",
-                format!(
-                    "mount point {:?} must be an absolute path without ..",
-                    volume.mount
-                ),
+                format!("mount point {:?} must be an absolute path without ..", volume.mount),
             ));
         }
         let path = Path::new(&volume.path);
         if !path.is_absolute() || !path.is_dir() {
             return Err(ApiError::bad_request(
                 "volume_path_missing",
-                format!(
-                    "volume path {} does not exist or is not a directory",
-                    volume.path
-                ),
+                format!("volume path {} does not exist or is not a directory", volume.path),
             ));
         }
     }
@@ -101,10 +83,7 @@ pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, Api
         request
             .volumes
             .iter()
-            .map(|v| Export {
-                path: v.mount.clone(),
-                rules: vec![ClientRule::default()],
-            })
+            .map(|v| Export { path: v.mount.clone(), rules: vec![ClientRule::default()] })
             .collect()
     } else {
         request.exports
@@ -128,18 +107,13 @@ pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, Api
         if crate::node::vserver::export_dir(&config, &export.path).is_none() {
             return Err(ApiError::bad_request(
                 "export_outside_volumes",
-                format!(
-                    "export {} is not at or below any volume's mount point",
-                    export.path
-                ),
+                format!("export {} is not at or below any volume's mount point", export.path),
             ));
         }
         export.rules.iter().try_for_each(check_rule)?;
     }
     for route in &config.routes {
-        if route.destination.parse::<ipnet::IpNet>().is_err()
-            || route.gateway.parse::<IpAddr>().is_err()
-        {
+        if route.destination.parse::<ipnet::IpNet>().is_err() || route.gateway.parse::<IpAddr>().is_err() {
             return Err(ApiError::bad_request(
                 "bad_route",
                 format!("bad route {} via {}", route.destination, route.gateway),

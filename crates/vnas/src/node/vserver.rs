@@ -47,10 +47,7 @@ pub fn export_dir(config: &VserverConfig, export: &str) -> Option<PathBuf> {
             } else {
                 export.strip_prefix(mount).filter(|r| r.starts_with('/'))
             }?;
-            Some((
-                mount.len(),
-                PathBuf::from(&volume.path).join(rest.trim_start_matches('/')),
-            ))
+            Some((mount.len(), PathBuf::from(&volume.path).join(rest.trim_start_matches('/'))))
         })
         .max_by_key(|(len, _)| *len)
         .map(|(_, dir)| dir)
@@ -67,11 +64,7 @@ fn rule(rule: &vnas_store::ClientRule) -> Result<vnas_nfs::ClientRule, String> {
                     .map_err(|_| format!("bad client network {c}"))
             })
             .collect::<Result<_, _>>()?,
-        access: if rule.access == "ro" {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
-        },
+        access: if rule.access == "ro" { Access::ReadOnly } else { Access::ReadWrite },
         squash: match rule.squash.as_str() {
             "root" => Squash::Root,
             "all" => Squash::All,
@@ -110,27 +103,18 @@ impl Running {
         let server = Server::new(server_config).map_err(|e| e.to_string())?;
         let mut listeners = Vec::new();
         for address in &config.addresses {
-            let ip: IpAddr = address
-                .parse()
-                .map_err(|_| format!("bad address {address}"))?;
+            let ip: IpAddr = address.parse().map_err(|_| format!("bad address {address}"))?;
             let addr = SocketAddr::new(ip, node.settings.nfs_port);
             listeners.push(vnas_nfs::server::bind(addr).map_err(|e| e.to_string())?);
         }
         let shutdown = CancellationToken::new();
         let server = {
-            let (shutdown, failures, name) =
-                (shutdown.clone(), failures.clone(), config.name.clone());
+            let (shutdown, failures, name) = (shutdown.clone(), failures.clone(), config.name.clone());
             tokio::spawn(async move {
                 let result = server.run(listeners, shutdown.clone()).await;
                 if !shutdown.is_cancelled() {
                     let reason = format!("the NFS listener stopped: {result:?}");
-                    let _ = failures
-                        .send(Failure {
-                            name,
-                            epoch,
-                            reason,
-                        })
-                        .await;
+                    let _ = failures.send(Failure { name, epoch, reason }).await;
                 }
             })
         };
@@ -141,14 +125,7 @@ impl Running {
             failures,
             shutdown.clone(),
         ));
-        Ok(Running {
-            epoch,
-            write_verifier,
-            config,
-            shutdown,
-            server,
-            monitor,
-        })
+        Ok(Running { epoch, write_verifier, config, shutdown, server, monitor })
     }
 
     /// Stops accepting, drains, closes connections and releases the
@@ -171,10 +148,7 @@ mod tests {
             addresses: vec![],
             volumes: volumes
                 .iter()
-                .map(|(m, p)| Volume {
-                    mount: m.to_string(),
-                    path: p.to_string(),
-                })
+                .map(|(m, p)| Volume { mount: m.to_string(), path: p.to_string() })
                 .collect(),
             exports: vec![],
             routes: vec![],

@@ -30,9 +30,7 @@ fn broken_records_do_not_hurt_the_server() {
 
     // A fragment cut short, then the connection closed.
     let mut raw = RawClient::connect(served.addr);
-    raw.stream
-        .write_all(&(100u32 | 0x8000_0000).to_be_bytes())
-        .unwrap();
+    raw.stream.write_all(&(100u32 | 0x8000_0000).to_be_bytes()).unwrap();
     raw.stream.write_all(&[0; 10]).unwrap();
     drop(raw);
     assert!(served.answers());
@@ -55,16 +53,10 @@ fn broken_records_do_not_hurt_the_server() {
     assert!(served.answers());
 
     // Garbage bytes as a record: too short for a call, or not a call.
-    for garbage in [
-        &b"\x01\x02"[..],
-        b"\xde\xad\xbe\xef\x00\x00\x00\x07junkjunk",
-        &[0xff; 64],
-    ] {
+    for garbage in [&b"\x01\x02"[..], b"\xde\xad\xbe\xef\x00\x00\x00\x07junkjunk", &[0xff; 64]] {
         let mut raw = RawClient::connect(served.addr);
         raw.send_record(garbage);
-        raw.stream
-            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
-            .unwrap();
+        raw.stream.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
         let _ = raw.read_reply();
         assert!(served.answers());
     }
@@ -77,46 +69,18 @@ fn rpc_errors_are_proper_rpc_replies() {
     let mut served = Served::start(dir.path(), "");
     let mut raw = RawClient::connect(served.addr);
 
-    assert_eq!(
-        accept_stat(&raw.call(100_099, 1, 0, &[])),
-        Some(1),
-        "PROG_UNAVAIL"
-    );
+    assert_eq!(accept_stat(&raw.call(100_099, 1, 0, &[])), Some(1), "PROG_UNAVAIL");
     let mismatch = raw.call(NFS, 2, 0, &[]);
     assert_eq!(accept_stat(&mismatch), Some(2), "PROG_MISMATCH");
-    assert_eq!(
-        mismatch[24..32],
-        [0, 0, 0, 3, 0, 0, 0, 3],
-        "supported: 3 to 3"
-    );
-    assert_eq!(
-        accept_stat(&raw.call(NFS, 3, 99, &[])),
-        Some(3),
-        "PROC_UNAVAIL"
-    );
-    assert_eq!(
-        accept_stat(&raw.call(MOUNT, 3, 42, &[])),
-        Some(3),
-        "PROC_UNAVAIL"
-    );
+    assert_eq!(mismatch[24..32], [0, 0, 0, 3, 0, 0, 0, 3], "supported: 3 to 3");
+    assert_eq!(accept_stat(&raw.call(NFS, 3, 99, &[])), Some(3), "PROC_UNAVAIL");
+    assert_eq!(accept_stat(&raw.call(MOUNT, 3, 42, &[])), Some(3), "PROC_UNAVAIL");
     // GETATTR whose handle claims 1000 bytes, and one with no arguments.
-    assert_eq!(
-        accept_stat(&raw.call(NFS, 3, 1, &1000u32.to_be_bytes())),
-        Some(4),
-        "GARBAGE_ARGS"
-    );
-    assert_eq!(
-        accept_stat(&raw.call(NFS, 3, 1, &[])),
-        Some(4),
-        "GARBAGE_ARGS"
-    );
+    assert_eq!(accept_stat(&raw.call(NFS, 3, 1, &1000u32.to_be_bytes())), Some(4), "GARBAGE_ARGS");
+    assert_eq!(accept_stat(&raw.call(NFS, 3, 1, &[])), Some(4), "GARBAGE_ARGS");
     // RPC version 3.
     raw.send_record(&call_header(77, 3, NFS, 3, 0));
-    assert_eq!(
-        reject(&raw.read_reply().unwrap()),
-        (0, 2),
-        "RPC_MISMATCH, low 2"
-    );
+    assert_eq!(reject(&raw.read_reply().unwrap()), (0, 2), "RPC_MISMATCH, low 2");
     // AUTH_SYS with 17 groups.
     let mut record = Vec::new();
     for word in [78u32, 0, 2, NFS, 3, 0, 1] {
@@ -131,11 +95,7 @@ fn rpc_errors_are_proper_rpc_replies() {
     record.extend_from_slice(&cred);
     record.extend_from_slice(&[0; 8]);
     raw.send_record(&record);
-    assert_eq!(
-        reject(&raw.read_reply().unwrap()),
-        (1, 1),
-        "AUTH_ERROR, AUTH_BADCRED"
-    );
+    assert_eq!(reject(&raw.read_reply().unwrap()), (1, 1), "AUTH_ERROR, AUTH_BADCRED");
     // The same connection still works.
     assert_eq!(accept_stat(&raw.call(NFS, 3, 0, &[])), Some(0));
     assert!(served.answers());
@@ -159,78 +119,40 @@ async fn forged_handles_and_escapes_reach_nothing() {
     let mut forged = root.data.to_vec();
     let secret_ino = std::fs::metadata(top.path().join("secret")).unwrap().ino();
     forged[8..16].copy_from_slice(&secret_ino.to_be_bytes());
-    let forged = nfs_fh3 {
-        data: Opaque::owned(forged),
-    };
-    let res = nfs
-        .read(&READ3args {
-            file: forged,
-            offset: 0,
-            count: 100,
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))),
-        "{res:?}"
-    );
+    let forged = nfs_fh3 { data: Opaque::owned(forged) };
+    let res = nfs.read(&READ3args { file: forged, offset: 0, count: 100 }).await.unwrap();
+    assert!(matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))), "{res:?}");
     for bad in [vec![], vec![1u8; 31], vec![9u8; 64]] {
-        let res = nfs
-            .getattr(&GETATTR3args {
-                object: nfs_fh3 {
-                    data: Opaque::owned(bad),
-                },
-            })
-            .await
-            .unwrap();
-        assert!(
-            matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))),
-            "{res:?}"
-        );
+        let res = nfs.getattr(&GETATTR3args { object: nfs_fh3 { data: Opaque::owned(bad) } }).await.unwrap();
+        assert!(matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_BADHANDLE, _))), "{res:?}");
     }
 
     // `..` at the root is the root.
     let up = nfs
         .lookup(&LOOKUP3args {
-            what: diropargs3 {
-                dir: root.clone(),
-                name: filename3::from(b"..".to_vec()),
-            },
+            what: diropargs3 { dir: root.clone(), name: filename3::from(b"..".to_vec()) },
         })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(up.object, root);
-    let attr = nfs
-        .getattr(&GETATTR3args { object: up.object })
-        .await
-        .unwrap()
-        .unwrap();
+    let attr = nfs.getattr(&GETATTR3args { object: up.object }).await.unwrap().unwrap();
     assert_eq!(attr.obj_attributes.fileid, root_ino);
 
     // Names with a slash are not paths.
     let res = nfs
         .lookup(&LOOKUP3args {
-            what: diropargs3 {
-                dir: root.clone(),
-                name: filename3::from(b"../secret".to_vec()),
-            },
+            what: diropargs3 { dir: root.clone(), name: filename3::from(b"../secret".to_vec()) },
         })
         .await
         .unwrap();
-    assert!(
-        matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_ACCES, _))),
-        "{res:?}"
-    );
+    assert!(matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_ACCES, _))), "{res:?}");
 
     // Symlinks are never followed by the server.
     for link in ["to-root", "to-parent"] {
         let fh = nfs
             .lookup(&LOOKUP3args {
-                what: diropargs3 {
-                    dir: root.clone(),
-                    name: filename3::from(link.as_bytes().to_vec()),
-                },
+                what: diropargs3 { dir: root.clone(), name: filename3::from(link.as_bytes().to_vec()) },
             })
             .await
             .unwrap()
@@ -238,17 +160,11 @@ async fn forged_handles_and_escapes_reach_nothing() {
             .object;
         let through = nfs
             .lookup(&LOOKUP3args {
-                what: diropargs3 {
-                    dir: fh.clone(),
-                    name: filename3::from(b"secret".to_vec()),
-                },
+                what: diropargs3 { dir: fh.clone(), name: filename3::from(b"secret".to_vec()) },
             })
             .await
             .unwrap();
-        assert!(
-            matches!(through, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))),
-            "{through:?}"
-        );
+        assert!(matches!(through, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))), "{through:?}");
         let listing = nfs
             .readdir(&READDIR3args {
                 dir: fh.clone(),
@@ -258,40 +174,24 @@ async fn forged_handles_and_escapes_reach_nothing() {
             })
             .await
             .unwrap();
-        assert!(
-            matches!(listing, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))),
-            "{listing:?}"
-        );
+        assert!(matches!(listing, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))), "{listing:?}");
         let made = nfs
             .create(&CREATE3args {
-                where_: diropargs3 {
-                    dir: fh,
-                    name: filename3::from(b"planted".to_vec()),
-                },
+                where_: diropargs3 { dir: fh, name: filename3::from(b"planted".to_vec()) },
                 how: createhow3::UNCHECKED(sattr3::default()),
             })
             .await
             .unwrap();
-        assert!(
-            matches!(made, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))),
-            "{made:?}"
-        );
+        assert!(matches!(made, Nfs3Result::Err((nfsstat3::NFS3ERR_NOTDIR, _))), "{made:?}");
     }
     assert!(!top.path().join("planted").exists());
 
     // MOUNT paths that climb out or go through a symlink.
     drop(nfs);
-    for path in [
-        "/data/..",
-        "/data/../secret",
-        "/data/to-root",
-        "/data/to-parent/secret",
-        "/data/to-root/etc",
-    ] {
-        assert!(
-            try_mount_as(&served, path, 0, 0).await.is_err(),
-            "mount of {path} is refused"
-        );
+    for path in
+        ["/data/..", "/data/../secret", "/data/to-root", "/data/to-parent/secret", "/data/to-root/etc"]
+    {
+        assert!(try_mount_as(&served, path, 0, 0).await.is_err(), "mount of {path} is refused");
     }
     assert!(served.answers());
     served.stop();
@@ -308,15 +208,9 @@ fn retransmitted_remove_gets_the_first_reply() {
     let reply = raw.call(MOUNT, 3, 1, &mnt);
     let res = results(&reply);
     let fh_len = u32::from_be_bytes(res[4..8].try_into().unwrap()) as usize;
-    let root = nfs_fh3 {
-        data: Opaque::owned(res[8..8 + fh_len].to_vec()),
-    };
-    let args = packed(&REMOVE3args {
-        object: diropargs3 {
-            dir: root,
-            name: filename3::from(b"victim".to_vec()),
-        },
-    });
+    let root = nfs_fh3 { data: Opaque::owned(res[8..8 + fh_len].to_vec()) };
+    let args =
+        packed(&REMOVE3args { object: diropargs3 { dir: root, name: filename3::from(b"victim".to_vec()) } });
     let mut record = call_header(4242, 2, NFS, 3, 12);
     record.extend_from_slice(&args);
     raw.send_record(&record);
@@ -333,10 +227,7 @@ fn retransmitted_remove_gets_the_first_reply() {
     let mut record = call_header(4243, 2, NFS, 3, 12);
     record.extend_from_slice(&args);
     again.send_record(&record);
-    assert_eq!(
-        nfs_status(&again.read_reply().unwrap()),
-        nfsstat3::NFS3ERR_NOENT as u32
-    );
+    assert_eq!(nfs_status(&again.read_reply().unwrap()), nfsstat3::NFS3ERR_NOENT as u32);
     served.stop();
 }
 

@@ -10,11 +10,7 @@ fn run(tool: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{tool} is installed (package libnfs-utils): {e}"));
-    assert!(
-        output.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -41,28 +37,13 @@ fn copy_100_mib_in_and_out() {
     let data = pattern(100 << 20);
     std::fs::write(&source, &data).unwrap();
 
-    run(
-        "nfs-cp",
-        &[source.to_str().unwrap(), &served.url("/data/copy.bin")],
-    );
-    assert!(
-        std::fs::read(exported.path().join("copy.bin")).unwrap() == data,
-        "stored byte for byte"
-    );
-    run(
-        "nfs-cp",
-        &[&served.url("/data/copy.bin"), back.to_str().unwrap()],
-    );
-    assert!(
-        std::fs::read(&back).unwrap() == data,
-        "read back byte for byte"
-    );
+    run("nfs-cp", &[source.to_str().unwrap(), &served.url("/data/copy.bin")]);
+    assert!(std::fs::read(exported.path().join("copy.bin")).unwrap() == data, "stored byte for byte");
+    run("nfs-cp", &[&served.url("/data/copy.bin"), back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == data, "read back byte for byte");
 
     let listing = run("nfs-ls", &[&served.url("/data")]);
-    assert!(
-        listing.contains("copy.bin") && listing.contains("104857600"),
-        "{listing}"
-    );
+    assert!(listing.contains("copy.bin") && listing.contains("104857600"), "{listing}");
     served.stop();
 }
 
@@ -72,10 +53,7 @@ fn cat_and_list_subdirectories() {
     std::fs::create_dir_all(exported.path().join("a/b")).unwrap();
     std::fs::write(exported.path().join("a/b/hello.txt"), "hello from vnas\n").unwrap();
     let served = Served::start(exported.path(), "");
-    assert_eq!(
-        run("nfs-cat", &[&served.url("/data/a/b/hello.txt")]),
-        "hello from vnas\n"
-    );
+    assert_eq!(run("nfs-cat", &[&served.url("/data/a/b/hello.txt")]), "hello from vnas\n");
     // Mounting a subdirectory of the export.
     let listing = run("nfs-ls", &[&served.url("/data/a/b")]);
     assert!(listing.contains("hello.txt"), "{listing}");

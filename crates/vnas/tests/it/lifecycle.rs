@@ -18,18 +18,13 @@ async fn stop_with_idle_and_busy_clients() {
     let root = nfs.root_nfs_fh3();
     let created = nfs
         .create(&CREATE3args {
-            where_: diropargs3 {
-                dir: root,
-                name: filename3::from(b"busy".to_vec()),
-            },
+            where_: diropargs3 { dir: root, name: filename3::from(b"busy".to_vec()) },
             how: createhow3::UNCHECKED(sattr3::default()),
         })
         .await
         .unwrap()
         .unwrap();
-    let Nfs3Option::Some(file) = created.obj else {
-        panic!("no handle")
-    };
+    let Nfs3Option::Some(file) = created.obj else { panic!("no handle") };
 
     // A busy client writing stable data as fast as it can, counting what
     // the server acknowledged, until the server goes away.
@@ -61,17 +56,11 @@ async fn stop_with_idle_and_busy_clients() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     served.stop();
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "stopped within the drain timeout"
-    );
+    assert!(started.elapsed() < Duration::from_secs(4), "stopped within the drain timeout");
     let acknowledged = writer.join().unwrap();
     assert!(acknowledged > 0, "the writer made progress before the stop");
     // Every write the server acknowledged as stable is on disk.
     let on_disk = std::fs::metadata(dir.path().join("busy")).unwrap().len();
-    assert!(
-        on_disk >= acknowledged,
-        "{on_disk} bytes on disk, {acknowledged} acknowledged"
-    );
+    assert!(on_disk >= acknowledged, "{on_disk} bytes on disk, {acknowledged} acknowledged");
     drop(idle);
 }

@@ -13,17 +13,11 @@ fn name(s: &str) -> filename3<'static> {
 }
 
 fn dirop(dir: &nfs_fh3, s: &str) -> diropargs3<'static> {
-    diropargs3 {
-        dir: dir.clone(),
-        name: name(s),
-    }
+    diropargs3 { dir: dir.clone(), name: name(s) }
 }
 
 fn mode(mode: u32) -> sattr3 {
-    sattr3 {
-        mode: Nfs3Option::Some(mode),
-        ..Default::default()
-    }
+    sattr3 { mode: Nfs3Option::Some(mode), ..Default::default() }
 }
 
 fn handle(fh: post_op_fh3) -> nfs_fh3 {
@@ -56,50 +50,20 @@ async fn every_procedure() {
 
     // NULL, GETATTR, FSINFO, FSSTAT, PATHCONF
     nfs.null().await.unwrap();
-    let root_attr = nfs
-        .getattr(&GETATTR3args {
-            object: root.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let root_attr = nfs.getattr(&GETATTR3args { object: root.clone() }).await.unwrap().unwrap();
     assert_eq!(root_attr.obj_attributes.type_, ftype3::NF3DIR);
-    assert_eq!(
-        root_attr.obj_attributes.fileid,
-        std::fs::metadata(dir.path()).unwrap().ino()
-    );
-    let info = nfs
-        .fsinfo(&FSINFO3args {
-            fsroot: root.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(root_attr.obj_attributes.fileid, std::fs::metadata(dir.path()).unwrap().ino());
+    let info = nfs.fsinfo(&FSINFO3args { fsroot: root.clone() }).await.unwrap().unwrap();
     assert_eq!((info.rtmax, info.wtmax), (1 << 20, 1 << 20));
     assert_ne!(info.properties & FSF3_SYMLINK, 0);
-    let stat = nfs
-        .fsstat(&FSSTAT3args {
-            fsroot: root.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let stat = nfs.fsstat(&FSSTAT3args { fsroot: root.clone() }).await.unwrap().unwrap();
     assert!(stat.tbytes >= stat.fbytes && stat.fbytes >= stat.abytes && stat.tbytes > 0);
-    let conf = nfs
-        .pathconf(&PATHCONF3args {
-            object: root.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let conf = nfs.pathconf(&PATHCONF3args { object: root.clone() }).await.unwrap().unwrap();
     assert_eq!(conf.name_max, 255);
 
     // MKDIR, CREATE, WRITE (unstable), COMMIT, READ
     let sub = nfs
-        .mkdir(&MKDIR3args {
-            where_: dirop(&root, "sub"),
-            attributes: mode(0o750),
-        })
+        .mkdir(&MKDIR3args { where_: dirop(&root, "sub"), attributes: mode(0o750) })
         .await
         .unwrap()
         .unwrap();
@@ -109,10 +73,7 @@ async fn every_procedure() {
     assert_eq!(on_disk.permissions().mode() & 0o7777, 0o750);
 
     let created = nfs
-        .create(&CREATE3args {
-            where_: dirop(&sub_fh, "f.txt"),
-            how: createhow3::UNCHECKED(mode(0o640)),
-        })
+        .create(&CREATE3args { where_: dirop(&sub_fh, "f.txt"), how: createhow3::UNCHECKED(mode(0o640)) })
         .await
         .unwrap()
         .unwrap();
@@ -133,15 +94,8 @@ async fn every_procedure() {
         .unwrap();
     assert_eq!(written.count as usize, data.len());
     assert_eq!(written.committed, stable_how::UNSTABLE);
-    let committed = nfs
-        .commit(&COMMIT3args {
-            file: file.clone(),
-            offset: 0,
-            count: 0,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let committed =
+        nfs.commit(&COMMIT3args { file: file.clone(), offset: 0, count: 0 }).await.unwrap().unwrap();
     assert_eq!(committed.verf, written.verf, "one activation, one verifier");
     let synced = nfs
         .write(&WRITE3args {
@@ -155,31 +109,12 @@ async fn every_procedure() {
         .unwrap()
         .unwrap();
     assert_eq!(synced.committed, stable_how::FILE_SYNC);
-    assert_eq!(
-        std::fs::read(dir.path().join("sub/f.txt")).unwrap(),
-        b"hello, vnas!"
-    );
+    assert_eq!(std::fs::read(dir.path().join("sub/f.txt")).unwrap(), b"hello, vnas!");
 
-    let read = nfs
-        .read(&READ3args {
-            file: file.clone(),
-            offset: 7,
-            count: 100,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let read = nfs.read(&READ3args { file: file.clone(), offset: 7, count: 100 }).await.unwrap().unwrap();
     assert_eq!(&read.data[..], b"vnas!");
     assert!(read.eof);
-    let read = nfs
-        .read(&READ3args {
-            file: file.clone(),
-            offset: 0,
-            count: 5,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let read = nfs.read(&READ3args { file: file.clone(), offset: 0, count: 5 }).await.unwrap().unwrap();
     assert_eq!((&read.data[..], read.eof), (&b"hello"[..], false));
 
     // SETATTR: mode, size, times; with a guard that fails
@@ -188,49 +123,26 @@ async fn every_procedure() {
         new_attributes: sattr3 {
             mode: Nfs3Option::Some(0o600),
             size: Nfs3Option::Some(5),
-            mtime: set_mtime::SET_TO_CLIENT_TIME(nfstime3 {
-                seconds: 1_000_000,
-                nseconds: 0,
-            }),
+            mtime: set_mtime::SET_TO_CLIENT_TIME(nfstime3 { seconds: 1_000_000, nseconds: 0 }),
             ..Default::default()
         },
         guard: Nfs3Option::None,
     };
     nfs.setattr(&set).await.unwrap().unwrap();
     let meta = std::fs::metadata(dir.path().join("sub/f.txt")).unwrap();
-    assert_eq!(
-        (meta.len(), meta.permissions().mode() & 0o7777, meta.mtime()),
-        (5, 0o600, 1_000_000)
-    );
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o7777, meta.mtime()), (5, 0o600, 1_000_000));
     let guarded = SETATTR3args {
         object: file.clone(),
         new_attributes: mode(0o644),
-        guard: Nfs3Option::Some(nfstime3 {
-            seconds: 1,
-            nseconds: 2,
-        }),
+        guard: Nfs3Option::Some(nfstime3 { seconds: 1, nseconds: 2 }),
     };
-    assert_eq!(
-        err(nfs.setattr(&guarded).await.unwrap()),
-        nfsstat3::NFS3ERR_NOT_SYNC
-    );
+    assert_eq!(err(nfs.setattr(&guarded).await.unwrap()), nfsstat3::NFS3ERR_NOT_SYNC);
 
     // LOOKUP and ACCESS
-    let found = nfs
-        .lookup(&LOOKUP3args {
-            what: dirop(&sub_fh, "f.txt"),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let found = nfs.lookup(&LOOKUP3args { what: dirop(&sub_fh, "f.txt") }).await.unwrap().unwrap();
     assert_eq!(found.object, file, "LOOKUP gives the handle CREATE gave");
     assert_eq!(
-        err(nfs
-            .lookup(&LOOKUP3args {
-                what: dirop(&sub_fh, "nope")
-            })
-            .await
-            .unwrap()),
+        err(nfs.lookup(&LOOKUP3args { what: dirop(&sub_fh, "nope") }).await.unwrap()),
         nfsstat3::NFS3ERR_NOENT
     );
     let access = nfs
@@ -241,11 +153,7 @@ async fn every_procedure() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        access.access,
-        ACCESS3_READ | ACCESS3_MODIFY,
-        "root, mode 600: no execute"
-    );
+    assert_eq!(access.access, ACCESS3_READ | ACCESS3_MODIFY, "root, mode 600: no execute");
 
     // SYMLINK and READLINK
     let link = nfs
@@ -260,68 +168,38 @@ async fn every_procedure() {
         .unwrap()
         .unwrap();
     let link_fh = handle(link.obj);
-    let target = nfs
-        .readlink(&READLINK3args {
-            symlink: link_fh.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let target = nfs.readlink(&READLINK3args { symlink: link_fh.clone() }).await.unwrap().unwrap();
     assert_eq!(target.data.0.as_ref(), b"sub/f.txt");
-    assert_eq!(
-        std::fs::read_link(dir.path().join("ln")).unwrap().to_str(),
-        Some("sub/f.txt")
-    );
+    assert_eq!(std::fs::read_link(dir.path().join("ln")).unwrap().to_str(), Some("sub/f.txt"));
 
     // LINK
-    let linked = nfs
-        .link(&LINK3args {
-            file: file.clone(),
-            link: dirop(&root, "hard"),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let linked =
+        nfs.link(&LINK3args { file: file.clone(), link: dirop(&root, "hard") }).await.unwrap().unwrap();
     assert_eq!(attrs(linked.file_attributes).nlink, 2);
-    assert_eq!(
-        std::fs::metadata(dir.path().join("hard")).unwrap().ino(),
-        meta.ino()
-    );
+    assert_eq!(std::fs::metadata(dir.path().join("hard")).unwrap().ino(), meta.ino());
 
     // MKNOD: a FIFO (devices need root, checked below)
     let fifo = nfs
-        .mknod(&MKNOD3args {
-            where_: dirop(&root, "fifo"),
-            what: mknoddata3::NF3FIFO(mode(0o600)),
-        })
+        .mknod(&MKNOD3args { where_: dirop(&root, "fifo"), what: mknoddata3::NF3FIFO(mode(0o600)) })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(attrs(fifo.obj_attributes).type_, ftype3::NF3FIFO);
-    assert!(std::fs::symlink_metadata(dir.path().join("fifo"))
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(std::fs::symlink_metadata(dir.path().join("fifo")).unwrap().file_type().is_fifo());
     if is_root() {
         let dev = nfs
             .mknod(&MKNOD3args {
                 where_: dirop(&root, "null"),
                 what: mknoddata3::NF3CHR(devicedata3 {
                     dev_attributes: mode(0o666),
-                    spec: specdata3 {
-                        specdata1: 1,
-                        specdata2: 3,
-                    },
+                    spec: specdata3 { specdata1: 1, specdata2: 3 },
                 }),
             })
             .await
             .unwrap()
             .unwrap();
         let dev = attrs(dev.obj_attributes);
-        assert_eq!(
-            (dev.type_, dev.rdev.specdata1, dev.rdev.specdata2),
-            (ftype3::NF3CHR, 1, 3)
-        );
+        assert_eq!((dev.type_, dev.rdev.specdata1, dev.rdev.specdata2), (ftype3::NF3CHR, 1, 3));
     }
 
     // READDIR and READDIRPLUS, paged with a small count
@@ -364,45 +242,23 @@ async fn every_procedure() {
         .await
         .unwrap()
         .unwrap();
-    let entry = plus
-        .reply
-        .entries
-        .0
-        .iter()
-        .find(|e| e.name.0.as_ref() == b"f.txt")
-        .expect("f.txt listed");
+    let entry = plus.reply.entries.0.iter().find(|e| e.name.0.as_ref() == b"f.txt").expect("f.txt listed");
     assert_eq!(handle(entry.name_handle.clone()), file);
     assert!(plus.reply.eof);
 
     // RENAME keeps the handle working
-    nfs.rename(&RENAME3args {
-        from: dirop(&sub_fh, "f.txt"),
-        to: dirop(&root, "moved.txt"),
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let read = nfs
-        .read(&READ3args {
-            file: file.clone(),
-            offset: 0,
-            count: 100,
-        })
+    nfs.rename(&RENAME3args { from: dirop(&sub_fh, "f.txt"), to: dirop(&root, "moved.txt") })
         .await
         .unwrap()
         .unwrap();
+    let read = nfs.read(&READ3args { file: file.clone(), offset: 0, count: 100 }).await.unwrap().unwrap();
     assert_eq!(&read.data[..], b"hello");
     assert!(dir.path().join("moved.txt").exists());
 
     // CREATE GUARDED on an existing name; EXCLUSIVE retried and contested
-    let guarded = CREATE3args {
-        where_: dirop(&root, "moved.txt"),
-        how: createhow3::GUARDED(sattr3::default()),
-    };
-    assert_eq!(
-        err(nfs.create(&guarded).await.unwrap()),
-        nfsstat3::NFS3ERR_EXIST
-    );
+    let guarded =
+        CREATE3args { where_: dirop(&root, "moved.txt"), how: createhow3::GUARDED(sattr3::default()) };
+    assert_eq!(err(nfs.create(&guarded).await.unwrap()), nfsstat3::NFS3ERR_EXIST);
     let excl = |verf: u8| CREATE3args {
         where_: dirop(&root, "excl"),
         how: createhow3::EXCLUSIVE(createverf3([verf; 8])),
@@ -410,55 +266,24 @@ async fn every_procedure() {
     let first = handle(nfs.create(&excl(7)).await.unwrap().unwrap().obj);
     let again = handle(nfs.create(&excl(7)).await.unwrap().unwrap().obj);
     assert_eq!(first, again, "a retried exclusive create succeeds");
-    assert_eq!(
-        err(nfs.create(&excl(8)).await.unwrap()),
-        nfsstat3::NFS3ERR_EXIST
-    );
+    assert_eq!(err(nfs.create(&excl(8)).await.unwrap()), nfsstat3::NFS3ERR_EXIST);
 
     // REMOVE, RMDIR
-    nfs.remove(&REMOVE3args {
-        object: dirop(&root, "hard"),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    nfs.remove(&REMOVE3args { object: dirop(&root, "hard") }).await.unwrap().unwrap();
     assert_eq!(
-        err(nfs
-            .remove(&REMOVE3args {
-                object: dirop(&root, "sub")
-            })
-            .await
-            .unwrap()),
+        err(nfs.remove(&REMOVE3args { object: dirop(&root, "sub") }).await.unwrap()),
         nfsstat3::NFS3ERR_ISDIR
     );
-    nfs.create(&CREATE3args {
-        where_: dirop(&sub_fh, "x"),
-        how: createhow3::UNCHECKED(sattr3::default()),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    nfs.create(&CREATE3args { where_: dirop(&sub_fh, "x"), how: createhow3::UNCHECKED(sattr3::default()) })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        err(nfs
-            .rmdir(&RMDIR3args {
-                object: dirop(&root, "sub")
-            })
-            .await
-            .unwrap()),
+        err(nfs.rmdir(&RMDIR3args { object: dirop(&root, "sub") }).await.unwrap()),
         nfsstat3::NFS3ERR_NOTEMPTY
     );
-    nfs.remove(&REMOVE3args {
-        object: dirop(&sub_fh, "x"),
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    nfs.rmdir(&RMDIR3args {
-        object: dirop(&root, "sub"),
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    nfs.remove(&REMOVE3args { object: dirop(&sub_fh, "x") }).await.unwrap().unwrap();
+    nfs.rmdir(&RMDIR3args { object: dirop(&root, "sub") }).await.unwrap().unwrap();
     assert!(!dir.path().join("sub").exists());
     assert_eq!(
         err(nfs.getattr(&GETATTR3args { object: sub_fh }).await.unwrap()),
@@ -489,15 +314,8 @@ async fn mount_protocol_and_portmap() {
     .expect("mount through portmap GETPORT");
     let root = nfs.root_nfs_fh3();
     let mut nfs = nfs;
-    let attr = nfs
-        .getattr(&GETATTR3args { object: root })
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        attr.obj_attributes.fileid,
-        std::fs::metadata(dir.path().join("inner")).unwrap().ino()
-    );
+    let attr = nfs.getattr(&GETATTR3args { object: root }).await.unwrap().unwrap();
+    assert_eq!(attr.obj_attributes.fileid, std::fs::metadata(dir.path().join("inner")).unwrap().ino());
 
     let mut raw = RawClient::connect(served.addr);
     // MOUNT EXPORT lists /data; DUMP lists our mount.

@@ -12,24 +12,15 @@ use crate::support::*;
 async fn lookup_path(nfs: &mut Connection, path: &str) -> nfs_fh3 {
     let mut fh = nfs.root_nfs_fh3();
     for part in path.split('/') {
-        let args = LOOKUP3args {
-            what: diropargs3 {
-                dir: fh,
-                name: filename3::from(part.as_bytes().to_vec()),
-            },
-        };
+        let args =
+            LOOKUP3args { what: diropargs3 { dir: fh, name: filename3::from(part.as_bytes().to_vec()) } };
         fh = nfs.lookup(&args).await.unwrap().unwrap().object;
     }
     fh
 }
 
 fn names(page: &READDIR3resok) -> Vec<String> {
-    page.reply
-        .entries
-        .0
-        .iter()
-        .map(|e| String::from_utf8(e.name.0.to_vec()).unwrap())
-        .collect()
+    page.reply.entries.0.iter().map(|e| String::from_utf8(e.name.0.to_vec()).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -48,14 +39,8 @@ async fn handles_survive_a_new_server_process() {
     let many = lookup_path(&mut nfs, "a").await;
     // Rename through the first server: the handle must follow the file.
     nfs.rename(&RENAME3args {
-        from: diropargs3 {
-            dir: deep_dir.clone(),
-            name: filename3::from(b"file.txt".to_vec()),
-        },
-        to: diropargs3 {
-            dir: many.clone(),
-            name: filename3::from(b"renamed.txt".to_vec()),
-        },
+        from: diropargs3 { dir: deep_dir.clone(), name: filename3::from(b"file.txt".to_vec()) },
+        to: diropargs3 { dir: many.clone(), name: filename3::from(b"renamed.txt".to_vec()) },
     })
     .await
     .unwrap()
@@ -85,29 +70,14 @@ async fn handles_survive_a_new_server_process() {
         .unwrap()
         .unwrap()
         .verf;
-    nfs.commit(&COMMIT3args {
-        file: file.clone(),
-        offset: 0,
-        count: 0,
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    nfs.commit(&COMMIT3args { file: file.clone(), offset: 0, count: 0 }).await.unwrap().unwrap();
     drop(nfs);
     first.stop();
 
     let second = Served::start(dir.path(), "");
     let mut nfs = mount(&second).await;
     // The old handles, never looked up in this process.
-    let read = nfs
-        .read(&READ3args {
-            file: file.clone(),
-            offset: 0,
-            count: 100,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let read = nfs.read(&READ3args { file: file.clone(), offset: 0, count: 100 }).await.unwrap().unwrap();
     assert_eq!(&read.data[..], b"oneore");
     let written = nfs
         .write(&WRITE3args {
@@ -120,31 +90,12 @@ async fn handles_survive_a_new_server_process() {
         .await
         .unwrap()
         .unwrap();
-    assert_ne!(
-        written.verf, old_verf,
-        "a new activation has a new write verifier"
-    );
-    let committed = nfs
-        .commit(&COMMIT3args {
-            file: file.clone(),
-            offset: 0,
-            count: 0,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    assert_ne!(written.verf, old_verf, "a new activation has a new write verifier");
+    let committed =
+        nfs.commit(&COMMIT3args { file: file.clone(), offset: 0, count: 0 }).await.unwrap().unwrap();
     assert_eq!(committed.verf, written.verf);
-    assert_eq!(
-        std::fs::read(dir.path().join("a/renamed.txt")).unwrap(),
-        b"oneore after"
-    );
-    let attr = nfs
-        .getattr(&GETATTR3args {
-            object: deep_dir.clone(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("a/renamed.txt")).unwrap(), b"oneore after");
+    let attr = nfs.getattr(&GETATTR3args { object: deep_dir.clone() }).await.unwrap().unwrap();
     assert_eq!(attr.obj_attributes.type_, ftype3::NF3DIR);
 
     // The cookie from the first process continues the listing.
@@ -168,11 +119,7 @@ async fn handles_survive_a_new_server_process() {
         cookie = page.reply.entries.0.last().unwrap().cookie;
     }
     let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(
-        unique.len(),
-        seen.len(),
-        "no entry listed twice across the restart"
-    );
+    assert_eq!(unique.len(), seen.len(), "no entry listed twice across the restart");
     assert_eq!(unique.len(), 100 + 4, "100 files, b, renamed.txt, . and ..");
     second.stop();
 }
@@ -193,9 +140,6 @@ async fn a_removed_file_is_stale_in_the_next_process() {
     let second = Served::start(dir.path(), "");
     let mut nfs = mount(&second).await;
     let res = nfs.getattr(&GETATTR3args { object: gone }).await.unwrap();
-    assert!(
-        matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_STALE, _))),
-        "{res:?}"
-    );
+    assert!(matches!(res, Nfs3Result::Err((nfsstat3::NFS3ERR_STALE, _))), "{res:?}");
     second.stop();
 }

@@ -11,10 +11,7 @@ use crate::support::*;
 
 fn create_args(dir: &nfs_fh3, name: &str) -> CREATE3args<'static> {
     CREATE3args {
-        where_: diropargs3 {
-            dir: dir.clone(),
-            name: filename3::from(name.as_bytes().to_vec()),
-        },
+        where_: diropargs3 { dir: dir.clone(), name: filename3::from(name.as_bytes().to_vec()) },
         how: createhow3::UNCHECKED(sattr3::default()),
     }
 }
@@ -44,17 +41,9 @@ async fn read_only_exports_refuse_changes() {
     let served = Served::start(dir.path(), "ro");
     let mut nfs = mount(&served).await;
     let root = nfs.root_nfs_fh3();
-    assert_eq!(
-        status(nfs.create(&create_args(&root, "new")).await.unwrap()),
-        nfsstat3::NFS3ERR_ROFS
-    );
+    assert_eq!(status(nfs.create(&create_args(&root, "new")).await.unwrap()), nfsstat3::NFS3ERR_ROFS);
     let file = nfs
-        .lookup(&LOOKUP3args {
-            what: diropargs3 {
-                dir: root,
-                name: filename3::from(b"f".to_vec()),
-            },
-        })
+        .lookup(&LOOKUP3args { what: diropargs3 { dir: root, name: filename3::from(b"f".to_vec()) } })
         .await
         .unwrap()
         .unwrap()
@@ -66,19 +55,8 @@ async fn read_only_exports_refuse_changes() {
         stable: stable_how::FILE_SYNC,
         data: Opaque::borrowed(b"x"),
     };
-    assert_eq!(
-        status(nfs.write(&write).await.unwrap()),
-        nfsstat3::NFS3ERR_ROFS
-    );
-    let read = nfs
-        .read(&READ3args {
-            file,
-            offset: 0,
-            count: 10,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(status(nfs.write(&write).await.unwrap()), nfsstat3::NFS3ERR_ROFS);
+    let read = nfs.read(&READ3args { file, offset: 0, count: 10 }).await.unwrap().unwrap();
     assert_eq!(&read.data[..], b"data");
     assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"data");
     served.stop();
@@ -99,38 +77,22 @@ async fn squashing_and_ownership() {
     let trusting = Served::start(dir.path(), "no_root_squash");
     let mut as_user = mount_as(&trusting, "/data", 1000, 1000).await;
     let root = as_user.root_nfs_fh3();
-    as_user
-        .create(&create_args(&root, "by-1000"))
-        .await
-        .unwrap()
-        .unwrap();
+    as_user.create(&create_args(&root, "by-1000")).await.unwrap().unwrap();
     assert_eq!(owner("by-1000"), (1000, 1000));
     let mut as_root = mount_as(&trusting, "/data", 0, 0).await;
-    as_root
-        .create(&create_args(&root, "by-root"))
-        .await
-        .unwrap()
-        .unwrap();
+    as_root.create(&create_args(&root, "by-root")).await.unwrap().unwrap();
     assert_eq!(owner("by-root"), (0, 0));
     trusting.stop();
 
     let squashing = Served::start(dir.path(), "root_squash,anonuid=4000,anongid=4000");
     let mut as_root = mount_as(&squashing, "/data", 0, 0).await;
-    as_root
-        .create(&create_args(&root, "squashed-root"))
-        .await
-        .unwrap()
-        .unwrap();
+    as_root.create(&create_args(&root, "squashed-root")).await.unwrap().unwrap();
     assert_eq!(owner("squashed-root"), (4000, 4000));
     squashing.stop();
 
     let all = Served::start(dir.path(), "all_squash");
     let mut as_user = mount_as(&all, "/data", 1000, 1000).await;
-    as_user
-        .create(&create_args(&root, "squashed-user"))
-        .await
-        .unwrap()
-        .unwrap();
+    as_user.create(&create_args(&root, "squashed-user")).await.unwrap().unwrap();
     assert_eq!(owner("squashed-user"), (65534, 65534));
     all.stop();
 }
@@ -142,42 +104,19 @@ async fn permissions_are_enforced_for_other_users() {
     }
     let dir = temp_dir();
     std::fs::write(dir.path().join("roots"), b"root's").unwrap();
-    std::fs::set_permissions(
-        dir.path().join("roots"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(dir.path().join("roots"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(dir.path().join("private"), b"secret").unwrap();
-    std::fs::set_permissions(
-        dir.path().join("private"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(dir.path().join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let served = Served::start(dir.path(), "");
     let mut nfs = mount_as(&served, "/data", 1000, 1000).await;
     let root = nfs.root_nfs_fh3();
     let lookup = |name: &str| LOOKUP3args {
-        what: diropargs3 {
-            dir: root.clone(),
-            name: filename3::from(name.as_bytes().to_vec()),
-        },
+        what: diropargs3 { dir: root.clone(), name: filename3::from(name.as_bytes().to_vec()) },
     };
     let roots = nfs.lookup(&lookup("roots")).await.unwrap().unwrap().object;
-    let private = nfs
-        .lookup(&lookup("private"))
-        .await
-        .unwrap()
-        .unwrap()
-        .object;
+    let private = nfs.lookup(&lookup("private")).await.unwrap().unwrap().object;
     // Readable by all, writable by root only.
-    nfs.read(&READ3args {
-        file: roots.clone(),
-        offset: 0,
-        count: 10,
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    nfs.read(&READ3args { file: roots.clone(), offset: 0, count: 10 }).await.unwrap().unwrap();
     let write = WRITE3args {
         file: roots,
         offset: 0,
@@ -185,28 +124,14 @@ async fn permissions_are_enforced_for_other_users() {
         stable: stable_how::FILE_SYNC,
         data: Opaque::borrowed(b"x"),
     };
+    assert_eq!(status(nfs.write(&write).await.unwrap()), nfsstat3::NFS3ERR_ACCES);
     assert_eq!(
-        status(nfs.write(&write).await.unwrap()),
-        nfsstat3::NFS3ERR_ACCES
-    );
-    assert_eq!(
-        status(
-            nfs.read(&READ3args {
-                file: private,
-                offset: 0,
-                count: 10
-            })
-            .await
-            .unwrap()
-        ),
+        status(nfs.read(&READ3args { file: private, offset: 0, count: 10 }).await.unwrap()),
         nfsstat3::NFS3ERR_ACCES
     );
     // The export root belongs to root with mode 700 (a temp dir): no
     // creating in it for uid 1000.
-    assert_eq!(
-        status(nfs.create(&create_args(&root, "nope")).await.unwrap()),
-        nfsstat3::NFS3ERR_ACCES
-    );
+    assert_eq!(status(nfs.create(&create_args(&root, "nope")).await.unwrap()), nfsstat3::NFS3ERR_ACCES);
     assert_eq!(std::fs::read(dir.path().join("roots")).unwrap(), b"root's");
     served.stop();
 }

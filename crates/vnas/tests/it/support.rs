@@ -28,23 +28,15 @@ impl Served {
     pub fn start_exports(exports: &[String]) -> Served {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vnas"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "2"]);
-        cmd.env(
-            "VNAS_LOG",
-            std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()),
-        );
+        cmd.env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()));
         for export in exports {
             cmd.args(["--export", export]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the vnas binary starts");
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("the vnas binary starts");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("vnas prints its address");
+        BufReader::new(stdout).read_line(&mut line).expect("vnas prints its address");
         let addr = line
             .trim()
             .strip_prefix("listening ")
@@ -59,10 +51,7 @@ impl Served {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!(
-            "nfs://127.0.0.1{path}?nfsport={0}&mountport={0}",
-            self.port()
-        )
+        format!("nfs://127.0.0.1{path}?nfsport={0}&mountport={0}", self.port())
     }
 
     /// SIGTERM, and wait for a clean exit.
@@ -78,10 +67,7 @@ impl Served {
                 assert!(status.success(), "vnas serve exited with {status}");
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "vnas serve did not stop within 10 s"
-            );
+            assert!(Instant::now() < deadline, "vnas serve did not stop within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -152,10 +138,7 @@ pub fn skip_unless_root(test: &str) -> bool {
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("vnas-test-")
-        .tempdir()
-        .unwrap()
+    tempfile::Builder::new().prefix("vnas-test-").tempdir().unwrap()
 }
 
 /// A hand-rolled RPC client for what a well-behaved client never sends.
@@ -167,9 +150,7 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         RawClient { stream, xid: 1000 }
     }
 
@@ -250,18 +231,13 @@ impl NodeProc {
             .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])
             .arg("--store")
             .arg(store)
-            .env(
-                "VNAS_LOG",
-                std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the vnas binary starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("the node prints its API");
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the node prints its API");
         let api = line
             .split_whitespace()
             .last()
@@ -272,8 +248,7 @@ impl NodeProc {
     }
 
     pub fn signal(&self, signal: rustix::process::Signal) {
-        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal)
-            .unwrap();
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal).unwrap();
     }
 
     /// SIGTERM and wait for a clean exit.
