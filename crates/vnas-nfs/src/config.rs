@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -110,7 +111,7 @@ impl ExportConfig {
 }
 
 /// Everything one server instance needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub exports: Vec<ExportConfig>,
     /// Changes at every activation, so clients resend unstable writes that
@@ -118,11 +119,35 @@ pub struct ServerConfig {
     pub write_verifier: [u8; 8],
     /// How long a graceful stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Asked before every call: may this server answer now? The caller
+    /// decides (a cluster node closes it while it is not sure it still
+    /// owns the data, or before it owns it yet). `None`: always.
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+/// What a server may do with a call it has read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateState {
+    /// Answer it.
+    Serve,
+    /// Hold it (and the connection) until the gate opens or closes.
+    Wait,
+    /// Do not answer; close the connection (the client reconnects).
+    Closed,
+}
+
+pub trait Gate: Send + Sync {
+    fn state(&self) -> GateState;
 }
 
 impl ServerConfig {
     pub fn new(exports: Vec<ExportConfig>) -> Self {
-        ServerConfig { exports, write_verifier: random_verifier(), drain_timeout: Duration::from_secs(5) }
+        ServerConfig {
+            exports,
+            write_verifier: random_verifier(),
+            drain_timeout: Duration::from_secs(5),
+            gate: None,
+        }
     }
 }
 

@@ -20,5 +20,5 @@ mod portmap;
 pub mod rpc;
 pub mod server;
 
-pub use config::{Access, ClientRule, ExportConfig, ServerConfig, Squash};
+pub use config::{Access, ClientRule, ExportConfig, Gate, GateState, ServerConfig, Squash};
 pub use server::{Server, ServerError};

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerConfig;
+use crate::config::{Gate, GateState, ServerConfig};
 use crate::dispatch::{self, Conn, Outcome};
 use crate::drc::Drc;
 use crate::fs::{Export, ExportError};
@@ -40,6 +40,7 @@ pub struct State {
     pub drc: Drc,
     pub mounts: Mutex<BTreeSet<(IpAddr, String)>>,
     inflight: Arc<Semaphore>,
+    gate: Option<Arc<dyn Gate>>,
 }
 
 impl State {
@@ -88,6 +89,7 @@ impl Server {
             drc: Drc::default(),
             mounts: Mutex::new(BTreeSet::new()),
             inflight: Arc::new(Semaphore::new(INFLIGHT_MAX)),
+            gate: config.gate.clone(),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
     }
@@ -191,6 +193,9 @@ async fn serve_connection(
                         return Ok(());
                     }
                     while let Some(record) = records.take().map_err(too_large(conn))? {
+                        if !pass_gate(&state, &shutdown).await {
+                            return Ok(());
+                        }
                         if dispatch::is_heavy(&record) {
                             let global = state.inflight.clone().acquire_owned().await.expect("never closed");
                             let (state, done_tx) = (state.clone(), done_tx.clone());
@@ -230,6 +235,23 @@ async fn serve_connection(
         }
     }
     let _ = stream.shutdown().await;
+}
+
+/// Waits while the gate says wait; false when the call must not be
+/// answered (gate closed, or the server stopping).
+async fn pass_gate(state: &State, shutdown: &CancellationToken) -> bool {
+    let Some(gate) = &state.gate else { return true };
+    loop {
+        match gate.state() {
+            GateState::Serve => return true,
+            GateState::Closed => return false,
+            GateState::Wait => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+        }
+    }
 }
 
 fn too_large(conn: Conn) -> impl Fn(RecordError) -> std::io::Error {

@@ -17,13 +17,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, VserverConfig, VserverRecord,
-    FORMAT,
+    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, Transfer, VserverConfig,
+    VserverRecord, FORMAT,
 };
 
 pub struct DirStore {
     root: PathBuf,
 }
+
+/// Transfers kept per vserver.
+const HISTORY_MAX: usize = 1000;
 
 #[derive(Serialize, Deserialize)]
 struct Stored<T> {
@@ -162,6 +165,25 @@ impl DirStore {
         Ok(Some(VserverRecord { config, ownership, service }))
     }
 
+    fn history_at(&self, path: &Path) -> Result<Vec<Transfer>, StoreError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(unavailable("cannot read", path, e)),
+        };
+        let corrupt = |reason: String| StoreError::Corrupt { path: path.display().to_string(), reason };
+        text.lines()
+            .map(|line| {
+                let stored: Stored<Transfer> =
+                    serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
+                if stored.format != FORMAT {
+                    return Err(corrupt(format!("format {} is not {FORMAT}", stored.format)));
+                }
+                Ok(stored.data)
+            })
+            .collect()
+    }
+
     fn names(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root.join("vservers");
         let mut names = Vec::new();
@@ -295,6 +317,60 @@ impl Store for DirStore {
         }
     }
 
+    fn append_history(&self, name: &str, entry: &Transfer) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock_vserver(name)?;
+        let path = self.vserver_dir(name).join("history.jsonl");
+        let mut entries = self.history_at(&path)?;
+        entries.push(entry.clone());
+        // Kept short: the last HISTORY_MAX transfers.
+        let keep = entries.len().saturating_sub(HISTORY_MAX);
+        let mut text = String::new();
+        for entry in &entries[keep..] {
+            text.push_str(
+                &serde_json::to_string(&Stored { format: FORMAT, data: entry }).expect("serializes"),
+            );
+            text.push('\n');
+        }
+        let dir = self.vserver_dir(name);
+        let tmp = dir.join(".history.tmp");
+        let result = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&dir)?.sync_all()
+        })();
+        result.map_err(|e| unavailable("cannot write", &path, e))?;
+        self.bump_generation();
+        Ok(())
+    }
+
+    fn history(&self, name: &str) -> Result<Vec<Transfer>, StoreError> {
+        check_name(name)?;
+        if self.record(name)?.is_none() {
+            return Err(StoreError::VserverNotFound(name.to_string()));
+        }
+        self.history_at(&self.vserver_dir(name).join("history.jsonl"))
+    }
+
+    fn set_drained(&self, node: &str, drained: bool) -> Result<(), StoreError> {
+        check_name(node)?;
+        let nodes = self.root.join("nodes");
+        if !nodes.join(format!("{node}.json")).exists() {
+            return Err(StoreError::NodeNotFound(node.to_string()));
+        }
+        let marker = nodes.join(format!("{node}.drained"));
+        let result = if drained { File::create(&marker).map(|_| ()) } else { fs::remove_file(&marker) };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("cannot mark", &marker, e)),
+        }
+        self.bump_generation();
+        Ok(())
+    }
+
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {
         check_name(&node.name)?;
         let lock_path = self.root.join("nodes").join(format!("{}.lock", node.name));
@@ -331,7 +407,8 @@ impl Store for DirStore {
             };
             let lock_path = path.with_extension("lock");
             let (alive, last_seen_ms) = probe_session(&lock_path);
-            nodes.push(NodeStatus { info, alive, last_seen_ms });
+            let drained = path.with_extension("drained").exists();
+            nodes.push(NodeStatus { info, alive, last_seen_ms, drained });
         }
         nodes.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         Ok(nodes)

@@ -26,6 +26,8 @@ pub enum StoreError {
     VserverNotFound(String),
     #[error("vserver {name}: epoch {expected} expected, the store has {actual}")]
     StaleEpoch { name: String, expected: u64, actual: u64 },
+    #[error("node {0} not found")]
+    NodeNotFound(String),
     #[error("node {0} is already running")]
     NodeAlreadyRunning(String),
     #[error("invalid name {0:?}: use 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter or digit")]
@@ -61,6 +63,12 @@ pub trait Store: Send + Sync {
     /// Changes whenever a vserver record changes, so a reader can skip
     /// reading them all when nothing did.
     fn generation(&self) -> Result<u64, StoreError>;
+    /// Appends to a vserver's transfer history (under its ownership lock).
+    fn append_history(&self, name: &str, entry: &Transfer) -> Result<(), StoreError>;
+    /// The most recent transfers, oldest first.
+    fn history(&self, name: &str) -> Result<Vec<Transfer>, StoreError>;
+    /// Marks a node drained (no vservers placed there) or not.
+    fn set_drained(&self, node: &str, drained: bool) -> Result<(), StoreError>;
     /// Joins the cluster as `node`; fails if a live node has that name.
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError>;
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError>;

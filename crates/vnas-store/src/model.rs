@@ -152,6 +152,25 @@ pub struct NodeInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeStatus {
     pub info: NodeInfo,
+    /// A live process holds the node's session (a frozen one does too:
+    /// compare `last_seen_ms` with the lease).
     pub alive: bool,
     pub last_seen_ms: u64,
+    /// Drained nodes host no vservers.
+    #[serde(default)]
+    pub drained: bool,
+}
+
+/// One change of a vserver's owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Transfer {
+    pub at_ms: u64,
+    pub from: Option<String>,
+    pub to: String,
+    /// `start`, `move`, `node down`, `vserver failed`, `restart`.
+    pub why: String,
+    pub epoch: u64,
+    /// How long clients could get no answer: from the moment the old owner
+    /// stopped serving (or was last seen alive) to the new one serving.
+    pub pause_ms: u64,
 }

@@ -33,6 +33,7 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S, again: impl Fn(&S) -> S) {
     ownership_is_compare_and_swap(&fresh());
     service_state_needs_the_current_epoch(&fresh());
     bad_names_are_refused(&fresh());
+    history_and_drain(&fresh());
     let store = fresh();
     store_is_shared(&store, &again(&store));
     sessions_end_with_their_holder(&store, &again(&store));
@@ -149,4 +150,29 @@ fn sessions_end_with_their_holder(one: &impl Store, two: &impl Store) {
     let nodes = two.nodes().unwrap();
     assert!(!nodes[0].alive, "a dropped session is no longer alive");
     let _again = two.join(&node("n1")).expect("the name is free again");
+}
+
+fn history_and_drain(store: &impl Store) {
+    store.create_vserver(&config("a", "127.0.0.10")).unwrap();
+    assert!(store.history("a").unwrap().is_empty());
+    for epoch in 1..=3 {
+        let entry = Transfer {
+            at_ms: epoch,
+            from: Some("n1".into()),
+            to: "n2".into(),
+            why: "move".into(),
+            epoch,
+            pause_ms: 10 * epoch,
+        };
+        store.append_history("a", &entry).unwrap();
+    }
+    let history = store.history("a").unwrap();
+    assert_eq!(history.iter().map(|t| t.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(matches!(store.history("zz"), Err(StoreError::VserverNotFound(_))));
+    let _session = store.join(&node("n1")).unwrap();
+    store.set_drained("n1", true).unwrap();
+    assert!(store.nodes().unwrap()[0].drained);
+    store.set_drained("n1", false).unwrap();
+    assert!(!store.nodes().unwrap()[0].drained);
+    assert!(matches!(store.set_drained("n9", true), Err(StoreError::NodeNotFound(_))));
 }

@@ -32,6 +32,7 @@ impl From<StoreError> for ApiError {
             StoreError::AddressInUse { .. } => (StatusCode::CONFLICT, "address_in_use"),
             StoreError::VserverNotFound(_) => (StatusCode::NOT_FOUND, "vserver_not_found"),
             StoreError::StaleEpoch { .. } => (StatusCode::CONFLICT, "stale_epoch"),
+            StoreError::NodeNotFound(_) => (StatusCode::NOT_FOUND, "node_not_found"),
             StoreError::NodeAlreadyRunning(_) => (StatusCode::CONFLICT, "node_already_running"),
             StoreError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
             StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt"),

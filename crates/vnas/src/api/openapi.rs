@@ -17,9 +17,22 @@ use super::types::*;
         create_vserver,
         start_vserver,
         stop_vserver,
-        delete_vserver
+        delete_vserver,
+        move_vserver,
+        vserver_history,
+        drain_node,
+        undrain_node
     ),
-    components(schemas(CreateVserver, VserverView, NodeView, StatusView, ErrorBody))
+    components(schemas(
+        CreateVserver,
+        VserverView,
+        NodeView,
+        StatusView,
+        ErrorBody,
+        MoveVserver,
+        MoveResult,
+        vnas_store::Transfer
+    ))
 )]
 struct Document;
 

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use vnas_store::{Desired, Ownership, VserverRecord, VserverState};
 
 use super::error::ApiError;
-use super::types::{CreateVserver, NodeView, StatusView, VserverView};
+use super::types::{CreateVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView};
 use crate::node::{validate, Node};
 
 type Shared = State<Arc<Node>>;
@@ -27,6 +27,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/vservers/{name}", get(show_vserver).delete(delete_vserver))
         .route("/api/vservers/{name}/start", post(start_vserver))
         .route("/api/vservers/{name}/stop", post(stop_vserver))
+        .route("/api/vservers/{name}/move", post(move_vserver))
+        .route("/api/vservers/{name}/history", get(vserver_history))
+        .route("/api/nodes/{name}/drain", post(drain_node))
+        .route("/api/nodes/{name}/undrain", post(undrain_node))
+        .route("/api/internal/wake", post(wake))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint") })
         .with_state(node)
 }
@@ -71,7 +76,7 @@ async fn status(State(node): Shared) -> Result<Json<StatusView>, ApiError> {
         *by_state.entry(state).or_insert(0) += 1;
     }
     Ok(Json(StatusView {
-        nodes_alive: nodes.iter().filter(|n| n.alive).count(),
+        nodes_alive: nodes.iter().filter(|n| node.is_up(n)).count(),
         nodes_total: nodes.len(),
         vservers_total: records.len(),
         vservers_by_state: by_state,
@@ -81,21 +86,152 @@ async fn status(State(node): Shared) -> Result<Json<StatusView>, ApiError> {
 #[utoipa::path(get, path = "/api/nodes", responses((status = 200, body = [NodeView])))]
 async fn list_nodes(State(node): Shared) -> Result<Json<Vec<NodeView>>, ApiError> {
     let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
-    Ok(Json(
-        nodes
-            .into_iter()
-            .map(|n| NodeView {
-                vservers: records
-                    .iter()
-                    .filter(|r| r.ownership.owner.as_deref() == Some(&n.info.name))
-                    .count(),
-                name: n.info.name,
-                api: n.info.api,
-                alive: n.alive,
-                last_seen_ms: n.last_seen_ms,
-            })
-            .collect(),
-    ))
+    Ok(Json(nodes.into_iter().map(|n| node_view(&node, &records, n)).collect()))
+}
+
+fn node_view(node: &Node, records: &[VserverRecord], n: vnas_store::NodeStatus) -> NodeView {
+    NodeView {
+        vservers: records.iter().filter(|r| r.ownership.owner.as_deref() == Some(&n.info.name)).count(),
+        alive: node.is_up(&n),
+        drained: n.drained,
+        name: n.info.name,
+        api: n.info.api,
+        last_seen_ms: n.last_seen_ms,
+    }
+}
+
+/// Another node asks this one to look at the store now.
+async fn wake(State(node): Shared) -> StatusCode {
+    node.wake.notify_one();
+    StatusCode::NO_CONTENT
+}
+
+#[utoipa::path(post, path = "/api/vservers/{name}/move", params(("name" = String, Path)), request_body = MoveVserver,
+    responses((status = 200, body = MoveResult), (status = 404, body = super::types::ErrorBody),
+              (status = 409, body = super::types::ErrorBody), (status = 503, body = super::types::ErrorBody)))]
+async fn move_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<MoveVserver>, JsonRejection>,
+) -> Result<Json<MoveResult>, ApiError> {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(JsonRejection::MissingJsonContentType(_)) => MoveVserver::default(),
+        Err(e) => return Err(ApiError::bad_request("bad_json", e.body_text())),
+    };
+    let name2 = name.clone();
+    let (record, records, nodes) =
+        node.store(move |s| Ok((s.vserver(&name2)?, s.vservers()?, s.nodes()?))).await?;
+    if record.ownership.state != VserverState::Running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("vserver {name} is not running"),
+        ));
+    }
+    let from = record.ownership.owner.clone().unwrap_or_else(|| record.config.node.clone());
+    let to = match request.to {
+        Some(to) => {
+            let status = nodes.iter().find(|n| n.info.name == to).ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "node_not_found", format!("node {to} not found"))
+            })?;
+            if !node.is_up(status) {
+                return Err(ApiError::new(StatusCode::CONFLICT, "node_down", format!("node {to} is down")));
+            }
+            to
+        }
+        None => {
+            let candidates: Vec<_> = nodes
+                .iter()
+                .map(|n| crate::node::placement::Candidate {
+                    name: &n.info.name,
+                    up: node.is_up(n),
+                    drained: n.drained,
+                })
+                .collect();
+            let mut loads = std::collections::HashMap::new();
+            for r in &records {
+                *loads.entry(r.config.node.as_str()).or_default() += 1;
+            }
+            crate::node::placement::place(&candidates, &loads, Some(&from))
+                .ok_or_else(|| {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no other live node to move to")
+                })?
+                .to_string()
+        }
+    };
+    if to == from {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_there",
+            format!("vserver {name} is already on {to}"),
+        ));
+    }
+    let epoch_before = record.ownership.epoch;
+    let (name2, to2) = (name.clone(), to.clone());
+    node.store(move |s| {
+        let mut config = s.vserver(&name2)?.config;
+        config.node = to2;
+        s.update_config(&config)
+    })
+    .await?;
+    node.wake.notify_one();
+    node.wake_peers(vec![from.clone(), to.clone()]).await;
+    let to2 = to.clone();
+    let record = wait_for(&node, &name, move |r| {
+        r.ownership.epoch > epoch_before
+            && ((r.ownership.owner.as_deref() == Some(&to2) && r.ownership.state == VserverState::Running)
+                || r.ownership.state == VserverState::Failed)
+    })
+    .await?;
+    if record.ownership.owner.as_deref() != Some(&to) || record.ownership.state != VserverState::Running {
+        return Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "move_incomplete",
+            format!("vserver {name} is {:?} on {:?}", record.ownership.state, record.ownership.owner),
+        ));
+    }
+    let name2 = name.clone();
+    let history = node.store(move |s| s.history(&name2)).await?;
+    let pause_ms = history.last().map_or(0, |t| t.pause_ms);
+    tracing::info!(vserver = %name, %from, %to, pause_ms, "vserver moved");
+    Ok(Json(MoveResult { vserver: record.into(), from, to, pause_ms }))
+}
+
+#[utoipa::path(get, path = "/api/vservers/{name}/history", params(("name" = String, Path)),
+    responses((status = 200, body = [vnas_store::Transfer]), (status = 404, body = super::types::ErrorBody)))]
+async fn vserver_history(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<vnas_store::Transfer>>, ApiError> {
+    Ok(Json(node.store(move |s| s.history(&name)).await?))
+}
+
+async fn set_drain(node: Arc<Node>, name: String, drained: bool) -> Result<Json<NodeView>, ApiError> {
+    let name2 = name.clone();
+    let (records, nodes) = node
+        .store(move |s| {
+            s.set_drained(&name2, drained)?;
+            Ok((s.vservers()?, s.nodes()?))
+        })
+        .await?;
+    node.wake.notify_one();
+    node.wake_peers(vec![name.clone()]).await;
+    let status = nodes.into_iter().find(|n| n.info.name == name).expect("set_drained checked it exists");
+    tracing::info!(node = %name, drained, "node drain changed");
+    Ok(Json(node_view(&node, &records, status)))
+}
+
+#[utoipa::path(post, path = "/api/nodes/{name}/drain", params(("name" = String, Path)),
+    responses((status = 200, body = NodeView), (status = 404, body = super::types::ErrorBody)))]
+async fn drain_node(State(node): Shared, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    set_drain(node, name, true).await
+}
+
+#[utoipa::path(post, path = "/api/nodes/{name}/undrain", params(("name" = String, Path)),
+    responses((status = 200, body = NodeView), (status = 404, body = super::types::ErrorBody)))]
+async fn undrain_node(State(node): Shared, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
+    set_drain(node, name, false).await
 }
 
 #[utoipa::path(get, path = "/api/vservers", responses((status = 200, body = [VserverView])))]
@@ -133,7 +269,7 @@ async fn create_vserver(
         }
         None => nodes
             .iter()
-            .filter(|n| n.alive)
+            .filter(|n| node.is_up(n) && !n.drained)
             .min_by_key(|n| {
                 (records.iter().filter(|r| r.config.node == n.info.name).count(), n.info.name.clone())
             })
@@ -213,7 +349,8 @@ async fn delete_vserver(
 pub mod paths {
     //! Re-exports for the OpenAPI document.
     pub use super::{
-        __path_create_vserver, __path_delete_vserver, __path_list_nodes, __path_list_vservers,
-        __path_show_vserver, __path_start_vserver, __path_status, __path_stop_vserver,
+        __path_create_vserver, __path_delete_vserver, __path_drain_node, __path_list_nodes,
+        __path_list_vservers, __path_move_vserver, __path_show_vserver, __path_start_vserver, __path_status,
+        __path_stop_vserver, __path_undrain_node, __path_vserver_history,
     };
 }

@@ -71,6 +71,7 @@ pub struct NodeView {
     pub name: String,
     pub api: String,
     pub alive: bool,
+    pub drained: bool,
     pub last_seen_ms: u64,
     /// Vservers this node serves now.
     pub vservers: usize,
@@ -91,4 +92,22 @@ pub struct ErrorBody {
     /// Stable, machine-readable: `vserver_not_found`, `address_in_use`, ...
     pub code: String,
     pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct MoveVserver {
+    /// The node to move to; by default placement picks the least loaded
+    /// live node.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MoveResult {
+    pub vserver: VserverView,
+    pub from: String,
+    pub to: String,
+    /// The client-visible pause the target measured: from the source
+    /// closing its connections to the target serving.
+    pub pause_ms: u64,
 }

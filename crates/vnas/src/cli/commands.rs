@@ -6,7 +6,7 @@ use vnas_store::{ClientRule, Export, Volume, VserverState};
 
 use super::client::Client;
 use super::table;
-use crate::api::types::{CreateVserver, NodeView, StatusView, VserverView};
+use crate::api::types::{CreateVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView};
 
 /// Which node's API the CLI talks to (any node serves any request).
 #[derive(clap::Args)]
@@ -64,6 +64,21 @@ pub enum VserverCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a vserver to another node; prints the pause clients saw.
+    Move {
+        name: String,
+        /// Target node (default: the least loaded live node).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every transfer of a vserver: when, from, to, why, pause.
+    History {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop and delete a vserver (its volumes' data is kept).
     Delete {
         name: String,
@@ -80,6 +95,18 @@ pub enum NodeCommand {
         api: ApiUrl,
         #[arg(long)]
         json: bool,
+    },
+    /// Move every vserver off a node and keep new ones away, with progress.
+    Drain {
+        name: String,
+        #[command(flatten)]
+        api: ApiUrl,
+    },
+    /// Let a drained node host vservers again.
+    Undrain {
+        name: String,
+        #[command(flatten)]
+        api: ApiUrl,
     },
 }
 
@@ -243,6 +270,39 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 report("stopped", &view)?
             }
         }
+        VserverCommand::Move { name, to, json: as_json } => {
+            let result: MoveResult =
+                client.post(&format!("/api/vservers/{name}/move"), &MoveVserver { to })?;
+            if as_json {
+                json(&result);
+            } else {
+                println!(
+                    "vserver {name} moved from {} to {}: clients paused {} ms (epoch {})",
+                    result.from, result.to, result.pause_ms, result.vserver.epoch
+                );
+            }
+        }
+        VserverCommand::History { name, json: as_json } => {
+            let history: Vec<vnas_store::Transfer> = client.get(&format!("/api/vservers/{name}/history"))?;
+            if as_json {
+                json(&history);
+            } else {
+                let rows: Vec<Vec<String>> = history
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            format_time(t.at_ms),
+                            t.from.clone().unwrap_or_else(|| "-".into()),
+                            t.to.clone(),
+                            t.why.clone(),
+                            format!("{} ms", t.pause_ms),
+                            t.epoch.to_string(),
+                        ]
+                    })
+                    .collect();
+                table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH"], &rows);
+            }
+        }
         VserverCommand::Delete { name, json: as_json } => {
             let view: VserverView = client.delete(&format!("/api/vservers/{name}"))?;
             if as_json {
@@ -257,6 +317,11 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
 
 pub fn node(command: NodeCommand) -> anyhow::Result<()> {
     match command {
+        NodeCommand::Drain { name, api } => drain(&api.api, &name)?,
+        NodeCommand::Undrain { name, api } => {
+            let view: NodeView = Client::new(&api.api)?.post(&format!("/api/nodes/{name}/undrain"), &())?;
+            println!("node {} undrained: it may host vservers again", view.name);
+        }
         NodeCommand::List { api, json: as_json } => {
             let client = Client::new(&api.api)?;
             let nodes: Vec<NodeView> = client.get("/api/nodes")?;
@@ -270,7 +335,11 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
                         vec![
                             n.name.clone(),
                             n.api.clone(),
-                            if n.alive { "up".into() } else { "down".into() },
+                            match (n.alive, n.drained) {
+                                (true, false) => "up".into(),
+                                (true, true) => "up, drained".into(),
+                                (false, _) => "down".into(),
+                            },
                             n.vservers.to_string(),
                             format!("{:.1}s ago", now.saturating_sub(n.last_seen_ms) as f64 / 1000.0),
                         ]
@@ -281,6 +350,63 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `2026-11-25 16:30:01.123` from milliseconds since the epoch.
+fn format_time(ms: u64) -> String {
+    let (days, rest) = ((ms / 1000) / 86_400, (ms / 1000) % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        ms % 1000
+    )
+}
+
+fn drain(api: &str, name: &str) -> anyhow::Result<()> {
+    let client = Client::new(api)?;
+    let _: NodeView = client.post(&format!("/api/nodes/{name}/drain"), &())?;
+    let on_node = |views: &[VserverView]| {
+        views.iter().filter(|v| v.node.as_deref() == Some(name) || v.assigned_node == name).count()
+    };
+    let total = on_node(&client.get::<Vec<VserverView>>("/api/vservers")?);
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(120);
+    loop {
+        let left = on_node(&client.get::<Vec<VserverView>>("/api/vservers")?);
+        let done = total - left.min(total);
+        let width = 30;
+        let filled = (done * width).checked_div(total).unwrap_or(width);
+        eprint!(
+            "\rdraining {name}: [{}{}] {done}/{total} moved",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        if left == 0 {
+            eprintln!();
+            println!(
+                "node {name} drained: {total} vserver(s) moved in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!();
+            bail!("{left} vserver(s) still on {name} after 120 s (is another node up?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 pub fn status(api: &str, as_json: bool) -> anyhow::Result<()> {

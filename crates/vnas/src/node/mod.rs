@@ -3,7 +3,9 @@
 //! that starts and stops the vservers assigned to it.
 
 mod controller;
+pub mod fence;
 mod monitor;
+pub mod placement;
 pub mod validate;
 pub mod vserver;
 
@@ -51,15 +53,21 @@ pub struct Settings {
     pub monitor_interval: Duration,
     /// Failures in a row after which a vserver is marked failed.
     pub failures_max: u32,
+    /// A node not seen for this long is down; its vservers fail over.
+    pub lease: Duration,
+    /// How often the node renews its session.
+    pub renew_every: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             nfs_port: 2049,
-            tick: Duration::from_millis(250),
+            tick: Duration::from_millis(100),
             monitor_interval: Duration::from_secs(1),
             failures_max: 3,
+            lease: Duration::from_millis(800),
+            renew_every: Duration::from_millis(150),
         }
     }
 }
@@ -71,9 +79,32 @@ pub struct Node {
     /// Wakes the controller now instead of at its next tick.
     pub wake: Notify,
     pub settings: Settings,
+    pub fence: Arc<fence::Fence>,
 }
 
 impl Node {
+    /// Wakes other nodes' controllers now (best effort), e.g. the target of
+    /// a move, instead of waiting for their next tick.
+    pub async fn wake_peers(self: &Arc<Self>, names: Vec<String>) {
+        let Ok(nodes) = self.store(|s| s.nodes()).await else { return };
+        let client = reqwest::Client::new();
+        for node in nodes.into_iter().filter(|n| names.contains(&n.info.name) && n.info.name != self.name) {
+            let request =
+                client.post(format!("{}/api/internal/wake", node.info.api)).timeout(Duration::from_secs(1));
+            tokio::spawn(async move {
+                let _ = request.send().await;
+            });
+        }
+    }
+
+    /// Whether a node is up: its process holds its session and renewed it
+    /// within the lease.
+    pub fn is_up(&self, status: &vnas_store::NodeStatus) -> bool {
+        status.alive
+            && vnas_store::now_ms().saturating_sub(status.last_seen_ms)
+                <= self.settings.lease.as_millis() as u64
+    }
+
     /// Runs a store call off the async threads (the directory store does
     /// file I/O and takes locks).
     pub async fn store<T: Send + 'static>(
@@ -132,9 +163,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             let info = info.clone();
             tokio::task::spawn_blocking(move || store.join(&info)).await??
         };
-        let node = Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings });
+        let fence = Arc::new(fence::Fence::new(settings.lease));
+        let node = Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings, fence });
         let shutdown = CancellationToken::new();
-        let controller = tokio::spawn(controller::run(node.clone(), session, shutdown.clone()));
+        tokio::spawn(controller::keep_session(node.clone(), session, shutdown.clone()));
+        let controller = tokio::spawn(controller::run(node.clone(), shutdown.clone()));
         tracing::info!(node = %name, api = %info.api, store = %store_spec, "node started");
         println!("node {name} api {}", info.api);
 

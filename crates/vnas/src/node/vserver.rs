@@ -3,15 +3,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vnas_nfs::{Access, ExportConfig, Server, ServerConfig, Squash};
+use vnas_nfs::{Access, ExportConfig, Gate, GateState, Server, ServerConfig, Squash};
 use vnas_store::{VserverConfig, VserverRecord};
 
+use super::fence::Fence;
 use super::monitor::{self, Failure};
 use super::Node;
 
@@ -19,9 +21,35 @@ pub struct Running {
     pub epoch: u64,
     pub write_verifier: [u8; 8],
     pub config: VserverConfig,
+    gate: Arc<VserverGate>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
-    monitor: JoinHandle<()>,
+    monitor: Option<JoinHandle<()>>,
+    failures: mpsc::Sender<Failure>,
+    settings: super::Settings,
+}
+
+const WAIT: u8 = 0;
+const SERVE: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// Whether this vserver's server may answer: only once this node owns it
+/// (a target prepared for a move listens but holds calls), and only while
+/// the node's session is fresh.
+pub struct VserverGate {
+    fence: Arc<Fence>,
+    state: AtomicU8,
+}
+
+impl Gate for VserverGate {
+    fn state(&self) -> GateState {
+        match self.state.load(Ordering::SeqCst) {
+            CLOSED => GateState::Closed,
+            WAIT => GateState::Wait,
+            _ if self.fence.serving() => GateState::Serve,
+            _ => GateState::Wait,
+        }
+    }
 }
 
 /// Export ids go into file handles: the same vserver and export path give
@@ -89,16 +117,20 @@ pub fn exports(config: &VserverConfig) -> Result<Vec<ExportConfig>, String> {
 }
 
 impl Running {
-    /// Starts serving `record` under ownership `epoch`.
+    /// Starts the server for `record`: answering under ownership `epoch`
+    /// if `serve`, else listening and holding calls until [`open`](Self::open).
     pub fn start(
         node: &Arc<Node>,
         record: &VserverRecord,
         epoch: u64,
+        serve: bool,
         failures: mpsc::Sender<Failure>,
     ) -> Result<Running, String> {
         let config = record.config.clone();
         let mut server_config = ServerConfig::new(exports(&config)?);
         server_config.drain_timeout = Duration::from_secs(2);
+        let gate = Arc::new(VserverGate { fence: node.fence.clone(), state: AtomicU8::new(WAIT) });
+        server_config.gate = Some(gate.clone());
         let write_verifier = server_config.write_verifier;
         let server = Server::new(server_config).map_err(|e| e.to_string())?;
         let mut listeners = Vec::new();
@@ -118,22 +150,66 @@ impl Running {
                 }
             })
         };
-        let monitor = tokio::spawn(monitor::watch(
-            config.clone(),
+        let mut running = Running {
             epoch,
-            node.settings.clone(),
+            write_verifier,
+            config,
+            gate,
+            shutdown,
+            server,
+            monitor: None,
             failures,
-            shutdown.clone(),
-        ));
-        Ok(Running { epoch, write_verifier, config, shutdown, server, monitor })
+            settings: node.settings.clone(),
+        };
+        if serve {
+            running.open(epoch);
+        }
+        Ok(running)
+    }
+
+    pub fn serving(&self) -> bool {
+        self.monitor.is_some()
+    }
+
+    /// Starts answering calls, under ownership `epoch`.
+    pub fn open(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.gate.state.store(SERVE, Ordering::SeqCst);
+        if self.monitor.is_none() {
+            self.monitor = Some(tokio::spawn(monitor::watch(
+                self.config.clone(),
+                epoch,
+                self.settings.clone(),
+                self.failures.clone(),
+                self.shutdown.clone(),
+            )));
+        }
     }
 
     /// Stops accepting, drains, closes connections and releases the
     /// addresses.
     pub async fn stop(self) {
+        self.gate.state.store(CLOSED, Ordering::SeqCst);
         self.shutdown.cancel();
-        self.monitor.abort();
+        if let Some(monitor) = self.monitor {
+            monitor.abort();
+        }
         let _ = self.server.await;
+    }
+
+    /// Stops, then makes what clients wrote reach stable storage, so the
+    /// next owner starts from it (a move's hand-off).
+    pub async fn stop_and_sync(self) {
+        let volumes: Vec<String> = self.config.volumes.iter().map(|v| v.path.clone()).collect();
+        self.stop().await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for path in volumes {
+                if let Ok(dir) = std::fs::File::open(&path) {
+                    let _ = rustix::fs::syncfs(&dir);
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -9,3 +9,4 @@ mod procedures;
 mod restart;
 mod rules;
 mod support;
+mod transfer;

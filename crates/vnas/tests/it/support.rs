@@ -227,7 +227,16 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn start(name: &str, store: &Path) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vnas"))
+        NodeProc::start_with(name, store, None)
+    }
+
+    /// With `fault`: the node dies (abort) at that step of a transfer.
+    pub fn start_with(name: &str, store: &Path, fault: Option<&str>) -> NodeProc {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vnas"));
+        if let Some(fault) = fault {
+            command.env("VNAS_FAULT", fault);
+        }
+        let mut child = command
             .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])
             .arg("--store")
             .arg(store)
@@ -268,6 +277,11 @@ impl NodeProc {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited (for nodes told to die at a step).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 }
 

@@ -1,0 +1,85 @@
+//! Self-fencing: a node serves only while its session in the store is
+//! fresh. It stops answering calls when it could not renew for half a
+//! lease — before the other nodes, which wait a whole lease, may declare it
+//! down and take its vservers — and after any stall (a frozen process, a
+//! store that did not answer) it drops every vserver and takes back only
+//! those the store still gives it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Fence {
+    origin: Instant,
+    lease: Duration,
+    /// Calls may be answered until then (ms since `origin`).
+    valid_until_ms: AtomicU64,
+    /// A renewal came after the validity had lapsed: the controller must
+    /// drop every vserver before serving again.
+    stalled: AtomicBool,
+}
+
+impl Fence {
+    pub fn new(lease: Duration) -> Fence {
+        let fence = Fence {
+            origin: Instant::now(),
+            lease,
+            valid_until_ms: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        };
+        fence.extend_from(fence.now_ms());
+        fence
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn extend_from(&self, started_ms: u64) {
+        let until = started_ms + (self.lease / 2).as_millis() as u64;
+        self.valid_until_ms.fetch_max(until, Ordering::SeqCst);
+    }
+
+    /// A renewal that began at `started_ms` succeeded.
+    pub fn renewed(&self, started_ms: u64) {
+        if started_ms > self.valid_until_ms.load(Ordering::SeqCst) {
+            self.stalled.store(true, Ordering::SeqCst);
+        } else {
+            self.extend_from(started_ms);
+        }
+    }
+
+    /// Whether calls may be answered now.
+    pub fn serving(&self) -> bool {
+        !self.stalled.load(Ordering::SeqCst) && self.now_ms() < self.valid_until_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::SeqCst)
+    }
+
+    /// After every vserver was dropped: serve again from now.
+    pub fn resume(&self) {
+        self.extend_from(self.now_ms());
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lapses_and_stalls() {
+        let fence = Fence::new(Duration::from_millis(100));
+        assert!(fence.serving());
+        std::thread::sleep(Duration::from_millis(70));
+        assert!(!fence.serving(), "half a lease without renewal: no serving");
+        // A renewal that started after the lapse (a stall): stay fenced.
+        fence.renewed(fence.now_ms());
+        assert!(fence.stalled() && !fence.serving());
+        fence.resume();
+        assert!(fence.serving());
+        fence.renewed(fence.now_ms());
+        assert!(fence.serving() && !fence.stalled());
+    }
+}

@@ -1,0 +1,328 @@
+//! Transfers with clients at work: planned moves back and forth, failover
+//! after SIGKILL and after SIGSTOP of the owner, and drains. The client is
+//! libnfs's nfsbench probe (built from ../shared/tools/nfsbench.c): it
+//! writes and reads back a record every 20 ms, reconnecting as a normal
+//! client does, and fails on any error or mismatch.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Builds the probe once per test binary run.
+fn nfsbench() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nfsbench");
+            let source =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/nfsbench.c");
+            let status = Command::new("cc")
+                .args(["-O2", "-o"])
+                .arg(&out)
+                .arg(&source)
+                .arg("-lnfs")
+                .status()
+                .expect("cc runs (gcc, libnfs-dev)");
+            assert!(status.success(), "building {}", source.display());
+            out
+        })
+        .clone()
+}
+
+struct Probe(Child);
+
+impl Probe {
+    fn start(ip: &str, seconds: u32) -> Probe {
+        let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
+        let child = Command::new(nfsbench())
+            .args(["probe", &url, &seconds.to_string(), "20"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        Probe(child)
+    }
+
+    /// Waits for the probe; returns its max gap in ms. Fails the test on
+    /// any failed operation or mismatch.
+    fn finish(self) -> u64 {
+        let output = self.0.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "probe saw errors: {stdout} {stderr}");
+        assert!(stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+        let gap = stdout.split("max_gap_ms=").nth(1).and_then(|v| v.trim().parse().ok());
+        gap.unwrap_or_else(|| panic!("no max_gap in {stdout}"))
+    }
+}
+
+fn history(api: &str, name: &str) -> Vec<Value> {
+    cli_json(api, &["vserver", "history", name]).as_array().unwrap().clone()
+}
+
+/// One node at a time: every transfer's source is the previous one's
+/// target, and every change of owner has a higher epoch (a restart on the
+/// same node keeps it).
+fn check_history(history: &[Value]) {
+    for pair in history.windows(2) {
+        if pair[1]["why"] == "restart" {
+            assert_eq!(pair[1]["to"], pair[0]["to"], "{pair:?}");
+            assert!(pair[1]["epoch"].as_u64() >= pair[0]["epoch"].as_u64(), "{pair:?}");
+        } else {
+            assert_eq!(pair[1]["from"], pair[0]["to"], "{pair:?}");
+            assert!(pair[1]["epoch"].as_u64() > pair[0]["epoch"].as_u64(), "{pair:?}");
+        }
+    }
+}
+
+fn volume(top: &tempfile::TempDir, name: &str) -> String {
+    let dir = top.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("/data={}", dir.display())
+}
+
+#[test]
+fn planned_moves_back_and_forth_under_load() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let n2 = NodeProc::start("n2", &store);
+    cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "create",
+            "moving",
+            "--ip",
+            "127.0.12.1",
+            "--volume",
+            &volume(&top, "a"),
+            "--node",
+            "n1",
+        ],
+    );
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "still", "--ip", "127.0.12.2", "--volume", &volume(&top, "b"), "--node", "n2"],
+    );
+    let moving = Probe::start("127.0.12.1", 8);
+    let still = Probe::start("127.0.12.2", 7);
+    let mut pauses = Vec::new();
+    for i in 0..6 {
+        let to = if i % 2 == 0 { "n2" } else { "n1" };
+        let result = cli_json(&n2.api, &["vserver", "move", "moving", "--to", to]);
+        assert_eq!((result["to"].as_str(), result["vserver"]["state"].as_str()), (Some(to), Some("running")));
+        pauses.push(result["pause_ms"].as_u64().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let gap = moving.finish();
+    let undisturbed = still.finish();
+    eprintln!("move pauses {pauses:?} ms; client max gap {gap} ms; other vserver's max gap {undisturbed} ms");
+    assert!(gap < 2000, "a planned move is a short pause, not {gap} ms");
+    let history = history(&n1.api, "moving");
+    assert_eq!(history.len(), 7, "start and six moves: {history:?}");
+    assert!(history[1..].iter().all(|t| t["why"] == "move"));
+    check_history(&history);
+    // Moving where it already is, or to a node that does not exist.
+    let (ok, _, err) = cli(&n1.api, &["vserver", "move", "moving", "--to", "n1"]);
+    assert!(!ok && err.contains("already_there"), "{err}");
+    let (ok, _, err) = cli(&n1.api, &["vserver", "move", "moving", "--to", "n7"]);
+    assert!(!ok && err.contains("node_not_found"), "{err}");
+    // Without --to, placement picks the other node.
+    assert_eq!(cli_json(&n1.api, &["vserver", "move", "moving"])["to"], "n2");
+    n1.stop();
+    n2.stop();
+}
+
+#[test]
+fn failover_after_the_owner_is_killed() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let n2 = NodeProc::start("n2", &store);
+    let n3 = NodeProc::start("n3", &store);
+    cli_json(
+        &n2.api,
+        &[
+            "vserver",
+            "create",
+            "doomed",
+            "--ip",
+            "127.0.13.1",
+            "--volume",
+            &volume(&top, "a"),
+            "--node",
+            "n1",
+        ],
+    );
+    cli_json(
+        &n2.api,
+        &["vserver", "create", "other", "--ip", "127.0.13.2", "--volume", &volume(&top, "b"), "--node", "n3"],
+    );
+    let probe = Probe::start("127.0.13.1", 5);
+    let other = Probe::start("127.0.13.2", 4);
+    std::thread::sleep(Duration::from_millis(500));
+    n1.kill();
+    let gap = probe.finish();
+    other.finish();
+    let view = cli_json(&n2.api, &["vserver", "show", "doomed"]);
+    assert_eq!(view["state"], "running");
+    // The least loaded survivor took it: n2 (n3 hosts `other`).
+    assert_eq!(view["node"], "n2");
+    let history = history(&n2.api, "doomed");
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last["why"].as_str(), last["from"].as_str(), last["to"].as_str()),
+        (Some("node down"), Some("n1"), Some("n2"))
+    );
+    check_history(&history);
+    eprintln!("failover pause {} ms; client max gap {gap} ms", last["pause_ms"]);
+    assert!(gap < 3000, "failover within seconds, not {gap} ms");
+    let nodes = cli_json(&n2.api, &["node", "list"]);
+    let n1_view = nodes.as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!(n1_view["alive"], false);
+    n2.stop();
+    n3.stop();
+}
+
+#[test]
+fn a_frozen_owner_loses_its_vservers_and_fences_itself() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let n2 = NodeProc::start("n2", &store);
+    cli_json(
+        &n2.api,
+        &[
+            "vserver",
+            "create",
+            "frozen",
+            "--ip",
+            "127.0.14.1",
+            "--volume",
+            &volume(&top, "a"),
+            "--node",
+            "n1",
+        ],
+    );
+    let probe = Probe::start("127.0.14.1", 6);
+    n1.signal(rustix::process::Signal::STOP);
+    eventually(5, "n2 to take the vserver", || {
+        cli_json(&n2.api, &["vserver", "show", "frozen"])["node"] == "n2"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    n1.signal(rustix::process::Signal::CONT);
+    probe.finish();
+    // The thawed node gave up what it no longer owns, and took nothing back.
+    eventually(5, "n1 to serve nothing", || {
+        let nodes = cli_json(&n1.api, &["node", "list"]);
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n1" && n["vservers"] == 0 && n["alive"] == true)
+    });
+    let view = cli_json(&n1.api, &["vserver", "show", "frozen"]);
+    assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n2"), Some("running")));
+    let history = history(&n1.api, "frozen");
+    eprintln!("history of frozen: {history:?}");
+    check_history(&history);
+    assert!(
+        history.iter().any(|t| t["why"] == "node down" && t["from"] == "n1" && t["to"] == "n2"),
+        "{history:?}"
+    );
+    n1.stop();
+    n2.stop();
+}
+
+#[test]
+fn drain_moves_everything_off_a_node() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let n2 = NodeProc::start("n2", &store);
+    for i in 1..=5 {
+        let name = format!("d{i}");
+        let ip = format!("127.0.15.{i}");
+        cli_json(
+            &n1.api,
+            &["vserver", "create", &name, "--ip", &ip, "--volume", &volume(&top, &name), "--node", "n1"],
+        );
+    }
+    let probe = Probe::start("127.0.15.3", 4);
+    let (ok, out, err) = cli(&n2.api, &["node", "drain", "n1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("node n1 drained: 5 vserver(s) moved"), "{out}");
+    assert!(err.contains("5/5 moved"), "progress shown: {err}");
+    probe.finish();
+    let views = cli_json(&n2.api, &["vserver", "list"]);
+    assert!(
+        views.as_array().unwrap().iter().all(|v| v["node"] == "n2" && v["state"] == "running"),
+        "{views}"
+    );
+    // A drained node gets no new vservers; undrained, it does again.
+    let created = cli_json(
+        &n1.api,
+        &["vserver", "create", "new", "--ip", "127.0.15.9", "--volume", &volume(&top, "new")],
+    );
+    assert_eq!(created["node"], "n2");
+    let (ok, out, _) = cli(&n1.api, &["node", "undrain", "n1"]);
+    assert!(ok && out.contains("undrained"), "{out}");
+    assert_eq!(cli_json(&n1.api, &["vserver", "move", "new"])["to"], "n1");
+    let (ok, _, err) = cli(&n1.api, &["node", "drain", "n9"]);
+    assert!(!ok && err.contains("node_not_found"), "{err}");
+    n1.stop();
+    n2.stop();
+}
+
+/// A move where one side dies at each step of the protocol: the vserver
+/// ends up served by exactly one live node, and its client sees no error.
+#[test]
+fn a_node_dying_at_each_step_of_a_move() {
+    // (the step, which side dies there)
+    let cases = [
+        ("handoff-before-stop", "source"),
+        ("handoff-after-stop", "source"),
+        ("handoff-after-cas", "source"),
+        ("target-prepared", "target"),
+        ("target-before-serving", "target"),
+    ];
+    for (i, (step, side)) in cases.into_iter().enumerate() {
+        let top = temp_dir();
+        let store = top.path().join("store");
+        let ip = format!("127.0.17.{}", i + 1);
+        let (mut n1, mut n2) = if side == "source" {
+            (NodeProc::start_with("n1", &store, Some(step)), NodeProc::start("n2", &store))
+        } else {
+            (NodeProc::start("n1", &store), NodeProc::start_with("n2", &store, Some(step)))
+        };
+        let n3 = NodeProc::start("n3", &store);
+        cli_json(
+            &n3.api,
+            &["vserver", "create", "m", "--ip", &ip, "--volume", &volume(&top, "a"), "--node", "n1"],
+        );
+        let probe = Probe::start(&ip, 6);
+        // The move itself may report a failure (its target died); what
+        // matters is where the vserver ends up.
+        let _ = cli(&n3.api, &["vserver", "move", "m", "--to", "n2"]);
+        let dead = if side == "source" { &mut n1 } else { &mut n2 };
+        eventually(10, &format!("{side} to die at {step}"), || dead.exited());
+        eventually(15, &format!("m to be served again after {step}"), || {
+            let view = cli_json(&n3.api, &["vserver", "show", "m"]);
+            let survivor = if side == "source" { "n2" } else { "n1" };
+            view["state"] == "running" && (view["node"] == survivor || view["node"] == "n3")
+        });
+        probe.finish();
+        let history = history(&n3.api, "m");
+        check_history(&history);
+        let owner = cli_json(&n3.api, &["vserver", "show", "m"])["node"].clone();
+        assert_eq!(history.last().unwrap()["to"], owner, "{step}: {history:?}");
+        let nodes = cli_json(&n3.api, &["node", "list"]);
+        let serving: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
+        assert_eq!(serving, 1, "{step}: exactly one node serves it: {nodes}");
+    }
+}
