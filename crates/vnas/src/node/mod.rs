@@ -37,6 +37,13 @@ pub struct NodeArgs {
     /// Port NFS, MOUNT and portmap listen on at each vserver address.
     #[arg(long)]
     nfs_port: Option<u16>,
+    /// A node not seen for this long (ms) is down and its vservers fail
+    /// over; it fences itself after half of it (default 800).
+    #[arg(long)]
+    lease_ms: Option<u64>,
+    /// How often (ms) the node renews its session (default 150).
+    #[arg(long)]
+    renew_ms: Option<u64>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -138,8 +145,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let name = args.name.or(file.name).context("--name is required")?;
     let store_spec = args.store.or(file.store).context("--store is required")?;
     let api = args.api.or(file.api).unwrap_or_else(|| "127.0.0.1:7400".parse().unwrap());
-    let settings =
-        Settings { nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049), ..Settings::default() };
+    let defaults = Settings::default();
+    let settings = Settings {
+        nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049),
+        lease: args.lease_ms.or(file.lease_ms).map_or(defaults.lease, Duration::from_millis),
+        renew_every: args.renew_ms.or(file.renew_ms).map_or(defaults.renew_every, Duration::from_millis),
+        ..defaults
+    };
+    if settings.renew_every * 3 > settings.lease {
+        bail!("--renew-ms must be at most a third of --lease-ms, so a node renews several times per lease");
+    }
 
     let store = open_store(&store_spec)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

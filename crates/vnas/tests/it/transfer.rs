@@ -163,12 +163,23 @@ fn failover_after_the_owner_is_killed() {
         &n2.api,
         &["vserver", "create", "other", "--ip", "127.0.13.2", "--volume", &volume(&top, "b"), "--node", "n3"],
     );
+    // Data acknowledged as stable before the failover (nfs-cp commits).
+    let local = top.path().join("local.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let url = |path: &str| format!("nfs://127.0.13.1/data{path}?nfsport=2049&mountport=2049");
+    let copied = Command::new("nfs-cp").arg(&local).arg(url("/stable.bin")).status().unwrap();
+    assert!(copied.success());
     let probe = Probe::start("127.0.13.1", 5);
     let other = Probe::start("127.0.13.2", 4);
     std::thread::sleep(Duration::from_millis(500));
     n1.kill();
     let gap = probe.finish();
     other.finish();
+    let back = top.path().join("back.bin");
+    let copied = Command::new("nfs-cp").arg(url("/stable.bin")).arg(&back).status().unwrap();
+    assert!(copied.success());
+    assert!(std::fs::read(&back).unwrap() == data, "acknowledged data survived the failover byte for byte");
     let view = cli_json(&n2.api, &["vserver", "show", "doomed"]);
     assert_eq!(view["state"], "running");
     // The least loaded survivor took it: n2 (n3 hosts `other`).
