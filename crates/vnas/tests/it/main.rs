@@ -10,3 +10,4 @@ mod restart;
 mod rules;
 mod support;
 mod transfer;
+mod verifier;

@@ -32,6 +32,18 @@ fn nfsbench() -> std::path::PathBuf {
         .clone()
 }
 
+/// The nfs3_client verifier on its own thread and runtime.
+fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u64> {
+    let ip = ip.to_string();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(crate::verifier::run(ip, seconds))
+    })
+}
+
 struct Probe(Child);
 
 impl Probe {
@@ -111,6 +123,7 @@ fn planned_moves_back_and_forth_under_load() {
     );
     let moving = Probe::start("127.0.12.1", 8);
     let still = Probe::start("127.0.12.2", 7);
+    let verifier = background_verifier("127.0.12.1", 7);
     let mut pauses = Vec::new();
     for i in 0..6 {
         let to = if i % 2 == 0 { "n2" } else { "n1" };
@@ -121,6 +134,8 @@ fn planned_moves_back_and_forth_under_load() {
     }
     let gap = moving.finish();
     let undisturbed = still.finish();
+    let blocks = verifier.join().unwrap();
+    assert!(blocks > 10, "the nfs3_client verifier made progress: {blocks} blocks");
     eprintln!("move pauses {pauses:?} ms; client max gap {gap} ms; other vserver's max gap {undisturbed} ms");
     assert!(gap < 2000, "a planned move is a short pause, not {gap} ms");
     let history = history(&n1.api, "moving");
@@ -168,16 +183,20 @@ fn failover_after_the_owner_is_killed() {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&local, &data).unwrap();
     let url = |path: &str| format!("nfs://127.0.13.1/data{path}?nfsport=2049&mountport=2049");
-    let copied = Command::new("nfs-cp").arg(&local).arg(url("/stable.bin")).status().unwrap();
+    let copied =
+        Command::new("nfs-cp").arg(&local).arg(url("/stable.bin")).stdout(Stdio::null()).status().unwrap();
     assert!(copied.success());
     let probe = Probe::start("127.0.13.1", 5);
     let other = Probe::start("127.0.13.2", 4);
+    let verifier = background_verifier("127.0.13.1", 4);
     std::thread::sleep(Duration::from_millis(500));
     n1.kill();
     let gap = probe.finish();
     other.finish();
+    assert!(verifier.join().unwrap() > 10, "the nfs3_client verifier made progress");
     let back = top.path().join("back.bin");
-    let copied = Command::new("nfs-cp").arg(url("/stable.bin")).arg(&back).status().unwrap();
+    let copied =
+        Command::new("nfs-cp").arg(url("/stable.bin")).arg(&back).stdout(Stdio::null()).status().unwrap();
     assert!(copied.success());
     assert!(std::fs::read(&back).unwrap() == data, "acknowledged data survived the failover byte for byte");
     let view = cli_json(&n2.api, &["vserver", "show", "doomed"]);
@@ -221,6 +240,7 @@ fn a_frozen_owner_loses_its_vservers_and_fences_itself() {
         ],
     );
     let probe = Probe::start("127.0.14.1", 6);
+    let verifier = background_verifier("127.0.14.1", 5);
     n1.signal(rustix::process::Signal::STOP);
     eventually(5, "n2 to take the vserver", || {
         cli_json(&n2.api, &["vserver", "show", "frozen"])["node"] == "n2"
@@ -228,6 +248,7 @@ fn a_frozen_owner_loses_its_vservers_and_fences_itself() {
     std::thread::sleep(Duration::from_millis(1500));
     n1.signal(rustix::process::Signal::CONT);
     probe.finish();
+    assert!(verifier.join().unwrap() > 0, "the nfs3_client verifier made progress");
     // The thawed node gave up what it no longer owns, and took nothing back.
     eventually(5, "n1 to serve nothing", || {
         let nodes = cli_json(&n1.api, &["node", "list"]);
