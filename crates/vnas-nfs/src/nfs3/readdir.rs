@@ -17,6 +17,21 @@ pub fn entry_cost(name: &[u8]) -> usize {
     4 + 8 + 4 + name.len().div_ceil(4) * 4 + 8
 }
 
+/// What READDIR and READDIRPLUS check before listing: a directory the
+/// caller may read. Returns it opened for reading entries.
+pub fn open_listing(
+    target: &super::Target<'_>,
+    obj: &crate::fs::Obj,
+) -> crate::fs::NfsResult<std::os::fd::OwnedFd> {
+    if !attr::is_dir(&obj.stat) {
+        return Err(nfsstat3::NFS3ERR_NOTDIR);
+    }
+    if !target.may(&obj.stat, ACCESS3_READ) {
+        return Err(nfsstat3::NFS3ERR_ACCES);
+    }
+    dir::open(obj)
+}
+
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: READDIR3args = decode(args)?;
     let mut dir_attributes = Nfs3Option::None;
@@ -24,13 +39,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let target = req.target(&args.dir)?;
         let obj = target.export.resolve(&target.fh)?;
         dir_attributes = target.post_op(Some(obj.stat));
-        if !attr::is_dir(&obj.stat) {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        if !target.may(&obj.stat, ACCESS3_READ) {
-            return Err(nfsstat3::NFS3ERR_ACCES);
-        }
-        let fd = dir::open(&obj)?;
+        let fd = open_listing(&target, &obj)?;
         let budget = args.count.min(READDIR_REPLY_MAX) as usize;
         let mut used = FIXED_COST;
         let mut entries = Vec::new();

@@ -6,7 +6,7 @@ use nfs3_types::xdr_codec::List;
 use super::made::stat_at;
 use super::readdir::{entry_cost, FIXED_COST};
 use super::{decode, reply, Garbage, Req};
-use crate::fs::{attr, dir};
+use crate::fs::dir;
 use crate::handle::HANDLE_LEN;
 use crate::limits::READDIR_REPLY_MAX;
 use crate::rpc::Reply;
@@ -21,13 +21,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let target = req.target(&args.dir)?;
         let obj = target.export.resolve(&target.fh)?;
         dir_attributes = target.post_op(Some(obj.stat));
-        if !attr::is_dir(&obj.stat) {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        if !target.may(&obj.stat, ACCESS3_READ) {
-            return Err(nfsstat3::NFS3ERR_ACCES);
-        }
-        let fd = dir::open(&obj)?;
+        let fd = super::readdir::open_listing(&target, &obj)?;
         let max_bytes = args.maxcount.min(READDIR_REPLY_MAX) as usize;
         let max_dir_bytes = args.dircount as usize;
         let (mut used, mut dir_used) = (FIXED_COST, 0);
