@@ -301,8 +301,8 @@ impl Export {
         misses.insert((fh.ino, fh.gen), Instant::now());
     }
 
-    /// Breadth-first search of the export for `ino`, recording every
-    /// directory on the way so later handles resolve without a search.
+    /// Breadth-first search of the export for `ino`, recording every entry
+    /// of the directories it reads so later handles resolve without a search.
     fn search(&self, ino: u64) -> bool {
         let started = Instant::now();
         let mut queue = VecDeque::from([(self.root_ino(), b".".to_vec())]);
@@ -329,9 +329,11 @@ impl Export {
                         .is_ok_and(|s| attr::is_dir(&s)),
                     _ => false,
                 };
-                if is_dir || entry.ino() == ino {
-                    entries.push((entry.ino(), name.to_vec(), is_dir));
-                }
+                // Every entry is recorded, not only the one looked for: a
+                // client that held handles before a failover comes back for
+                // many files of the same directories, and each must not
+                // cost a scan of its own.
+                entries.push((entry.ino(), name.to_vec(), is_dir));
                 found |= entry.ino() == ino;
             }
             let mut nodes = self.nodes.lock().unwrap();
