@@ -34,18 +34,35 @@ pub struct ClientRule {
     pub squash: Squash,
     pub anon_uid: u32,
     pub anon_gid: u32,
+    /// exports(5) `secure`: calls must come from a port below 1024, which
+    /// only root may bind, so a local user cannot claim another uid.
+    pub secure: bool,
 }
 
-impl ClientRule {
-    /// Every client, read-write, identities trusted.
-    pub fn open() -> Self {
+/// Ports below this one only root may bind (IPPORT_RESERVED).
+pub const RESERVED_PORT_END: u16 = 1024;
+
+impl Default for ClientRule {
+    /// Every client, read-write, with the safe defaults of knfsd and
+    /// NFS-Ganesha: root squashed, calls only from reserved ports.
+    fn default() -> Self {
         ClientRule {
             clients: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
             access: Access::ReadWrite,
-            squash: Squash::None,
+            squash: Squash::Root,
             anon_uid: 65534,
             anon_gid: 65534,
+            secure: true,
         }
+    }
+}
+
+impl ClientRule {
+    /// Whether a call from `port` passes the `secure` check. A server that
+    /// does not run as root acts with its own rights for every caller, so
+    /// the claimed identity, and with it the port, decides nothing there.
+    pub fn port_allowed(&self, port: u16, server_is_root: bool) -> bool {
+        !self.secure || !server_is_root || port < RESERVED_PORT_END
     }
 
     pub fn matches(&self, client: IpAddr) -> bool {
@@ -58,9 +75,10 @@ impl ClientRule {
 
     /// Parses export options in exports(5) style, comma separated:
     /// `ro`, `rw`, `root_squash`, `no_root_squash`, `all_squash`,
-    /// `anonuid=N`, `anongid=N`, `clients=CIDR[+CIDR...]`.
+    /// `secure`, `insecure`, `anonuid=N`, `anongid=N`,
+    /// `clients=CIDR[+CIDR...]`. Unset ones keep the safe defaults.
     pub fn parse_options(options: &str) -> Result<Self, String> {
-        let mut rule = ClientRule::open();
+        let mut rule = ClientRule::default();
         for option in options.split(',').filter(|o| !o.is_empty()) {
             let (key, value) = option.split_once('=').unwrap_or((option, ""));
             match (key, value) {
@@ -69,6 +87,8 @@ impl ClientRule {
                 ("root_squash", "") => rule.squash = Squash::Root,
                 ("no_root_squash", "") => rule.squash = Squash::None,
                 ("all_squash", "") => rule.squash = Squash::All,
+                ("secure", "") => rule.secure = true,
+                ("insecure", "") => rule.secure = false,
                 ("anonuid", v) => rule.anon_uid = v.parse().map_err(|_| format!("bad anonuid {v:?}"))?,
                 ("anongid", v) => rule.anon_gid = v.parse().map_err(|_| format!("bad anongid {v:?}"))?,
                 ("clients", v) => {
@@ -106,7 +126,7 @@ pub struct ExportConfig {
 
 impl ExportConfig {
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        ExportConfig { name: name.into(), path: path.into(), id: None, rules: vec![ClientRule::open()] }
+        ExportConfig { name: name.into(), path: path.into(), id: None, rules: vec![ClientRule::default()] }
     }
 }
 
@@ -156,4 +176,32 @@ pub fn random_verifier() -> [u8; 8] {
     let mut verifier = [0u8; 8];
     getrandom::fill(&mut verifier).expect("the kernel's random source is available");
     verifier
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_safe_ones() {
+        let rule = ClientRule::parse_options("").unwrap();
+        assert_eq!(rule.squash, Squash::Root);
+        assert!(rule.secure);
+        assert_eq!(rule.access, Access::ReadWrite);
+        let rule = ClientRule::parse_options("no_root_squash,insecure").unwrap();
+        assert_eq!(rule.squash, Squash::None);
+        assert!(!rule.secure);
+        assert!(ClientRule::parse_options("secure=1").is_err());
+    }
+
+    #[test]
+    fn secure_refuses_high_ports_only_when_identities_matter() {
+        let secure = ClientRule::default();
+        assert!(secure.port_allowed(1023, true));
+        assert!(!secure.port_allowed(1024, true));
+        assert!(!secure.port_allowed(50000, true));
+        assert!(secure.port_allowed(50000, false), "a server not run as root trusts no identity");
+        let insecure = ClientRule { secure: false, ..ClientRule::default() };
+        assert!(insecure.port_allowed(50000, true));
+    }
 }

@@ -48,7 +48,7 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
     match call.prog {
         nfs3::PROGRAM => handle_nfs(state, conn, &call, args),
         nfs3_types::mount::PROGRAM => {
-            simple(&call, 3, |out| mount::run(state, conn.peer.ip(), call.proc_, args, out))
+            simple(&call, 3, |out| mount::run(state, conn.peer, call.proc_, args, out))
         }
         portmap::PROGRAM => {
             simple(&call, portmap::VERSION, |out| portmap::run(conn.local_port, call.proc_, args, out))
@@ -93,7 +93,7 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
             }
         }
     }
-    let req = Req { state, client: conn.peer.ip(), auth: &call.auth, proc_ };
+    let req = Req { state, client: conn.peer.ip(), port: conn.peer.port(), auth: &call.auth, proc_ };
     // Calls that do not act as the client run with the server's rights.
     creds::assume(&Creds::ROOT);
     let mut out = Reply::success(call.xid, 512);

@@ -1,7 +1,7 @@
 //! MOUNT v3 (RFC 1813 appendix I): hands out root handles of exports (or of
 //! directories inside them), and keeps the list of mounts for DUMP.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use nfs3_types::mount::*;
 use nfs3_types::xdr_codec::{List, Opaque};
@@ -18,14 +18,15 @@ const AUTH_SYS: u32 = 1;
 
 pub fn run(
     state: &State,
-    client: IpAddr,
+    peer: SocketAddr,
     proc_: u32,
     args: &[u8],
     out: &mut Reply,
 ) -> Option<Result<(), Garbage>> {
+    let client = peer.ip();
     Some(match proc_ {
         0 => Ok(()),
-        1 => mnt(state, client, args, out),
+        1 => mnt(state, peer, args, out),
         2 => {
             dump(state, out);
             Ok(())
@@ -50,9 +51,10 @@ fn path_arg(args: &[u8]) -> Result<String, Garbage> {
     String::from_utf8(path.to_vec()).map_err(|_| Garbage)
 }
 
-fn mnt(state: &State, client: IpAddr, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
+fn mnt(state: &State, peer: SocketAddr, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
+    let client = peer.ip();
     let path = path_arg(args)?;
-    let result = mount_path(state, client, &path);
+    let result = mount_path(state, peer, &path);
     if result.is_ok() {
         let mut mounts = state.mounts.lock().unwrap();
         if mounts.len() < 4096 {
@@ -73,14 +75,18 @@ fn mnt(state: &State, client: IpAddr, args: &[u8], out: &mut Reply) -> Result<()
 }
 
 /// The handle for `path`: an export's name, or a directory below it.
-fn mount_path(state: &State, client: IpAddr, path: &str) -> Result<Vec<u8>, mountstat3> {
+fn mount_path(state: &State, peer: SocketAddr, path: &str) -> Result<Vec<u8>, mountstat3> {
     let export = state
         .exports
         .iter()
         .filter(|e| is_within(path, &e.name))
         .max_by_key(|e| e.name.len())
         .ok_or(mountstat3::MNT3ERR_NOENT)?;
-    export.rule_for(client).ok_or(mountstat3::MNT3ERR_ACCES)?;
+    let rule = export.rule_for(peer.ip()).ok_or(mountstat3::MNT3ERR_ACCES)?;
+    if !rule.port_allowed(peer.port(), crate::creds::can_switch()) {
+        tracing::debug!(%peer, path, "mount refused: the export is secure and the port is not reserved");
+        return Err(mountstat3::MNT3ERR_ACCES);
+    }
     let below = path[export.name.len()..].trim_start_matches('/');
     for component in below.split('/').filter(|c| !c.is_empty()) {
         if component == ".." || check_name(component.as_bytes()).is_err() {

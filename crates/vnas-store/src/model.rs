@@ -26,20 +26,47 @@ pub struct ClientRule {
     pub clients: Vec<String>,
     /// `rw` or `ro`.
     pub access: String,
-    /// `none`, `root` or `all`.
+    /// `none`, `root` (the default) or `all`.
+    #[serde(default = "root_squash")]
+    #[schema(default = "root")]
     pub squash: String,
+    #[serde(default = "anonymous_id")]
+    #[schema(default = 65534)]
     pub anon_uid: u32,
+    #[serde(default = "anonymous_id")]
+    #[schema(default = 65534)]
     pub anon_gid: u32,
+    /// exports(5) `secure`: only calls from ports below 1024 (which only
+    /// root binds) are answered. Default true; records written before this
+    /// field existed read as secure, the safe side.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub secure: bool,
+}
+
+fn root_squash() -> String {
+    "root".into()
+}
+
+fn anonymous_id() -> u32 {
+    65534
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ClientRule {
+    /// Everyone, read-write, with the safe defaults of knfsd and Ganesha:
+    /// root squashed, calls only from reserved ports.
     fn default() -> Self {
         ClientRule {
             clients: vec!["0.0.0.0/0".into()],
             access: "rw".into(),
-            squash: "none".into(),
-            anon_uid: 65534,
-            anon_gid: 65534,
+            squash: root_squash(),
+            anon_uid: anonymous_id(),
+            anon_gid: anonymous_id(),
+            secure: true,
         }
     }
 }

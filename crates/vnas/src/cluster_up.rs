@@ -25,6 +25,10 @@ pub struct UpArgs {
     /// Address of the example vserver `demo`.
     #[arg(long, default_value = "127.0.0.10")]
     demo_ip: String,
+    /// The admin token file the nodes accept and the CLI reads (created
+    /// if missing). Default: the CLI's default, so `vnas` finds it.
+    #[arg(long, env = "VNAS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 struct Nodes(Vec<(String, Child)>);
@@ -69,6 +73,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     for path in [&store, &logs, &demo] {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     }
+    // Made here, before the nodes start, so every node and the CLI share it.
+    let token_file = args.token_file.clone().unwrap_or_else(crate::token::default_path);
+    let tokens = crate::token::Tokens::load_or_create(&token_file)
+        .with_context(|| format!("the admin token file {}", token_file.display()))?;
+    let token = tokens.own().secret.clone();
     let exe = std::env::current_exe()?;
     let mut nodes = Nodes(Vec::new());
     let mut apis = Vec::new();
@@ -80,6 +89,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .args(["node", "run", "--name", &name, "--api", &api])
             .arg("--store")
             .arg(&store)
+            .arg("--token-file")
+            .arg(&token_file)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -89,7 +100,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         apis.push(format!("http://{api}"));
     }
     for ((name, child), api) in nodes.0.iter_mut().zip(&apis) {
-        let client = Client::new(api)?;
+        let client = Client::with(api, Ok(token.clone()), None)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if client.get::<StatusView>("/api/status").is_ok() {
@@ -104,7 +115,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let client = Client::new(&apis[0])?;
+    let client = Client::with(&apis[0], Ok(token.clone()), None)?;
     let demo_view: VserverView = match client.get::<VserverView>("/api/vservers/demo") {
         Ok(view) => view,
         Err(_) => client.post(
@@ -113,7 +124,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 name: "demo".into(),
                 addresses: vec![args.demo_ip.clone()],
                 volumes: vec![vnas_store::Volume { mount: "/demo".into(), path: demo.display().to_string() }],
-                exports: vec![],
+                // Local clients only; root stays root, which only local
+                // root can claim: the export is `secure` (reserved ports).
+                exports: vec![vnas_store::Export {
+                    path: "/demo".into(),
+                    rules: vec![vnas_store::ClientRule {
+                        clients: vec!["127.0.0.0/8".into()],
+                        squash: "none".into(),
+                        ..Default::default()
+                    }],
+                }],
                 routes: vec![],
                 node: Some("n1".into()),
             },
@@ -130,6 +150,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         demo_view.node.as_deref().unwrap_or("-")
     );
     println!("  files: {}", demo.display());
+    println!("  admin token: {} (the CLI reads it from there)", token_file.display());
     println!();
     println!("try it:");
     println!("  nfs-ls \"nfs://{ip}/demo?nfsport=2049&mountport=2049\"");

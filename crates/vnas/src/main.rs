@@ -5,6 +5,7 @@ mod cli;
 mod cluster_up;
 mod node;
 mod serve;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -92,6 +93,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("VNAS_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal; plain text in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -99,8 +102,8 @@ fn main() {
         Command::Cluster { command: ClusterCommand::Up(args) } => cluster_up::run(args),
         Command::Node { command: NodeCommand::Run(args) } => node::run(args),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
-        Command::Vserver { api, command } => cli::commands::vserver(&api.api, command),
-        Command::Status { api, json } => cli::commands::status(&api.api, json),
+        Command::Vserver { api, command } => cli::commands::vserver(&api, command),
+        Command::Status { api, json } => cli::commands::status(&api, json),
     };
     if let Err(error) = result {
         eprintln!("vnas: {error:#}");

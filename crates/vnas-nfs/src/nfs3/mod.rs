@@ -97,6 +97,8 @@ pub static PROCS: [Proc; 22] = [
 pub struct Req<'a> {
     pub state: &'a State,
     pub client: IpAddr,
+    /// The caller's source port, for the exports(5) `secure` check.
+    pub port: u16,
     pub auth: &'a Auth,
     pub proc_: &'a Proc,
 }
@@ -159,6 +161,10 @@ impl<'a> Req<'a> {
         let export = self.state.export_by_id(decoded.export_id).ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
         let fh = export.verify(&fh.data)?;
         let rule = export.rule_for(self.client).ok_or(nfsstat3::NFS3ERR_ACCES)?;
+        if !rule.port_allowed(self.port, creds::can_switch()) {
+            // knfsd's answer to a call from an unreserved port (nfserr_perm).
+            return Err(nfsstat3::NFS3ERR_PERM);
+        }
         if self.proc_.modifies && rule.access == Access::ReadOnly {
             return Err(nfsstat3::NFS3ERR_ROFS);
         }

@@ -2,7 +2,9 @@
 //! CLI), errors with stable codes, the routes, and the OpenAPI document
 //! built from the same types.
 
+pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod tls;
 pub mod types;

@@ -33,6 +33,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/nodes/{name}/undrain", post(undrain_node))
         .route("/api/internal/wake", post(wake))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint") })
+        // Outermost: nothing, not even "no such endpoint", answers a caller
+        // without a valid token.
+        .layer(axum::middleware::from_fn_with_state(node.clone(), super::auth::require_token))
         .with_state(node)
 }
 

@@ -8,12 +8,21 @@ use super::client::Client;
 use super::table;
 use crate::api::types::{CreateVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView};
 
-/// Which node's API the CLI talks to (any node serves any request).
+/// Which node's API the CLI talks to (any node serves any request), and
+/// how it proves it may.
 #[derive(clap::Args)]
 pub struct ApiUrl {
     /// The management API of any node.
     #[arg(long, global = true, env = "VNAS_API", default_value = "http://127.0.0.1:7400")]
     pub api: String,
+    /// The admin token file (the first token is sent). `VNAS_TOKEN` gives
+    /// the token itself. Default: /etc/vnas/admin.token as root,
+    /// ~/.config/vnas/admin.token otherwise.
+    #[arg(long, global = true, env = "VNAS_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// PEM certificates to trust for an HTTPS API (the cluster's own).
+    #[arg(long, global = true, env = "VNAS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +142,8 @@ pub fn parse_export(spec: &str) -> anyhow::Result<Export> {
             ("root_squash", "") => rule.squash = "root".into(),
             ("all_squash", "") => rule.squash = "all".into(),
             ("no_root_squash", "") => rule.squash = "none".into(),
+            ("secure", "") => rule.secure = true,
+            ("insecure", "") => rule.secure = false,
             ("clients", v) => rule.clients = v.split('+').map(str::to_string).collect(),
             ("anonuid", v) => rule.anon_uid = v.parse().with_context(|| format!("anonuid {v:?}"))?,
             ("anongid", v) => rule.anon_gid = v.parse().with_context(|| format!("anongid {v:?}"))?,
@@ -170,7 +181,7 @@ fn report(verb: &str, view: &VserverView) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
+pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
     let client = Client::new(api)?;
     match command {
         VserverCommand::Create { name, ips, volumes, exports: export_specs, routes, node, json: as_json } => {
@@ -235,10 +246,11 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
                 for export in &view.exports {
                     for rule in &export.rules {
                         println!(
-                            "export:         {} {} squash={} clients={}",
+                            "export:         {} {} squash={} {} clients={}",
                             export.path,
                             rule.access,
                             rule.squash,
+                            if rule.secure { "secure" } else { "insecure" },
                             rule.clients.join("+")
                         );
                     }
@@ -317,13 +329,13 @@ pub fn vserver(api: &str, command: VserverCommand) -> anyhow::Result<()> {
 
 pub fn node(command: NodeCommand) -> anyhow::Result<()> {
     match command {
-        NodeCommand::Drain { name, api } => drain(&api.api, &name)?,
+        NodeCommand::Drain { name, api } => drain(&api, &name)?,
         NodeCommand::Undrain { name, api } => {
-            let view: NodeView = Client::new(&api.api)?.post(&format!("/api/nodes/{name}/undrain"), &())?;
+            let view: NodeView = Client::new(&api)?.post(&format!("/api/nodes/{name}/undrain"), &())?;
             println!("node {} undrained: it may host vservers again", view.name);
         }
         NodeCommand::List { api, json: as_json } => {
-            let client = Client::new(&api.api)?;
+            let client = Client::new(&api)?;
             let nodes: Vec<NodeView> = client.get("/api/nodes")?;
             if as_json {
                 json(&nodes);
@@ -374,7 +386,7 @@ fn format_time(ms: u64) -> String {
     )
 }
 
-fn drain(api: &str, name: &str) -> anyhow::Result<()> {
+fn drain(api: &ApiUrl, name: &str) -> anyhow::Result<()> {
     let client = Client::new(api)?;
     let _: NodeView = client.post(&format!("/api/nodes/{name}/drain"), &())?;
     let on_node = |views: &[VserverView]| {
@@ -409,7 +421,7 @@ fn drain(api: &str, name: &str) -> anyhow::Result<()> {
     }
 }
 
-pub fn status(api: &str, as_json: bool) -> anyhow::Result<()> {
+pub fn status(api: &ApiUrl, as_json: bool) -> anyhow::Result<()> {
     let status: StatusView = Client::new(api)?.get("/api/status")?;
     if as_json {
         json(&status);

@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vnas_store::{DirStore, NodeInfo, Store};
 
+use crate::api::tls::TlsFiles;
+
 /// Settings of one node; from flags, or from a TOML file (`--config`)
 /// whose keys are the flags' names.
 #[derive(clap::Args, Debug, Default, Deserialize)]
@@ -44,6 +46,17 @@ pub struct NodeArgs {
     /// How often (ms) the node renews its session (default 150).
     #[arg(long)]
     renew_ms: Option<u64>,
+    /// The admin tokens the API accepts (created with one random token at
+    /// the first start; mode 600). Default: /etc/vnas/admin.token as root,
+    /// ~/.config/vnas/admin.token otherwise.
+    #[arg(long, env = "VNAS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM certificate for the API (HTTPS); required off loopback.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -87,6 +100,11 @@ pub struct Node {
     pub wake: Notify,
     pub settings: Settings,
     pub fence: Arc<fence::Fence>,
+    /// The admin tokens the API accepts.
+    pub tokens: crate::token::Tokens,
+    /// Calls to other nodes' APIs, with this node's token (and the API
+    /// certificate as a trusted root, for a cluster's own certificate).
+    pub peers: reqwest::Client,
 }
 
 impl Node {
@@ -94,10 +112,12 @@ impl Node {
     /// a move, instead of waiting for their next tick.
     pub async fn wake_peers(self: &Arc<Self>, names: Vec<String>) {
         let Ok(nodes) = self.store(|s| s.nodes()).await else { return };
-        let client = reqwest::Client::new();
         for node in nodes.into_iter().filter(|n| names.contains(&n.info.name) && n.info.name != self.name) {
-            let request =
-                client.post(format!("{}/api/internal/wake", node.info.api)).timeout(Duration::from_secs(1));
+            let request = self
+                .peers
+                .post(format!("{}/api/internal/wake", node.info.api))
+                .bearer_auth(&self.tokens.own().secret)
+                .timeout(Duration::from_secs(1));
             tokio::spawn(async move {
                 let _ = request.send().await;
             });
@@ -123,6 +143,22 @@ impl Node {
             .await
             .unwrap_or_else(|e| Err(vnas_store::StoreError::Unavailable(format!("store call failed: {e}"))))
     }
+}
+
+/// The HTTP client for calls to peers: it trusts the API certificate (a
+/// cluster usually shares one), as well as the system's roots.
+fn peer_client(tls: Option<&TlsFiles>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(files) = tls {
+        crate::api::tls::install_provider();
+        let pem = std::fs::read(&files.cert).with_context(|| format!("reading {}", files.cert.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("parsing {}", files.cert.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().context("building the HTTP client for peers")
 }
 
 pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -155,6 +191,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     if settings.renew_every * 3 > settings.lease {
         bail!("--renew-ms must be at most a third of --lease-ms, so a node renews several times per lease");
     }
+    let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    crate::api::tls::check(api, tls.as_ref())?;
+    let token_file = args.token_file.or(file.token_file).unwrap_or_else(crate::token::default_path);
+    let tokens = crate::token::Tokens::load_or_create(&token_file)
+        .with_context(|| format!("the admin token file {}", token_file.display()))?;
+    let peers = peer_client(tls.as_ref())?;
 
     let store = open_store(&store_spec)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -165,11 +211,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(api).await.with_context(|| format!("cannot listen on {api}"))?;
+        let listener = std::net::TcpListener::bind(api).with_context(|| format!("cannot listen on {api}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let info = NodeInfo {
             name: name.clone(),
-            api: format!("http://{}", listener.local_addr()?),
+            api: format!("{scheme}://{}", listener.local_addr()?),
             labels: Default::default(),
             started_ms: vnas_store::now_ms(),
         };
@@ -179,11 +225,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || store.join(&info)).await??
         };
         let fence = Arc::new(fence::Fence::new(settings.lease));
-        let node = Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings, fence });
+        let node =
+            Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings, fence, tokens, peers });
         let shutdown = CancellationToken::new();
         tokio::spawn(controller::keep_session(node.clone(), session, shutdown.clone()));
         let controller = tokio::spawn(controller::run(node.clone(), shutdown.clone()));
-        tracing::info!(node = %name, api = %info.api, store = %store_spec, "node started");
+        tracing::info!(node = %name, api = %info.api, store = %store_spec, token_file = %token_file.display(),
+            "node started");
         println!("node {name} api {}", info.api);
 
         let app = crate::api::routes::router(node.clone());
@@ -193,8 +241,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             tracing::info!(node = %name, "stopping: vservers drain and stop");
             stop.cancel();
         });
-        let api_stop = shutdown.clone();
-        axum::serve(listener, app).with_graceful_shutdown(async move { api_stop.cancelled().await }).await?;
+        crate::api::tls::serve(listener, app, tls, shutdown.clone()).await?;
         controller.await?;
         tracing::info!("node stopped");
         anyhow::Ok(())

@@ -100,6 +100,7 @@ fn rule(rule: &vnas_store::ClientRule) -> Result<vnas_nfs::ClientRule, String> {
         },
         anon_uid: rule.anon_uid,
         anon_gid: rule.anon_gid,
+        secure: rule.secure,
     })
 }
 

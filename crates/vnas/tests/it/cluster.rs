@@ -219,7 +219,8 @@ fn api(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
         "POST" => client.post(url),
         "DELETE" => client.delete(url),
         _ => unreachable!(),
-    };
+    }
+    .bearer_auth(admin_token());
     if let Some(body) = body {
         request = request.header("content-type", "application/json").body(body.to_string());
     }
@@ -284,14 +285,14 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(api("GET", &url("/api/vservers"), None).0, 200);
 
     // A node cannot start on a store it cannot create.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vnas"))
+    let output = vnas_command()
         .args(["node", "run", "--name", "n2", "--store", "/proc/vnas-no-store", "--api", "127.0.0.1:0"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("cannot open the store"), "{stderr}");
     // Nor can a second node of the same name.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vnas"))
+    let output = vnas_command()
         .args(["node", "run", "--name", "n1", "--api", "127.0.0.1:0"])
         .arg("--store")
         .arg(&store)
@@ -327,7 +328,7 @@ fn the_openapi_document_describes_the_api() {
 async fn cluster_up_runs_a_demo_until_ctrl_c() {
     use std::io::{BufRead, BufReader};
     let top = temp_dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vnas"))
+    let mut child = vnas_command()
         .args(["cluster", "up", "--nodes", "2", "--api-port", "17410", "--demo-ip", "127.0.8.10", "--dir"])
         .arg(top.path())
         .env("VNAS_LOG", "warn")
@@ -373,7 +374,7 @@ fn node_settings_from_a_toml_file_and_routes_recorded() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vnas"))
+    let mut child = vnas_command()
         .args(["node", "run", "--config"])
         .arg(&config)
         .env("VNAS_LOG", "warn")

@@ -8,6 +8,7 @@ mod lifecycle;
 mod procedures;
 mod restart;
 mod rules;
+mod security;
 mod support;
 mod transfer;
 mod verifier;

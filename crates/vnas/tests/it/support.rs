@@ -13,6 +13,39 @@ use nfs3_types::xdr_codec::Pack;
 
 pub type Connection = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
 
+/// The admin token file every node and CLI of the tests shares (made once
+/// per target directory, mode 600, as a node would make it).
+pub fn token_file() -> std::path::PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin.token");
+    if !path.exists() {
+        let mut bytes = [0u8; 24];
+        getrandom::fill(&mut bytes).unwrap();
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let aside = path.with_extension(format!("{}", std::process::id()));
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&aside).unwrap();
+        writeln!(file, "tests {secret}").unwrap();
+        // Tests in other processes may race to make it: one link wins.
+        let _ = std::fs::hard_link(&aside, &path);
+        std::fs::remove_file(&aside).unwrap();
+    }
+    path
+}
+
+/// The token in `token_file()`.
+pub fn admin_token() -> String {
+    let text = std::fs::read_to_string(token_file()).unwrap();
+    text.split_whitespace().nth(1).expect("NAME TOKEN").to_string()
+}
+
+/// The vnas binary, with the tests' token file for nodes and the CLI.
+pub fn vnas_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vnas"));
+    command.env("VNAS_TOKEN_FILE", token_file()).env_remove("VNAS_TOKEN");
+    command
+}
+
 /// A `vnas serve` process, stopped when dropped.
 pub struct Served {
     pub child: Child,
@@ -20,13 +53,15 @@ pub struct Served {
 }
 
 impl Served {
-    /// Serves `dir` as `/data` with export options `options`.
+    /// Serves `dir` as `/data` to a trusted client: root is not squashed
+    /// and any port may call (most tests act as root from high ports);
+    /// `options` come after, and win.
     pub fn start(dir: &Path, options: &str) -> Served {
-        Served::start_exports(&[format!("/data={}:{options}", dir.display())])
+        Served::start_exports(&[format!("/data={}:no_root_squash,insecure,{options}", dir.display())])
     }
 
     pub fn start_exports(exports: &[String]) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vnas"));
+        let mut cmd = vnas_command();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "2"]);
         cmd.env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()));
         for export in exports {
@@ -232,19 +267,28 @@ impl NodeProc {
 
     /// With `fault`: the node dies (abort) at that step of a transfer.
     pub fn start_with(name: &str, store: &Path, fault: Option<&str>) -> NodeProc {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vnas"));
+        let mut command = NodeProc::command(name, store);
         if let Some(fault) = fault {
             command.env("VNAS_FAULT", fault);
         }
-        let mut child = command
+        NodeProc::spawn(command)
+    }
+
+    /// `vnas node run` for `name` on `store`, API on a free loopback port;
+    /// more flags may follow.
+    pub fn command(name: &str, store: &Path) -> Command {
+        let mut command = vnas_command();
+        command
             .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])
             .arg("--store")
             .arg(store)
             .env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the vnas binary starts");
+            .stderr(Stdio::inherit());
+        command
+    }
+
+    pub fn spawn(mut command: Command) -> NodeProc {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("the vnas binary starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("the node prints its API");
         let api = line
@@ -292,14 +336,17 @@ impl Drop for NodeProc {
     }
 }
 
+/// What `cli` adds to a `vserver create` that names no export: the tests'
+/// clients act as a trusted root, from high ports.
+pub const TRUSTED_EXPORT: &str = "/data:rw:no_root_squash:insecure";
+
 /// Runs the CLI against `api`; returns (success, stdout, stderr).
 pub fn cli(api: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_vnas"))
-        .args(args)
-        .env("VNAS_API", api)
-        .env("VNAS_LOG", "warn")
-        .output()
-        .unwrap();
+    let mut args = args.to_vec();
+    if args.starts_with(&["vserver", "create"]) && !args.contains(&"--export") {
+        args.extend(["--export", TRUSTED_EXPORT]);
+    }
+    let output = vnas_command().args(&args).env("VNAS_API", api).env("VNAS_LOG", "warn").output().unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -326,7 +373,8 @@ pub async fn mount_vserver(
     Nfs3ConnectionBuilder::new(TokioConnector, ip, export)
         .mount_port(2049)
         .nfs3_port(2049)
-        .connect_from_privileged_port(false)
+        // As root, a reserved port, as `secure` exports require.
+        .connect_from_privileged_port(is_root())
         .credential(auth(uid, gid))
         .mount()
         .await

@@ -80,16 +80,23 @@ fn block(i: u64) -> Vec<u8> {
 /// NFS error (a STALE handle included) or corruption.
 pub async fn run(ip: String, seconds: u64) -> u64 {
     let mut nfs = mount(&ip).await;
-    let root = nfs.root_nfs_fh3();
-    let created = nfs
-        .create(&CREATE3args {
+    // The transfer may begin before the first call: a broken connection
+    // here is retried like any other (CREATE UNCHECKED may be repeated).
+    let file = loop {
+        let root = nfs.root_nfs_fh3();
+        let args = CREATE3args {
             where_: diropargs3 { dir: root, name: filename3::from(b"verified.bin".to_vec()) },
             how: createhow3::UNCHECKED(sattr3::default()),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let Nfs3Option::Some(file) = created.obj else { panic!("no handle") };
+        };
+        match tokio::time::timeout(Duration::from_secs(3), nfs.create(&args)).await {
+            Ok(Ok(Nfs3Result::Ok(created))) => {
+                let Nfs3Option::Some(file) = created.obj else { panic!("no handle") };
+                break file;
+            }
+            Ok(Ok(Nfs3Result::Err((stat, _)))) => panic!("CREATE failed with {stat:?}"),
+            _ => nfs = mount(&ip).await,
+        }
+    };
     let started = Instant::now();
     let mut acknowledged = 0u64;
     while started.elapsed() < Duration::from_secs(seconds) {
