@@ -99,7 +99,7 @@ fn mount_path(state: &State, peer: SocketAddr, path: &str) -> Result<Vec<u8>, mo
         nfs3_types::nfs3::nfsstat3::NFS3ERR_ACCES => mountstat3::MNT3ERR_ACCES,
         _ => mountstat3::MNT3ERR_IO,
     })?;
-    Ok(export.handle(&obj.stat).data.into_owned())
+    Ok(export.handle_of(&obj).data.into_owned())
 }
 
 fn is_within(path: &str, export: &str) -> bool {

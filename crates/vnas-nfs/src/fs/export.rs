@@ -21,6 +21,7 @@ use rustix::io::Errno;
 
 use super::attr::{self, STATX_MASK};
 use super::error::{errno_stat, NfsResult};
+use super::kernel_handle::KernelHandle;
 use super::nodes::Nodes;
 use super::open_files::{OpenFile, OpenFiles};
 use crate::config::{ClientRule, ExportConfig};
@@ -116,6 +117,10 @@ pub struct Export {
     /// valid across renames, and resolving through it costs one system call.
     dirs: Mutex<HashMap<u64, Arc<OwnedFd>>>,
     key: HandleKey,
+    /// The root opened for reading, for open_by_handle_at; `None` where the
+    /// kernel will not resolve handles for us (not root, or a filesystem
+    /// without export support): then handles are found by a search.
+    mount_fd: Option<OwnedFd>,
     nodes: Mutex<Nodes>,
     files: OpenFiles,
     misses: Mutex<HashMap<(u64, u32), Instant>>,
@@ -149,7 +154,9 @@ impl Export {
             source,
         })?;
         let id = config.id.unwrap_or_else(|| id_from_name(&name));
+        let mount_fd = kernel_handles(&root, &path, &name);
         Ok(Export {
+            mount_fd,
             id,
             rules: config.rules.clone(),
             nodes: Mutex::new(Nodes::new(root_stat.stx_ino)),
@@ -177,9 +184,28 @@ impl Export {
         self.rules.iter().find(|rule| rule.matches(client))
     }
 
-    pub fn handle(&self, stat: &Statx) -> nfs_fh3 {
-        let fh = FileHandle { export_id: self.id, ino: stat.stx_ino, gen: attr::generation(stat) };
-        nfs_fh3 { data: Opaque::owned(fh.encode(&self.key).to_vec()) }
+    /// The handle of `name` in directory `dir` (`name` empty: `dir`
+    /// itself), whose attributes are `stat`.
+    pub fn handle_at(&self, dir: &OwnedFd, name: &[u8], stat: &Statx) -> nfs_fh3 {
+        // `..` of the root is the root itself, never what lies above it.
+        let (dir, name) = if stat.stx_ino == self.root_ino() { (&*self.root, &b""[..]) } else { (dir, name) };
+        let kernel = self.mount_fd.as_ref().and_then(|_| {
+            let name = std::ffi::CString::new(name).ok()?;
+            KernelHandle::of(dir, &name).ok().flatten()
+        });
+        let fh = FileHandle { export_id: self.id, ino: stat.stx_ino, gen: attr::generation(stat), kernel };
+        nfs_fh3 { data: Opaque::owned(fh.encode(&self.key)) }
+    }
+
+    /// The handle of an object the server holds a descriptor of.
+    pub fn handle_of(&self, obj: &Obj) -> nfs_fh3 {
+        self.handle_at(&obj.fd, b"", &obj.stat)
+    }
+
+    /// Whether handles resolve through the kernel here (O(1)), rather
+    /// than by a search of the tree.
+    pub fn kernel_handles(&self) -> bool {
+        self.mount_fd.is_some()
     }
 
     /// Checks that a handle naming this export was issued for it.
@@ -271,6 +297,9 @@ impl Export {
         if let Some(obj) = self.try_resolve(fh) {
             return Ok(obj);
         }
+        if let (Some(kernel), Some(mount_fd)) = (&fh.kernel, &self.mount_fd) {
+            return self.open_by_handle(fh, kernel, mount_fd);
+        }
         // Not where we last saw it, or never seen by this process: a handle
         // issued before a restart or by another node. Walk the tree.
         if self.recently_missed(fh) {
@@ -283,6 +312,27 @@ impl Export {
         }
         self.remember_miss(fh);
         Err(nfsstat3::NFS3ERR_STALE)
+    }
+
+    /// One system call, whatever the size of the tree and however cold
+    /// the caches: the filesystem finds the inode and checks its
+    /// generation, so a removed object's handle is stale even after its
+    /// inode number was reused.
+    fn open_by_handle(&self, fh: &FileHandle, kernel: &KernelHandle, mount_fd: &OwnedFd) -> NfsResult<Obj> {
+        let fd = match kernel.open(mount_fd) {
+            Ok(fd) => Arc::new(fd),
+            Err(Errno::STALE | Errno::NOENT | Errno::INVAL) => return Err(nfsstat3::NFS3ERR_STALE),
+            Err(errno) => return Err(errno_stat(errno)),
+        };
+        let stat = stat_fd(&*fd)?;
+        let same = stat.stx_ino == fh.ino && attr::generation(&stat) == fh.gen && stat.stx_nlink > 0;
+        if !same {
+            return Err(nfsstat3::NFS3ERR_STALE);
+        }
+        if attr::is_dir(&stat) {
+            self.keep_dir(fh.ino, &fd);
+        }
+        Ok(Obj { fd, stat })
     }
 
     fn recently_missed(&self, fh: &FileHandle) -> bool {
@@ -338,7 +388,7 @@ impl Export {
             }
             let mut nodes = self.nodes.lock().unwrap();
             for (child, name, is_dir) in entries {
-                nodes.insert(child, dir_ino, &name);
+                nodes.insert(child, dir_ino, &name, is_dir);
                 if is_dir {
                     let mut child_path = if path == b"." { Vec::new() } else { [&path[..], b"/"].concat() };
                     child_path.extend_from_slice(&name);
@@ -397,13 +447,13 @@ impl Export {
             return Err(nfsstat3::NFS3ERR_ACCES);
         }
         if name != b".." {
-            self.remember(dir.ino(), name, stat.stx_ino);
+            self.remember(dir.ino(), name, &stat);
         }
         Ok(stat)
     }
 
-    pub fn remember(&self, parent: u64, name: &[u8], ino: u64) {
-        self.nodes.lock().unwrap().insert(ino, parent, name);
+    pub fn remember(&self, parent: u64, name: &[u8], stat: &Statx) {
+        self.nodes.lock().unwrap().insert(stat.stx_ino, parent, name, attr::is_dir(stat));
     }
 
     /// The object is gone (its last link was removed).
@@ -444,6 +494,28 @@ impl Export {
         self.files.insert(key, open.clone());
         Ok((open, obj.stat))
     }
+}
+
+/// A descriptor of the root for open_by_handle_at, if the kernel both
+/// makes and resolves handles here (it resolves them only for root).
+fn kernel_handles(root: &OwnedFd, path: &Path, name: &str) -> Option<OwnedFd> {
+    let mount_fd =
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let works = match KernelHandle::of(root, c"") {
+        Ok(Some(handle)) => match handle.open(&mount_fd) {
+            Ok(fd) => stat_fd(&fd).is_ok_and(|s| attr::is_dir(&s)),
+            Err(errno) => {
+                tracing::info!(export = name, %errno, "the kernel does not resolve file handles here (not root?); unknown handles are found by a search of the tree");
+                false
+            }
+        },
+        Ok(None) => false,
+        Err(errno) => {
+            tracing::info!(export = name, %errno, "this filesystem has no file handles; unknown handles are found by a search of the tree");
+            false
+        }
+    };
+    works.then_some(mount_fd)
 }
 
 fn id_from_name(name: &str) -> u32 {

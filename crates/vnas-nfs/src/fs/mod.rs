@@ -5,6 +5,7 @@ pub mod attr;
 pub mod dir;
 pub mod error;
 pub mod export;
+pub mod kernel_handle;
 mod nodes;
 mod open_files;
 

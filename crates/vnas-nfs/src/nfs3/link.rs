@@ -28,7 +28,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         dir_t.act_as_caller();
         rustix::fs::linkat(rustix::fs::CWD, file.proc_path(), &dir.fd, name, AtFlags::SYMLINK_FOLLOW)
             .map_err(|e| failed(errno_stat(e)))?;
-        dir_t.export.remember(dir.ino(), name, file.ino());
+        dir_t.export.remember(dir.ino(), name, &file.stat);
         Ok(LINK3resok {
             file_attributes: file_t.post_op(file.restat().ok()),
             linkdir_wcc: dir_t.wcc(Some(&dir.stat), dir.restat().ok()),

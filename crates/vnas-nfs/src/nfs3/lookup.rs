@@ -20,7 +20,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         }
         let stat = target.export.lookup(&dir, args.what.name.as_ref())?;
         Ok(LOOKUP3resok {
-            object: target.handle(&stat),
+            object: target.handle(&dir, args.what.name.as_ref(), &stat),
             obj_attributes: target.post_op(Some(stat)),
             dir_attributes: target.post_op(Some(dir.stat)),
         })

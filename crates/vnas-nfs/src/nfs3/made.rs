@@ -39,13 +39,13 @@ pub fn make_in(
         rustix::fs::openat(&*dir.fd, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| failed(errno_stat(e)))?;
     let obj = Obj { stat: crate::fs::export::stat_fd(&fd).map_err(failed)?, fd: std::sync::Arc::new(fd) };
-    target.export.remember(dir.ino(), name, obj.ino());
+    target.export.remember(dir.ino(), name, &obj.stat);
     if let Some(attrs) = attrs {
-        sattr::apply(&obj, attrs).map_err(failed)?;
+        sattr::apply(&obj, attrs, None).map_err(failed)?;
     }
     let stat = obj.restat().map_err(failed)?;
     Ok(Made {
-        obj: Nfs3Option::Some(target.handle(&stat)),
+        obj: Nfs3Option::Some(target.handle(&dir, name, &stat)),
         obj_attributes: target.post_op(Some(stat)),
         dir_wcc: target.wcc(Some(&dir.stat), dir.restat().ok()),
     })

@@ -38,7 +38,7 @@ use rustix::fs::Statx;
 
 use crate::config::{Access, ClientRule};
 use crate::creds::{self, Creds};
-use crate::fs::{attr, Export, NfsResult};
+use crate::fs::{attr, Export, NfsResult, Obj};
 use crate::handle::FileHandle;
 use crate::rpc::{Auth, Reply};
 use crate::server::State;
@@ -136,8 +136,9 @@ impl Target<'_> {
         wcc_data { before, after: self.post_op(after) }
     }
 
-    pub fn handle(&self, stat: &Statx) -> nfs_fh3 {
-        self.export.handle(stat)
+    /// The handle of `name` in `dir`, whose attributes are `stat`.
+    pub fn handle(&self, dir: &Obj, name: &[u8], stat: &Statx) -> nfs_fh3 {
+        self.export.handle_at(&dir.fd, name, stat)
     }
 
     /// Whether the caller may do `want` (ACCESS3_* bits) to an object,

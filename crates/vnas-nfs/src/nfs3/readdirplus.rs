@@ -7,12 +7,12 @@ use super::made::stat_at;
 use super::readdir::{entry_cost, FIXED_COST};
 use super::{decode, reply, Garbage, Req};
 use crate::fs::dir;
-use crate::handle::HANDLE_LEN;
+use crate::handle::HANDLE_LEN_MAX;
 use crate::limits::READDIR_REPLY_MAX;
 use crate::rpc::Reply;
 
 /// Attributes and handle added to each entry.
-const PLUS_COST: usize = (4 + 84) + (4 + 4 + HANDLE_LEN);
+const PLUS_COST: usize = (4 + 84) + (4 + 4 + HANDLE_LEN_MAX);
 
 pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: READDIRPLUS3args = decode(args)?;
@@ -42,7 +42,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             };
             if let Some(stat) = &stat {
                 if entry.name != b"." && entry.name != b".." {
-                    target.export.remember(obj.ino(), entry.name, stat.stx_ino);
+                    target.export.remember(obj.ino(), entry.name, stat);
                 }
             }
             entries.push(entryplus3 {
@@ -50,7 +50,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
                 name: filename3::from(entry.name.to_vec()),
                 cookie: entry.cookie,
                 name_handle: match &stat {
-                    Some(stat) => Nfs3Option::Some(target.handle(stat)),
+                    Some(stat) => Nfs3Option::Some(target.handle(&obj, entry.name, stat)),
                     None => Nfs3Option::None,
                 },
                 name_attributes: target.post_op(stat),

@@ -35,7 +35,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
                 from.export.forget(old.stx_ino);
             }
         }
-        from.export.remember(to_dir.ino(), to_name, moving.stx_ino);
+        from.export.remember(to_dir.ino(), to_name, &moving);
         Ok(wccs())
     })();
     let result = result.map(|(fromdir_wcc, todir_wcc)| RENAME3resok { fromdir_wcc, todir_wcc });

@@ -4,9 +4,14 @@
 use nfs3_types::nfs3::{nfsstat3, nfstime3, sattr3, set_atime, set_mtime, Nfs3Option};
 use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
 
+use crate::creds::{self, Creds};
 use crate::fs::{attr, errno_stat, NfsResult, Obj};
 
-pub fn apply(obj: &Obj, sattr: &sattr3) -> NfsResult<()> {
+/// Applies `sattr` as the thread's current identity. `caller`: who asked,
+/// for the owner's right to change the size of a file whose mode denies
+/// them write (a process that created it with mode 0 and ftruncates the
+/// descriptor it holds), as knfsd and Ganesha allow.
+pub fn apply(obj: &Obj, sattr: &sattr3, caller: Option<&Creds>) -> NfsResult<()> {
     let is_link = attr::ftype(&obj.stat) == nfs3_types::nfs3::ftype3::NF3LNK;
     let uid = match sattr.uid {
         Nfs3Option::Some(uid) => Some(Uid::from_raw(uid)),
@@ -34,12 +39,22 @@ pub fn apply(obj: &Obj, sattr: &sattr3) -> NfsResult<()> {
                 nfsstat3::NFS3ERR_INVAL
             });
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(obj.proc_path())
-            .map_err(|e| errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)))?;
-        file.set_len(size)
-            .map_err(|e| errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)))?;
+        let io_stat = |e: std::io::Error| {
+            errno_stat(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
+        };
+        let open = || std::fs::OpenOptions::new().write(true).open(obj.proc_path());
+        let file = match (open(), caller) {
+            (Err(e), Some(caller))
+                if e.kind() == std::io::ErrorKind::PermissionDenied && caller.uid == obj.stat.stx_uid =>
+            {
+                creds::assume(&Creds::ROOT);
+                let reopened = open();
+                creds::assume(caller);
+                reopened.map_err(io_stat)?
+            }
+            (opened, _) => opened.map_err(io_stat)?,
+        };
+        file.set_len(size).map_err(io_stat)?;
     }
     let atime = match sattr.atime {
         set_atime::DONT_CHANGE => None,

@@ -23,7 +23,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
             }
         }
         target.act_as_caller();
-        match sattr::apply(&obj, &args.new_attributes) {
+        match sattr::apply(&obj, &args.new_attributes, Some(&target.creds)) {
             Ok(()) => Ok(obj),
             Err(stat) => Err((stat, Some(obj))),
         }

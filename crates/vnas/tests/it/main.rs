@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster;
+mod handles_at_scale;
 mod libnfs;
 mod lifecycle;
 mod procedures;

@@ -135,3 +135,41 @@ async fn permissions_are_enforced_for_other_users() {
     assert_eq!(std::fs::read(dir.path().join("roots")).unwrap(), b"root's");
     served.stop();
 }
+
+#[tokio::test]
+async fn the_owner_may_truncate_a_file_whose_mode_denies_them_write() {
+    if skip_unless_root("the_owner_may_truncate_a_file_whose_mode_denies_them_write") {
+        return;
+    }
+    // A process creates a file with mode 0 and ftruncates the descriptor it
+    // holds: on NFSv3 that is SETATTR size from the owner.
+    let dir = temp_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let served = Served::start(dir.path(), "");
+    let mut owner = mount_as(&served, "/data", 1000, 1000).await;
+    let root = owner.root_nfs_fh3();
+    let made = owner
+        .create(&CREATE3args {
+            where_: diropargs3 { dir: root.clone(), name: filename3::from(b"mode0".to_vec()) },
+            how: createhow3::UNCHECKED(sattr3 { mode: Nfs3Option::Some(0), ..sattr3::default() }),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let Nfs3Option::Some(file) = made.obj else { panic!("no handle") };
+    assert_eq!(std::fs::metadata(dir.path().join("mode0")).unwrap().permissions().mode() & 0o777, 0);
+    let truncate = |size: u64| SETATTR3args {
+        object: file.clone(),
+        new_attributes: sattr3 { size: Nfs3Option::Some(size), ..sattr3::default() },
+        guard: Nfs3Option::None,
+    };
+    assert_eq!(status(owner.setattr(&truncate(4096)).await.unwrap()), nfsstat3::NFS3_OK);
+    assert_eq!(std::fs::metadata(dir.path().join("mode0")).unwrap().len(), 4096);
+    // Anyone else is still refused.
+    let mut other = mount_as(&served, "/data", 2000, 2000).await;
+    assert_eq!(status(other.setattr(&truncate(0)).await.unwrap()), nfsstat3::NFS3ERR_ACCES);
+    assert_eq!(std::fs::metadata(dir.path().join("mode0")).unwrap().len(), 4096);
+    assert_eq!(status(owner.setattr(&truncate(0)).await.unwrap()), nfsstat3::NFS3_OK);
+    assert_eq!(std::fs::metadata(dir.path().join("mode0")).unwrap().len(), 0);
+    served.stop();
+}

@@ -1,8 +1,8 @@
 //! Transfers with clients at work: planned moves back and forth, failover
 //! after SIGKILL and after SIGSTOP of the owner, and drains. The client is
-//! libnfs's nfsbench probe (built from ../shared/tools/nfsbench.c): it
-//! writes and reads back a record every 20 ms, reconnecting as a normal
-//! client does, and fails on any error or mismatch.
+//! our libnfs probe (tools/nfsprobe.c, built by the tests): it writes and
+//! reads back a record every 20 ms, reconnecting as a normal client does,
+//! and fails on any error or mismatch.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,27 +10,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::*;
-
-/// Builds the probe once per test binary run.
-fn nfsbench() -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nfsbench");
-            let source =
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/nfsbench.c");
-            let status = Command::new("cc")
-                .args(["-O2", "-o"])
-                .arg(&out)
-                .arg(&source)
-                .arg("-lnfs")
-                .status()
-                .expect("cc runs (gcc, libnfs-dev)");
-            assert!(status.success(), "building {}", source.display());
-            out
-        })
-        .clone()
-}
 
 /// The nfs3_client verifier on its own thread and runtime.
 fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u64> {
@@ -49,7 +28,7 @@ struct Probe(Child);
 impl Probe {
     fn start(ip: &str, seconds: u32) -> Probe {
         let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
-        let child = Command::new(nfsbench())
+        let child = Command::new(nfsprobe())
             .args(["probe", &url, &seconds.to_string(), "20"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
