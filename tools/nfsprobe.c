@@ -8,8 +8,12 @@
  *       and compare; a failed call remounts and counts as failed. Prints
  *       round_trips, failed_ops, mismatches and max_gap_ms: the longest
  *       time between two good round trips, the pause a client saw.
- *   nfsprobe seq URL MIB
- *       write MIB MiB in 1 MiB calls, COMMIT, read it back: MB/s each way.
+ *   nfsprobe seq URL MIB [DEPTH]
+ *       write MIB MiB in 1 MiB calls, DEPTH (default 8) in flight, COMMIT,
+ *       read it back and compare: MB/s each way.
+ *   nfsprobe write|read URL NAME MIB [DEPTH]
+ *       one half of seq on the file NAME (kept), for a caller that
+ *       measures between the halves.
  *   nfsprobe meta URL FILES
  *       create, stat (by path) and remove FILES files: ops/s of each.
  *   nfsprobe lat URL CALLS
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/stat.h>
 
 #include <nfsc/libnfs.h>
@@ -121,34 +126,103 @@ static int cmd_probe(const char *url, double seconds, double interval_ms) {
     return failed || mismatches ? 1 : 0;
 }
 
-static int cmd_seq(const char *url, long mib) {
-    struct nfs_context *nfs = must_connect(url);
-    char path[64];
-    snprintf(path, sizeof path, "/nfsprobe-seq-%d", (int)getpid());
-    size_t block = 1 << 20;
-    char *buf = malloc(block), *back = malloc(block);
+/* Calls in flight of a pipelined sequential pass. */
+#define DEPTH_MAX 64
+#define BLOCK (1 << 20)
+
+struct slot {
+    struct pass *pass;
+    long block;
+    char *buf;
+};
+
+struct pass {
+    struct nfs_context *nfs;
     struct nfsfh *fh;
-    if (nfs_open2(nfs, path, O_RDWR | O_CREAT | O_TRUNC, 0644, &fh) != 0) die("create", nfs);
+    int writing;
+    long next, blocks, inflight, bad, failed;
+    char *expect;
+    struct slot slots[DEPTH_MAX];
+};
+
+static void issue(struct pass *p, struct slot *slot);
+
+static void done(int status, struct nfs_context *nfs, void *data, void *private_data) {
+    struct slot *slot = private_data;
+    struct pass *p = slot->pass;
+    (void)nfs;
+    p->inflight--;
+    if (status != BLOCK) {
+        fprintf(stderr, "nfsprobe: %s of block %ld: %d %s\n", p->writing ? "write" : "read", slot->block,
+                status, status < 0 ? (char *)data : "");
+        p->failed++;
+    } else if (!p->writing) {
+        fill(p->expect, BLOCK, slot->block);
+        p->bad += memcmp(p->expect, data, BLOCK) != 0;
+    }
+    if (p->next < p->blocks && !p->failed) issue(p, slot);
+}
+
+static void issue(struct pass *p, struct slot *slot) {
+    slot->block = p->next++;
+    uint64_t at = (uint64_t)slot->block * BLOCK;
+    int rc;
+    if (p->writing) {
+        fill(slot->buf, BLOCK, slot->block);
+        rc = nfs_pwrite_async(p->nfs, p->fh, at, BLOCK, slot->buf, done, slot);
+    } else {
+        rc = nfs_pread_async(p->nfs, p->fh, at, BLOCK, done, slot);
+    }
+    if (rc != 0) {
+        p->failed++;
+        return;
+    }
+    p->inflight++;
+}
+
+/* Runs libnfs's event loop until every call of the pass has answered. */
+static void run_pass(struct pass *p, int depth) {
+    p->next = 0;
+    for (int i = 0; i < depth && p->next < p->blocks; i++) issue(p, &p->slots[i]);
+    while (p->inflight > 0) {
+        struct pollfd pfd = {.fd = nfs_get_fd(p->nfs), .events = nfs_which_events(p->nfs)};
+        if (poll(&pfd, 1, 10000) <= 0) die("no answer for 10 s", p->nfs);
+        if (nfs_service(p->nfs, pfd.revents) < 0) die("service", p->nfs);
+    }
+    if (p->failed) die("sequential pass failed", p->nfs);
+}
+
+/* Writes (then COMMITs) or reads back and checks MIB MiB of NAME; prints
+ * MB/s. The file stays, so a later read can find it. */
+static int sequential(const char *url, const char *name, long mib, int depth, int writing) {
+    if (depth < 1 || depth > DEPTH_MAX) depth = 8;
+    struct nfs_context *nfs = must_connect(url);
+    struct pass p = {.nfs = nfs, .blocks = mib, .expect = malloc(BLOCK), .writing = writing};
+    for (int i = 0; i < depth; i++) {
+        p.slots[i].pass = &p;
+        p.slots[i].buf = malloc(BLOCK);
+    }
+    int flags = writing ? O_RDWR | O_CREAT | O_TRUNC : O_RDONLY;
+    if (nfs_open2(nfs, name, flags, 0644, &p.fh) != 0) die(writing ? "create" : "open", nfs);
     double t0 = now_ms();
-    for (long i = 0; i < mib; i++) {
-        fill(buf, block, i);
-        if (nfs_pwrite(nfs, fh, (uint64_t)i * block, block, buf) != (int)block) die("write", nfs);
-    }
-    if (nfs_fsync(nfs, fh) != 0) die("commit", nfs);
+    run_pass(&p, depth);
+    if (writing && nfs_fsync(nfs, p.fh) != 0) die("commit", nfs);
     double t1 = now_ms();
-    long bad = 0;
-    for (long i = 0; i < mib; i++) {
-        if (nfs_pread(nfs, fh, (uint64_t)i * block, block, back) != (int)block) die("read", nfs);
-        fill(buf, block, i);
-        bad += memcmp(buf, back, block) != 0;
-    }
-    double t2 = now_ms();
-    nfs_close(nfs, fh);
-    nfs_unlink(nfs, path);
+    nfs_close(nfs, p.fh);
     nfs_destroy_context(nfs);
-    printf("phase=seq mib=%ld write_mb_s=%.0f read_mb_s=%.0f mismatches=%ld\n", mib,
-           mib * 1.048576 / ((t1 - t0) / 1000), mib * 1.048576 / ((t2 - t1) / 1000), bad);
-    return bad ? 1 : 0;
+    printf("phase=%s mib=%ld depth=%d mb_s=%.0f mismatches=%ld\n", writing ? "write" : "read", mib, depth,
+           mib * 1.048576 / ((t1 - t0) / 1000), p.bad);
+    return p.bad ? 1 : 0;
+}
+
+static int cmd_seq(const char *url, long mib, int depth) {
+    char name[64];
+    snprintf(name, sizeof name, "/nfsprobe-seq-%d", (int)getpid());
+    int rc = sequential(url, name, mib, depth, 1) | sequential(url, name, mib, depth, 0);
+    struct nfs_context *nfs = must_connect(url);
+    nfs_unlink(nfs, name);
+    nfs_destroy_context(nfs);
+    return rc;
 }
 
 static int cmd_meta(const char *url, long files) {
@@ -236,13 +310,16 @@ static int cmd_lat(const char *url, long calls) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: nfsprobe probe URL SECONDS INTERVAL_MS | seq URL MIB | "
+        fprintf(stderr, "usage: nfsprobe probe URL SECONDS INTERVAL_MS | seq URL MIB [DEPTH] | "
+                        "write|read URL NAME MIB [DEPTH] | "
                         "meta URL FILES | lat URL CALLS\n");
         return 2;
     }
     const char *cmd = argv[1], *url = argv[2];
     if (!strcmp(cmd, "probe") && argc == 5) return cmd_probe(url, atof(argv[3]), atof(argv[4]));
-    if (!strcmp(cmd, "seq")) return cmd_seq(url, atol(argv[3]));
+    if (!strcmp(cmd, "seq")) return cmd_seq(url, atol(argv[3]), argc > 4 ? atoi(argv[4]) : 8);
+    if ((!strcmp(cmd, "write") || !strcmp(cmd, "read")) && argc >= 5)
+        return sequential(url, argv[3], atol(argv[4]), argc > 5 ? atoi(argv[5]) : 8, !strcmp(cmd, "write"));
     if (!strcmp(cmd, "meta")) return cmd_meta(url, atol(argv[3]));
     if (!strcmp(cmd, "lat") && atol(argv[3]) > 0) return cmd_lat(url, atol(argv[3]));
     fprintf(stderr, "nfsprobe: unknown command or arguments\n");

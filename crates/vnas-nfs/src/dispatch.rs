@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::creds::{self, Creds};
 use crate::drc::{self, Seen};
+use crate::limits::READ_INLINE_MAX;
 use crate::nfs3::{self, Garbage, Req};
 use crate::rpc::{parse_call, Call, CallError, Outgoing, Reply};
 use crate::server::State;
@@ -27,14 +28,33 @@ pub enum Outcome {
     Close,
 }
 
-/// Calls that move file data or wait for the disk (READ, WRITE, COMMIT):
-/// the server runs them on the blocking pool. Everything else takes
-/// microseconds and runs on the connection's own task.
+/// Calls that move much file data or wait for the disk (READ of more than
+/// `READ_INLINE_MAX`, WRITE, COMMIT): the server runs them on the blocking
+/// pool. Everything else, small READs included, takes microseconds and runs
+/// on the connection's own task: a hand-off to another thread and back
+/// would cost more than the call.
 pub fn is_heavy(record: &[u8]) -> bool {
     let word = |at: usize| record.get(at..at + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
-    word(12) == Some(nfs3::PROGRAM) && matches!(word(20), Some(6 | 7 | 21))
+    if word(12) != Some(nfs3::PROGRAM) {
+        return false;
+    }
+    match word(20) {
+        Some(6) => read_count(record).is_none_or(|count| count > READ_INLINE_MAX),
+        Some(7 | 21) => true,
+        _ => false,
+    }
 }
 
+/// The count of a READ call, read straight from the record (past the
+/// credential, the verifier and the file handle); `None` if malformed.
+fn read_count(record: &[u8]) -> Option<u32> {
+    let word = |at: usize| record.get(at..at + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
+    let padded = |len: u32| (len as usize).checked_add(3).map(|l| l & !3);
+    let verifier = 32 + padded(word(28)?)?;
+    let args = verifier + 8 + padded(word(verifier + 4)?)?;
+    let offset = args + 4 + padded(word(args)?)?;
+    word(offset + 8)
+}
 pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
     let call = match parse_call(record) {
         Ok(call) => call,
@@ -113,4 +133,42 @@ fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
         state.drc.finish(key, &reply.head);
     }
     Outcome::Reply(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A READ call as a client sends it: AUTH_SYS credential, a handle of
+    /// `fh_len` bytes, `count` bytes asked for.
+    fn read_call(fh_len: usize, count: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |word: u32| out.extend_from_slice(&word.to_be_bytes());
+        // xid, CALL, RPC 2, NFS 3, READ; AUTH_SYS of 24 bytes: stamp,
+        // machine name "host", uid, gid, no groups; verifier AUTH_NONE.
+        for word in [1, 0, 2, nfs3::PROGRAM, 3, 6, 1, 24, 0, 4, u32::from_be_bytes(*b"host"), 0, 0, 0, 0, 0] {
+            put(word);
+        }
+        put(fh_len as u32);
+        let mut out = [out, vec![9u8; fh_len.div_ceil(4) * 4]].concat();
+        out.extend_from_slice(&0u64.to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn small_reads_run_inline() {
+        assert_eq!(read_count(&read_call(32, 16)), Some(16));
+        assert_eq!(read_count(&read_call(30, 4096)), Some(4096));
+        assert!(!is_heavy(&read_call(32, 16)));
+        assert!(!is_heavy(&read_call(36, READ_INLINE_MAX)));
+        assert!(is_heavy(&read_call(32, READ_INLINE_MAX + 1)));
+        assert!(is_heavy(&read_call(32, 1 << 20)));
+        // Cut short anywhere: not understood, so the careful way.
+        let call = read_call(32, 16);
+        for len in 0..call.len() {
+            let cut = &call[..len];
+            assert!(len < 24 || is_heavy(cut), "cut at {len}");
+        }
+    }
 }

@@ -2,6 +2,9 @@
 
 /// Largest READ a client may ask for (advertised as rtmax in FSINFO).
 pub const READ_MAX: u32 = 1 << 20;
+/// Largest READ answered on the connection's own task; larger ones are
+/// read ahead on the blocking pool first.
+pub const READ_INLINE_MAX: u32 = 64 * 1024;
 /// Largest WRITE a client may send (advertised as wtmax in FSINFO).
 pub const WRITE_MAX: u32 = 1 << 20;
 /// Largest RPC record (all fragments together) the server will buffer: a

@@ -50,6 +50,30 @@ impl RecordReader {
         }
     }
 
+    /// Like `fill_from`, but asks the kernel directly rather than trusting
+    /// the runtime's idea of readiness (which only an epoll event renews),
+    /// for a connection that polls its socket while it waits for the next
+    /// call. `Ok(None)`: nothing there yet.
+    pub fn fill_now(&mut self, stream: &TcpStream) -> std::io::Result<Option<bool>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(16 * 1024);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        let received = rustix::net::recv(stream, spare, rustix::net::RecvFlags::DONTWAIT).map(|(_, n)| n);
+        match received {
+            Ok(0) if self.buf.is_empty() => Ok(Some(false)),
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(filled) => {
+                // SAFETY: the kernel initialised `filled` bytes of the spare
+                // capacity (no TRUNC flag: never more than it holds).
+                unsafe { self.buf.set_len(self.buf.len() + filled) };
+                Ok(Some(true))
+            }
+            Err(rustix::io::Errno::AGAIN) => Ok(None),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
     #[cfg(test)]
     fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
