@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transfer pauses as a client sees them (nfsbench probe: the longest gap
+# Transfer pauses as a client sees them (tools/nfsprobe.c: the longest gap
 # between two successful write+read round trips), for planned moves and for
 # failover after SIGKILL of the owner; and the time to drain 100 vservers
 # off a node. Two nodes on loopback, default settings. Not a test.
@@ -20,12 +20,15 @@ done
 
 cargo build --release -q -p vnas
 mkdir -p target/tools
-cc -O2 -o target/tools/nfsbench ../shared/tools/nfsbench.c -lnfs
+cc -O2 -o target/tools/nfsprobe tools/nfsprobe.c -lnfs
 vnas=$(realpath target/release/vnas)
-probe=$(realpath target/tools/nfsbench)
+probe=$(realpath target/tools/nfsprobe)
 work=$(realpath target)/bench-transfer
 rm -rf "$work"
 mkdir -p "$work/volumes/bench"
+# The nodes make the admin token here at their first start; the CLI and curl read it.
+export VNAS_TOKEN_FILE=$work/admin.token
+token() { awk '!/^#/ { print $NF; exit }' "$VNAS_TOKEN_FILE" 2>/dev/null; }
 declare -A pid
 cleanup() { for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -33,12 +36,13 @@ trap cleanup EXIT
 start_node() { # name port
   VNAS_LOG=warn "$vnas" node run --name "$1" --store "$work/store" --api "127.0.0.1:$2" >>"$work/$1.log" 2>&1 &
   pid[$1]=$!
-  until curl -sf "http://127.0.0.1:$2/api/status" >/dev/null; do sleep 0.05; done
+  until curl -sf -H "authorization: Bearer $(token)" "http://127.0.0.1:$2/api/status" >/dev/null; do sleep 0.05; done
 }
 export VNAS_API=http://127.0.0.1:17601
 start_node n1 17601
 start_node n2 17602
-"$vnas" vserver create bench --ip 127.2.0.1 --volume "/data=$work/volumes/bench" --node n1 >/dev/null
+"$vnas" vserver create bench --ip 127.2.0.1 --volume "/data=$work/volumes/bench" \
+  --export /data:rw:no_root_squash --node n1 >/dev/null
 url="nfs://127.2.0.1/data?nfsport=2049&mountport=2049"
 owner() { "$vnas" vserver show bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"])'; }
 last_pause() { "$vnas" vserver history bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["pause_ms"])'; }
@@ -80,7 +84,7 @@ for i in $(seq "$drain"); do
   mkdir -p "$work/volumes/d$i"
   printf '{"name":"d%d","addresses":["127.2.%d.%d"],"volumes":[{"mount":"/data","path":"%s"}],"node":"n1"}\n' \
     "$i" $((1 + i / 250)) $((i % 250 + 1)) "$work/volumes/d$i"
-done | xargs -P 16 -d '\n' -I{} curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d '{}' "$VNAS_API/api/vservers"
+done | xargs -P 16 -d '\n' -I{} curl -sf -H "authorization: Bearer $(token)" -o /dev/null -X POST -H 'content-type: application/json' -d '{}' "$VNAS_API/api/vservers"
 t0=$(date +%s.%N)
 "$vnas" node drain n1 >/dev/null 2>&1
 t1=$(date +%s.%N)

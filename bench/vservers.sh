@@ -23,6 +23,9 @@ vnas=$(realpath target/release/vnas)
 work=$(realpath target)/bench-vservers
 rm -rf "$work"
 mkdir -p "$work/volumes"
+# The node makes the admin token here at its first start; curl reads it.
+export VNAS_TOKEN_FILE=$work/admin.token
+token() { awk '!/^#/ { print $NF; exit }' "$VNAS_TOKEN_FILE" 2>/dev/null; }
 api=127.0.0.1:17500
 node_pid=
 cleanup() { [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; wait 2>/dev/null || true; }
@@ -31,10 +34,10 @@ trap cleanup EXIT
 start_node() {
   VNAS_LOG=warn "$vnas" node run --name n1 --store "$work/store" --api "$api" >>"$work/node.log" 2>&1 &
   node_pid=$!
-  until curl -sf "http://$api/api/status" >/dev/null; do sleep 0.05; done
+  until curl -sf -H "authorization: Bearer $(token)" "http://$api/api/status" >/dev/null; do sleep 0.05; done
 }
 rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$node_pid/status"; }
-running() { curl -sf "http://$api/api/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vservers_by_state"].get("running", 0))'; }
+running() { curl -sf -H "authorization: Bearer $(token)" "http://$api/api/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vservers_by_state"].get("running", 0))'; }
 address() { echo "127.1.$(( $1 / 250 )).$(( $1 % 250 + 1 ))"; }
 
 # Answers NFS NULL on every address; prints how many did.
@@ -66,7 +69,7 @@ echo "creating $count vservers through the API..." >&2
 for i in $(seq 0 $((count - 1))); do
   printf '{"name":"v%d","addresses":["%s"],"volumes":[{"mount":"/data","path":"%s"}],"node":"n1"}\n' \
     "$i" "$(address "$i")" "$work/volumes/v$i"
-done | xargs -P 32 -d '\n' -I{} curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d '{}' "http://$api/api/vservers"
+done | xargs -P 32 -d '\n' -I{} curl -sf -H "authorization: Bearer $(token)" -o /dev/null -X POST -H 'content-type: application/json' -d '{}' "http://$api/api/vservers"
 until [ "$(running)" -eq "$count" ]; do sleep 0.2; done
 sleep 3
 rss_full=$(rss_kib)

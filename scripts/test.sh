@@ -4,8 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libnfs's tools are the independent NFS client in the integration tests;
-# libnfs-dev builds the nfsbench probe used by the benchmarks.
-packages=(libnfs-utils libnfs-dev)
+# libnfs-dev and gcc build our libnfs probe (tools/nfsprobe.c) the tests
+# use; e2fsprogs makes the ext4 filesystem of the 2-million-file test.
+packages=(libnfs-utils libnfs-dev gcc e2fsprogs)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
