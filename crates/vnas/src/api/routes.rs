@@ -146,7 +146,7 @@ async fn move_vserver(
         None => {
             let candidates: Vec<_> = nodes
                 .iter()
-                .map(|n| crate::node::placement::Candidate {
+                .map(|n| vnas_cluster::placement::Candidate {
                     name: &n.info.name,
                     up: node.is_up(n),
                     drained: n.drained,
@@ -156,7 +156,7 @@ async fn move_vserver(
             for r in &records {
                 *loads.entry(r.config.node.as_str()).or_default() += 1;
             }
-            crate::node::placement::place(&candidates, &loads, Some(&from))
+            vnas_cluster::placement::place(&candidates, &loads, Some(&from))
                 .ok_or_else(|| {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no other live node to move to")
                 })?

@@ -1,27 +1,19 @@
 //! The controller makes this node serve exactly the vservers the store
-//! gives it, and carries out transfers. Decisions are written to the store
-//! first and acted on second, so any node may die at any step:
-//!
-//! - start: take ownership (epoch + 1, compare-and-swap), then serve;
-//! - move A -> B: the API assigns the vserver to B; B prepares (listens,
-//!   holding calls); A stops accepting, drains, syncs, and hands ownership
-//!   to B with epoch + 1 in one compare-and-swap; B serves;
-//! - failover: when the assigned node is down (or the vserver failed
-//!   there), placement picks a survivor, which assigns the vserver to itself
-//!   and takes ownership with a compare-and-swap on the epoch.
+//! gives it. It is a thin loop: read the store, ask `vnas_cluster::decide`
+//! what to do, carry out each action, and read again. Every decision lives
+//! in vnas-cluster; here are only its effects (store calls, servers started
+//! and stopped) and fault points for the tests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vnas_store::{
-    now_ms, Desired, NodeStatus, Ownership, ServiceState, Session, Transfer, VserverRecord, VserverState,
-};
+use vnas_cluster::{records, Action, FailureAction, Local, View, Why};
+use vnas_store::{now_ms, NodeStatus, Session, VserverRecord, VserverState};
 
 use super::monitor::Failure;
-use super::placement::{place, Candidate};
 use super::vserver::Running;
 use super::Node;
 
@@ -90,7 +82,12 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
                 continue;
             }
         }
-        if node.fence.stalled() || (!node.fence.serving() && !controller.running.is_empty()) {
+        // Before reading the store: it may be what stopped answering.
+        if vnas_cluster::must_fence(
+            node.fence.stalled(),
+            node.fence.serving(),
+            !controller.running.is_empty(),
+        ) {
             controller.fence().await;
             continue;
         }
@@ -120,17 +117,6 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     }
 }
 
-/// What a taken-over vserver's history says about why.
-fn why(previous: &Ownership, me: &str, previous_owner_up: bool) -> &'static str {
-    match &previous.owner {
-        _ if previous.state == VserverState::Failed => "vserver failed",
-        None => "start",
-        Some(owner) if owner == me => "restart",
-        Some(_) if !previous_owner_up => "node down",
-        Some(_) => "move",
-    }
-}
-
 impl Controller {
     /// After a stall or a lapse: drop everything; what is still ours is
     /// taken back (with a new epoch) by the next reconcile.
@@ -147,137 +133,74 @@ impl Controller {
 
     async fn reconcile(&mut self, records: &[VserverRecord], nodes: &[NodeStatus]) {
         let node = self.node.clone();
-        let me = node.name.as_str();
-        let up: HashMap<&str, &NodeStatus> =
-            nodes.iter().filter(|n| node.is_up(n)).map(|n| (n.info.name.as_str(), n)).collect();
-        let present: HashSet<&str> = records.iter().map(|r| r.config.name.as_str()).collect();
-        let gone: Vec<String> =
-            self.running.keys().filter(|n| !present.contains(n.as_str())).cloned().collect();
-        for name in gone {
-            if let Some(vserver) = self.running.remove(&name) {
-                vserver.stop().await;
-                tracing::info!(vserver = %name, "vserver stopped: deleted");
-            }
-        }
-        let candidates: Vec<Candidate> = nodes
+        let local: BTreeMap<String, Local> = self
+            .running
             .iter()
-            .map(|n| Candidate {
-                name: &n.info.name,
-                up: up.contains_key(n.info.name.as_str()),
-                drained: n.drained,
+            .map(|(name, r)| {
+                (name.clone(), Local { epoch: r.epoch, serving: r.serving(), config: r.config.clone() })
             })
             .collect();
-        let mut loads: HashMap<&str, usize> = HashMap::new();
-        for record in records {
-            *loads.entry(record.config.node.as_str()).or_default() += 1;
-        }
-
-        let drained = nodes.iter().any(|n| n.info.name == me && n.drained);
-        let mut reassign: Vec<(String, String)> = Vec::new();
+        let view = View {
+            me: &node.name,
+            now_ms: now_ms(),
+            lease_ms: node.settings.lease.as_millis() as u64,
+            nodes,
+            records,
+            local: &local,
+            session_fresh: node.fence.serving(),
+            stalled: node.fence.stalled(),
+        };
+        let actions = vnas_cluster::decide(&view);
+        let by_name: HashMap<&str, &VserverRecord> =
+            records.iter().map(|r| (r.config.name.as_str(), r)).collect();
         let mut starting = tokio::task::JoinSet::<Option<Running>>::new();
-        for record in records {
-            let name = record.config.name.as_str();
-            let owner = record.ownership.owner.as_deref();
-            let assigned = record.config.node.as_str();
-            let wanted = record.config.desired == Desired::Running;
-
-            if let Some(vserver) = self.running.get(name) {
-                let mine = owner == Some(me) && record.ownership.epoch == vserver.epoch;
-                if vserver.serving() {
-                    if mine && wanted && assigned == me && drained {
-                        // Draining: placement picks where each vserver goes;
-                        // the moves themselves are ordinary hand-offs.
-                        if let Some(target) = place(&candidates, &loads, Some(me)) {
-                            *loads.entry(target).or_default() += 1;
-                            reassign.push((name.to_string(), target.to_string()));
-                        }
-                    } else if mine && wanted && assigned != me && up.contains_key(assigned) {
-                        self.hand_off(record).await;
-                    } else if !mine || !wanted || record.ownership.state == VserverState::Failed {
-                        let vserver = self.running.remove(name).expect("present");
+        for action in actions {
+            let record = action.vserver().and_then(|name| by_name.get(name).copied());
+            match action {
+                Action::Fence => self.fence().await,
+                Action::Stop { name, release: owned, reason } => {
+                    if let Some(vserver) = self.running.remove(&name) {
                         let epoch = vserver.epoch;
                         vserver.stop().await;
-                        if mine {
-                            release(&node, name, epoch, VserverState::Stopped, None).await;
+                        if let Some(epoch) = owned {
+                            release(&node, &name, epoch, VserverState::Stopped, None).await;
                         }
-                        tracing::info!(vserver = %name, epoch, "vserver stopped");
-                    } else if record.config != vserver.config {
-                        // A new configuration: restart under the same ownership.
-                        let vserver = self.running.remove(name).expect("present");
-                        let epoch = vserver.epoch;
-                        vserver.stop().await;
-                        if let Some(v) = activate(&node, record, epoch, None, &self.failures).await {
-                            self.running.insert(name.to_string(), v);
-                        }
+                        tracing::info!(vserver = %name, epoch, reason, "vserver stopped");
                     }
-                } else if owner == Some(me) && record.ownership.state == VserverState::Starting {
-                    // The hand-off arrived: answer the calls held so far.
-                    let mut vserver = self.running.remove(name).expect("present");
+                }
+                Action::Restart { name, epoch } => {
+                    let (Some(record), Some(vserver)) = (record, self.running.remove(&name)) else {
+                        continue;
+                    };
+                    vserver.stop().await;
+                    if let Some(v) = activate(&node, record, epoch, None, &self.failures).await {
+                        self.running.insert(name, v);
+                    }
+                }
+                Action::HandOff { name, epoch, to, since_ms } => {
+                    self.hand_off(&name, epoch, &to, since_ms).await
+                }
+                Action::Release { name, epoch } => {
+                    release(&node, &name, epoch, VserverState::Stopped, None).await;
+                    tracing::info!(vserver = %name, epoch, "vserver given back: owned here, not run here");
+                }
+                Action::Open { name, epoch } => {
+                    let (Some(record), Some(mut vserver)) = (record, self.running.remove(&name)) else {
+                        continue;
+                    };
                     fault_point("target-before-serving");
-                    vserver.open(record.ownership.epoch);
-                    if confirm(&node, record, &vserver, "move").await {
-                        self.running.insert(name.to_string(), vserver);
+                    vserver.open(epoch);
+                    if confirm(&node, record, &vserver, Why::Move).await {
+                        self.running.insert(name, vserver);
                     } else {
                         vserver.stop().await;
                     }
-                } else if assigned != me || !wanted {
-                    // The move was called off.
-                    self.running.remove(name).expect("present").stop().await;
-                } else if owner.is_none_or(|o| o != me && !up.contains_key(o)) {
-                    // The source died before handing over: take it as a
-                    // failover (a fresh start after the held calls are dropped).
-                    self.running.remove(name).expect("present").stop().await;
-                    let previous_up = false;
-                    starting.spawn(take(
-                        node.clone(),
-                        record.clone(),
-                        previous_up,
-                        nodes.to_vec(),
-                        self.failures.clone(),
-                    ));
                 }
-                continue;
-            }
-
-            if !wanted {
-                continue;
-            }
-            let failed_there = record.ownership.state == VserverState::Failed && owner == Some(assigned);
-            if !up.contains_key(assigned) || failed_there {
-                // Failover: placement picks a survivor; only that node acts.
-                let exclude = failed_there.then_some(assigned);
-                if place(&candidates, &loads, exclude) == Some(me) && assigned != me {
-                    let mut config = record.config.clone();
-                    config.node = me.to_string();
-                    let reason = if failed_there { "vserver failed" } else { "node down" };
-                    tracing::warn!(vserver = %name, from = %assigned, %reason, "failing over to this node");
-                    if let Err(error) = node.store(move |s| s.update_config(&config)).await {
-                        tracing::warn!(vserver = %name, %error, "could not take the vserver over");
-                    }
-                    node.wake.notify_one();
-                }
-                continue;
-            }
-            if assigned != me || record.ownership.state == VserverState::Failed {
-                continue;
-            }
-            match owner {
-                Some(o) if o == me && record.ownership.state == VserverState::Starting => {
-                    // Handed to us before we prepared: serve at once.
-                    let vserver =
-                        activate(&node, record, record.ownership.epoch, Some("move"), &self.failures).await;
-                    if let Some(v) = vserver {
-                        self.running.insert(name.to_string(), v);
-                    }
-                }
-                Some(o) if o != me && up.contains_key(o) => {
-                    // A move to this node: listen now, hold calls until the
-                    // owner hands over (SO_REUSEPORT: reconnecting clients
-                    // never find the port closed).
-                    match Running::start(&node, record, record.ownership.epoch, false, self.failures.clone())
-                    {
+                Action::Prepare { name, epoch } => {
+                    let Some(record) = record else { continue };
+                    match Running::start(&node, record, epoch, false, self.failures.clone()) {
                         Ok(vserver) => {
-                            self.running.insert(name.to_string(), vserver);
+                            self.running.insert(name, vserver);
                             fault_point("target-prepared");
                         }
                         Err(reason) => {
@@ -285,21 +208,23 @@ impl Controller {
                         }
                     }
                 }
-                _ => {
+                Action::Activate { name, epoch, why } => {
+                    let Some(record) = record else { continue };
+                    if let Some(v) = activate(&node, record, epoch, Some(why), &self.failures).await {
+                        self.running.insert(name, v);
+                    }
+                }
+                Action::Take { expected, why, since_ms, .. } => {
+                    let Some(record) = record else { continue };
                     if starting.len() >= ACTIVATIONS_MAX {
                         if let Some(Ok(Some(vserver))) = starting.join_next().await {
                             self.running.insert(vserver.config.name.clone(), vserver);
                         }
                     }
-                    let previous_up = owner.is_some_and(|o| up.contains_key(o));
-                    starting.spawn(take(
-                        node.clone(),
-                        record.clone(),
-                        previous_up,
-                        nodes.to_vec(),
-                        self.failures.clone(),
-                    ));
+                    let (node, record, failures) = (node.clone(), record.clone(), self.failures.clone());
+                    starting.spawn(take(node, record, expected, why, since_ms, failures));
                 }
+                Action::Assign { moves, reason } => self.assign(moves, reason).await,
             }
         }
         while let Some(done) = starting.join_next().await {
@@ -307,55 +232,59 @@ impl Controller {
                 self.running.insert(vserver.config.name.clone(), vserver);
             }
         }
-        if !reassign.is_empty() {
-            let targets: Vec<String> = reassign.iter().map(|(_, t)| t.clone()).collect();
-            let count = reassign.len();
-            let result = node
-                .store(move |s| {
-                    for (name, target) in reassign {
-                        let mut config = s.vserver(&name)?.config;
-                        config.node = target;
-                        s.update_config(&config)?;
-                    }
-                    Ok(())
-                })
-                .await;
-            match result {
-                Ok(()) => tracing::info!(node = %me, vservers = count, "draining: vservers reassigned"),
-                Err(error) => tracing::warn!(%error, "draining: could not reassign vservers"),
+    }
+
+    /// Assigns vservers to nodes (a failover to this node, or a drain's
+    /// moves), then wakes the nodes concerned.
+    async fn assign(&self, moves: Vec<(String, String)>, reason: &'static str) {
+        let node = &self.node;
+        let targets: Vec<String> = moves.iter().map(|(_, to)| to.clone()).collect();
+        let count = moves.len();
+        for (name, to) in &moves {
+            if to == &node.name {
+                tracing::warn!(vserver = %name, reason, "failing over to this node");
             }
-            node.wake.notify_one();
-            node.wake_peers(targets).await;
         }
+        let result = node
+            .store(move |s| {
+                for (name, target) in moves {
+                    let mut config = s.vserver(&name)?.config;
+                    config.node = target;
+                    s.update_config(&config)?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) if reason == "drain" => {
+                tracing::info!(node = %node.name, vservers = count, "draining: vservers reassigned")
+            }
+            Ok(()) => {}
+            Err(error) => tracing::warn!(%error, reason, "could not assign vservers"),
+        }
+        node.wake.notify_one();
+        node.wake_peers(targets).await;
     }
 
     /// The source side of a move: stop accepting, drain, sync, record the
     /// service state, and hand ownership to the target in one
     /// compare-and-swap (epoch + 1).
-    async fn hand_off(&mut self, record: &VserverRecord) {
-        let name = record.config.name.clone();
-        let target = record.config.node.clone();
-        let vserver = self.running.remove(&name).expect("present");
-        let epoch = vserver.epoch;
-        // Clients stop getting answers from here on: the pause starts now.
-        let stopped_ms = now_ms();
-        fault_point("handoff-before-stop");
-        vserver.stop_and_sync().await;
-        fault_point("handoff-after-stop");
-        let handed = Ownership {
-            owner: Some(target.clone()),
-            epoch: epoch + 1,
-            state: VserverState::Starting,
-            reason: Some(format!("moving from {}", self.node.name)),
-            failures: 0,
-            since_ms: stopped_ms,
-        };
-        let name2 = name.clone();
+    async fn hand_off(&mut self, name: &str, epoch: u64, target: &str, since_ms: Option<u64>) {
+        // Clients stop getting answers from here on: the pause starts now
+        // (or began earlier, for a hand-off this node never served).
+        let stopped_ms = since_ms.unwrap_or_else(now_ms);
+        if let Some(vserver) = self.running.remove(name) {
+            fault_point("handoff-before-stop");
+            vserver.stop_and_sync().await;
+            fault_point("handoff-after-stop");
+        }
+        let handed = records::handed_over(&self.node.name, target, epoch, stopped_ms);
+        let name2 = name.to_string();
         match self.node.store(move |s| s.swap_ownership(&name2, epoch, &handed)).await {
             Ok(()) => {
                 fault_point("handoff-after-cas");
                 tracing::info!(vserver = %name, from = %self.node.name, to = %target, epoch = epoch + 1, "vserver handed over");
-                self.node.wake_peers(vec![target]).await;
+                self.node.wake_peers(vec![target.to_string()]).await;
             }
             Err(error) => tracing::warn!(vserver = %name, %error, "hand-off refused; not serving it"),
         }
@@ -378,7 +307,7 @@ impl Controller {
         let epoch = vserver.epoch;
         vserver.stop().await;
         let name = failure.name.clone();
-        if count >= node.settings.failures_max {
+        if vnas_cluster::on_failure(count, node.settings.failures_max) == FailureAction::MarkFailed {
             tracing::error!(vserver = %name, failures = count, reason = %failure.reason, "vserver failed; not restarting here");
             self.failed_recently.remove(&name);
             release(&node, &name, epoch, VserverState::Failed, Some(failure.reason)).await;
@@ -404,40 +333,23 @@ impl Controller {
     }
 }
 
-/// Takes ownership of a vserver assigned here whose owner is gone (or none),
-/// then starts it.
+/// Takes ownership of a vserver assigned here (compare-and-swap on the
+/// epoch), then starts it.
 async fn take(
     node: Arc<Node>,
-    record: VserverRecord,
-    previous_up: bool,
-    nodes: Vec<NodeStatus>,
+    mut record: VserverRecord,
+    expected: u64,
+    why: Why,
+    since_ms: u64,
     failures: mpsc::Sender<Failure>,
 ) -> Option<Running> {
     let name = record.config.name.clone();
-    let epoch = record.ownership.epoch + 1;
-    let reason = why(&record.ownership, &node.name, previous_up);
-    let taking = Ownership {
-        owner: Some(node.name.clone()),
-        epoch,
-        state: VserverState::Starting,
-        reason: None,
-        failures: 0,
-        // For a failover the pause began when the old owner was last seen.
-        since_ms: match &record.ownership.owner {
-            Some(o) if o != &node.name && reason == "node down" => {
-                nodes.iter().find(|n| &n.info.name == o).map_or(now_ms(), |n| n.last_seen_ms)
-            }
-            _ => now_ms(),
-        },
-    };
-    let expected = record.ownership.epoch;
-    let name_owned = name.clone();
-    let since = taking.since_ms;
-    match node.store(move |s| s.swap_ownership(&name_owned, expected, &taking)).await {
+    let taking = records::taken(&node.name, expected, since_ms);
+    let name2 = name.clone();
+    match node.store(move |s| s.swap_ownership(&name2, expected, &taking)).await {
         Ok(()) => {
-            let mut record = record;
-            record.ownership.since_ms = since;
-            activate(&node, &record, epoch, Some(reason), &failures).await
+            record.ownership.since_ms = since_ms;
+            activate(&node, &record, expected + 1, Some(why), &failures).await
         }
         Err(error) => {
             tracing::warn!(vserver = %name, %error, "could not take ownership");
@@ -451,13 +363,13 @@ async fn activate(
     node: &Arc<Node>,
     record: &VserverRecord,
     epoch: u64,
-    why: Option<&str>,
+    why: Option<Why>,
     failures: &mpsc::Sender<Failure>,
 ) -> Option<Running> {
     let name = record.config.name.clone();
     match Running::start(node, record, epoch, true, failures.clone()) {
         Ok(vserver) => {
-            if confirm(node, record, &vserver, why.unwrap_or("restart")).await {
+            if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
                 Some(vserver)
             } else {
                 vserver.stop().await;
@@ -475,42 +387,13 @@ async fn activate(
 /// Records a vserver this node now serves: service state, running, and a
 /// history entry with the pause. False if the store refused (someone else
 /// owns it now): the caller must stop serving it.
-async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, why: &str) -> bool {
+async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, why: Why) -> bool {
     let name = record.config.name.clone();
     let epoch = vserver.epoch;
-    let serving_ms = now_ms();
-    let service = ServiceState {
-        epoch,
-        node: node.name.clone(),
-        mount_table: record.config.volumes.clone(),
-        routing_table: record.config.routes.clone(),
-        devices: record.config.addresses.iter().map(|a| format!("lo {a}")).collect(),
-        write_verifier: vserver.write_verifier.iter().map(|b| format!("{b:02x}")).collect(),
-        updated_ms: serving_ms,
-    };
-    let running = Ownership {
-        owner: Some(node.name.clone()),
-        epoch,
-        state: VserverState::Running,
-        reason: None,
-        failures: 0,
-        since_ms: serving_ms,
-    };
-    let pause_ms = match why {
-        "start" | "restart" => 0,
-        _ => serving_ms.saturating_sub(record.ownership.since_ms),
-    };
-    let from = match why {
-        "move" => record
-            .ownership
-            .reason
-            .as_deref()
-            .and_then(|r| r.strip_prefix("moving from "))
-            .map(str::to_string),
-        _ => None,
-    };
-    let transfer =
-        Transfer { at_ms: serving_ms, from, to: node.name.clone(), why: why.to_string(), epoch, pause_ms };
+    let verifier: String = vserver.write_verifier.iter().map(|b| format!("{b:02x}")).collect();
+    let (service, running, transfer) =
+        records::confirmed(record, &node.name, epoch, &verifier, why, now_ms());
+    let pause_ms = transfer.pause_ms;
     let name2 = name.clone();
     let previous_owner = record.ownership.owner.clone();
     let written = node
@@ -518,14 +401,17 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
             s.put_service_state(&name2, &service)?;
             s.swap_ownership(&name2, epoch, &running)?;
             let mut transfer = transfer;
-            if transfer.from.is_none() && transfer.why != "start" {
-                transfer.from = s.history(&name2)?.last().map(|t| t.to.clone()).or(previous_owner);
+            let history = s.history(&name2)?;
+            records::fill_from(&mut transfer, &history, previous_owner.as_deref());
+            if records::already_recorded(&history, &transfer) {
+                return Ok(());
             }
             s.append_history(&name2, &transfer)
         })
         .await;
     match written {
         Ok(()) => {
+            let why = why.as_str();
             tracing::info!(vserver = %name, epoch, why, pause_ms, addresses = ?record.config.addresses, "vserver serving");
             true
         }
@@ -539,8 +425,7 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
 
 /// Gives ownership back (stopped), or keeps it marked failed with a reason.
 async fn release(node: &Arc<Node>, name: &str, epoch: u64, state: VserverState, reason: Option<String>) {
-    let owner = (state == VserverState::Failed).then(|| node.name.clone());
-    let ownership = Ownership { owner, epoch, state, reason, failures: 0, since_ms: now_ms() };
+    let ownership = records::released(&node.name, epoch, state, reason, now_ms());
     let name_owned = name.to_string();
     if let Err(error) = node.store(move |s| s.swap_ownership(&name_owned, epoch, &ownership)).await {
         tracing::warn!(vserver = %name, %error, "could not record the vserver's state");

@@ -5,7 +5,6 @@
 mod controller;
 pub mod fence;
 mod monitor;
-pub mod placement;
 pub mod validate;
 pub mod vserver;
 
@@ -127,9 +126,7 @@ impl Node {
     /// Whether a node is up: its process holds its session and renewed it
     /// within the lease.
     pub fn is_up(&self, status: &vnas_store::NodeStatus) -> bool {
-        status.alive
-            && vnas_store::now_ms().saturating_sub(status.last_seen_ms)
-                <= self.settings.lease.as_millis() as u64
+        vnas_cluster::is_up(status, vnas_store::now_ms(), self.settings.lease.as_millis() as u64)
     }
 
     /// Runs a store call off the async threads (the directory store does

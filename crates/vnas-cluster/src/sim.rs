@@ -1,0 +1,914 @@
+//! A seeded, deterministic simulation of a cluster: 3 to 7 nodes and
+//! dozens of vservers run the real decision code ([`decide`]) against a
+//! model of the common volume with the store's compare-and-swap and
+//! session semantics. Random creates, deletes, moves, stops, starts and
+//! drains; faults at any step: a node crashes (also between two store
+//! calls of one transfer), freezes and thaws, is cut off from the store; a
+//! store call fails, or is applied but its answer is lost; a renewal is
+//! delayed past the lease; reads are stale; clocks are skewed within the
+//! lease bounds. After every step the invariants are checked; after the
+//! faults stop, every wanted vserver must be served by exactly one live
+//! node within a bounded time.
+//!
+//! One seed is one run: the same seed replays the same run, event for
+//! event (`cargo run -p vnas-cluster --example sim -- --seed S --trace`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use vnas_store::{
+    Desired, NodeInfo, NodeStatus, Ownership, Transfer, VserverConfig, VserverRecord, VserverState,
+};
+
+use crate::decide::{decide, is_up, must_fence, Action, Local, View, Why};
+use crate::placement::{place, Candidate};
+use crate::records;
+
+/// The settings of a run, drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub nodes: usize,
+    pub vservers: usize,
+    /// Simulated time with faults and operations, then without.
+    pub busy_ms: u64,
+    pub quiet_ms: u64,
+    pub lease_ms: u64,
+    pub renew_ms: u64,
+    pub tick_ms: u64,
+    /// Largest clock difference between a node and the store.
+    pub skew_max_ms: u64,
+}
+
+impl Settings {
+    fn from_rng(rng: &mut Rng) -> Settings {
+        Settings {
+            nodes: 3 + rng.below(5) as usize,
+            vservers: 8 + rng.below(33) as usize,
+            busy_ms: 3_000 + rng.below(5_000),
+            quiet_ms: 8_000,
+            lease_ms: 800,
+            renew_ms: 150,
+            tick_ms: 100,
+            skew_max_ms: 100,
+        }
+    }
+}
+
+/// splitmix64: small, fast, and the same everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5eed_0fc1_u64.rotate_left(17))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// True with probability `per_mille` / 1000.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len() as u64) as usize])
+    }
+}
+
+/// What went wrong in a run.
+#[derive(Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub at_ms: u64,
+    pub what: String,
+    /// Every event of the run up to the violation.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} violated an invariant at {} ms: {}", self.seed, self.at_ms, self.what)?;
+        writeln!(f, "replay: cargo run -p vnas-cluster --example sim -- --seed {} --trace", self.seed)?;
+        let from = self.trace.len().saturating_sub(60);
+        writeln!(f, "last {} events:", self.trace.len() - from)?;
+        for line in &self.trace[from..] {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run did, for the caller's statistics.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub steps: u64,
+    pub transfers: u64,
+    pub faults: u64,
+    pub writes: u64,
+}
+
+// ---------------------------------------------------------------- the store
+
+/// The common volume's model: the same compare-and-swap on the epoch and
+/// the same sessions as `vnas_store::Store`.
+#[derive(Default)]
+struct Store {
+    configs: BTreeMap<String, VserverConfig>,
+    ownership: BTreeMap<String, Ownership>,
+    history: BTreeMap<String, Vec<Transfer>>,
+    service_epoch: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, Session>,
+}
+
+#[derive(Clone)]
+struct Session {
+    alive: bool,
+    last_seen_ms: u64,
+    drained: bool,
+}
+
+impl Store {
+    fn records(&self) -> Vec<VserverRecord> {
+        self.configs
+            .values()
+            .map(|config| VserverRecord {
+                config: config.clone(),
+                ownership: self.ownership[&config.name].clone(),
+                service: None,
+            })
+            .collect()
+    }
+
+    fn nodes(&self) -> Vec<NodeStatus> {
+        self.sessions
+            .iter()
+            .map(|(name, s)| NodeStatus {
+                info: NodeInfo {
+                    name: name.clone(),
+                    api: String::new(),
+                    labels: Default::default(),
+                    started_ms: 0,
+                },
+                alive: s.alive,
+                last_seen_ms: s.last_seen_ms,
+                drained: s.drained,
+            })
+            .collect()
+    }
+
+    fn swap_ownership(&mut self, name: &str, expected: u64, new: &Ownership) -> Result<(), String> {
+        let current = self.ownership.get_mut(name).ok_or("not found")?;
+        if current.epoch != expected {
+            return Err(format!("stale epoch {expected} (store has {})", current.epoch));
+        }
+        assert!(new.epoch >= expected, "an ownership write may not take the epoch back");
+        *current = new.clone();
+        Ok(())
+    }
+
+    fn put_service_state(&mut self, name: &str, epoch: u64) -> Result<(), String> {
+        let current = self.ownership.get(name).ok_or("not found")?;
+        if current.epoch != epoch {
+            return Err("stale epoch".into());
+        }
+        self.service_epoch.insert(name.to_string(), epoch);
+        Ok(())
+    }
+
+    fn append_history(&mut self, name: &str, transfer: Transfer) -> Result<(), String> {
+        self.history.get_mut(name).ok_or("not found")?.push(transfer);
+        Ok(())
+    }
+
+    fn update_node(&mut self, name: &str, to: &str) -> Result<(), String> {
+        self.configs.get_mut(name).ok_or("not found")?.node = to.to_string();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- the nodes
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Life {
+    Up,
+    Frozen,
+    Crashed,
+}
+
+struct Node {
+    name: String,
+    life: Life,
+    skew_ms: i64,
+    local: BTreeMap<String, Local>,
+    /// The fence (as `node::fence::Fence`), in this node's clock.
+    valid_until_ms: u64,
+    stalled: bool,
+    /// When it last dropped everything (`u64::MAX`: never).
+    fenced_at_ms: u64,
+    next_renew_ms: u64,
+    next_tick_ms: u64,
+    /// Cut off from the store: every call fails.
+    cut_off: bool,
+    /// A renewal under way: when it started (node clock) and when its
+    /// answer arrives (true time).
+    renewing: Option<(u64, u64)>,
+    /// The last full read, for stale reads.
+    last_read: Option<(Vec<VserverRecord>, Vec<NodeStatus>)>,
+}
+
+impl Node {
+    fn clock(&self, now_ms: u64) -> u64 {
+        (now_ms as i64 + self.skew_ms).max(0) as u64
+    }
+
+    fn fresh(&self, now_ms: u64) -> bool {
+        !self.stalled && self.clock(now_ms) < self.valid_until_ms
+    }
+
+    /// Whether this node answers a vserver's calls now.
+    fn gate_open(&self, vserver: &str, now_ms: u64) -> bool {
+        self.life == Life::Up && self.local.get(vserver).is_some_and(|l| l.serving) && self.fresh(now_ms)
+    }
+}
+
+// ---------------------------------------------------------------- a run
+
+/// How a store call went.
+enum Call {
+    Ok,
+    /// Not applied.
+    Failed,
+    /// Applied, but the caller saw an error (it gave up waiting).
+    Lost,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    settings: Settings,
+    now_ms: u64,
+    store: Store,
+    nodes: Vec<Node>,
+    faults_on: bool,
+    trace: Vec<String>,
+    next_vserver: usize,
+    /// Per vserver, the highest epoch a write was acknowledged under.
+    written: BTreeMap<String, u64>,
+    /// Per vserver, the highest ownership epoch the store held.
+    epochs: BTreeMap<String, u64>,
+    outcome: Outcome,
+}
+
+/// Runs seed `seed`; `Err` carries the first violation and the trace.
+pub fn run(seed: u64) -> Result<Outcome, Box<Violation>> {
+    run_traced(seed).map(|(outcome, _)| outcome)
+}
+
+/// Like [`run`], with every event of the run.
+pub fn run_traced(seed: u64) -> Result<(Outcome, Vec<String>), Box<Violation>> {
+    let mut rng = Rng::new(seed);
+    let settings = Settings::from_rng(&mut rng);
+    let mut sim = Sim {
+        seed,
+        rng,
+        now_ms: 0,
+        store: Store::default(),
+        nodes: Vec::new(),
+        faults_on: true,
+        trace: Vec::new(),
+        next_vserver: 0,
+        written: BTreeMap::new(),
+        epochs: BTreeMap::new(),
+        outcome: Outcome::default(),
+        settings,
+    };
+    sim.log(format!("settings {:?}", sim.settings));
+    for i in 0..sim.settings.nodes {
+        let skew = sim.rng.below(2 * sim.settings.skew_max_ms + 1) as i64 - sim.settings.skew_max_ms as i64;
+        sim.add_node(format!("n{}", i + 1), skew);
+    }
+    for _ in 0..sim.settings.vservers {
+        sim.create();
+    }
+    let end = sim.settings.busy_ms + sim.settings.quiet_ms;
+    while sim.now_ms < end {
+        if sim.faults_on && sim.now_ms >= sim.settings.busy_ms {
+            sim.calm_down();
+        }
+        sim.step()?;
+        sim.check()?;
+    }
+    sim.check_settled()?;
+    Ok((sim.outcome, sim.trace))
+}
+
+impl Sim {
+    fn log(&mut self, event: String) {
+        self.trace.push(format!("{:>6} ms  {event}", self.now_ms));
+    }
+
+    fn violation(&self, what: String) -> Box<Violation> {
+        Box::new(Violation { seed: self.seed, at_ms: self.now_ms, what, trace: self.trace.clone() })
+    }
+
+    fn add_node(&mut self, name: String, skew_ms: i64) {
+        let now = self.now_ms;
+        self.store.sessions.insert(name.clone(), Session { alive: true, last_seen_ms: now, drained: false });
+        let mut node = Node {
+            name,
+            life: Life::Up,
+            skew_ms,
+            local: BTreeMap::new(),
+            valid_until_ms: 0,
+            stalled: false,
+            fenced_at_ms: u64::MAX,
+            next_renew_ms: now + self.settings.renew_ms,
+            next_tick_ms: now + self.rng.below(self.settings.tick_ms),
+            cut_off: false,
+            renewing: None,
+            last_read: None,
+        };
+        node.valid_until_ms = node.clock(now) + self.settings.lease_ms / 2;
+        self.nodes.push(node);
+    }
+
+    /// A store call by node `i`, with the faults of the moment.
+    fn call(&mut self, i: usize) -> Call {
+        if self.nodes[i].cut_off {
+            return Call::Failed;
+        }
+        if self.faults_on && self.rng.chance(15) {
+            self.outcome.faults += 1;
+            return if self.rng.chance(500) { Call::Failed } else { Call::Lost };
+        }
+        Call::Ok
+    }
+
+    /// One step: time moves on, nodes renew and decide, operators and
+    /// faults act.
+    fn step(&mut self) -> Result<(), Box<Violation>> {
+        self.now_ms += 1 + self.rng.below(20);
+        self.outcome.steps += 1;
+        let order = self.shuffled_nodes();
+        for i in order {
+            if self.nodes[i].life != Life::Up {
+                continue;
+            }
+            self.renew(i);
+            if self.now_ms >= self.nodes[i].next_tick_ms {
+                self.nodes[i].next_tick_ms = self.now_ms + self.settings.tick_ms;
+                self.control(i)?;
+            }
+        }
+        if self.faults_on {
+            self.operate();
+            self.fault();
+        }
+        Ok(())
+    }
+
+    fn shuffled_nodes(&mut self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        for k in (1..order.len()).rev() {
+            let j = self.rng.below(k as u64 + 1) as usize;
+            order.swap(k, j);
+        }
+        order
+    }
+
+    /// Session renewal, as `controller::keep_session` and `Fence` do it.
+    fn renew(&mut self, i: usize) {
+        let now = self.now_ms;
+        if let Some((started, answer_at)) = self.nodes[i].renewing {
+            if now < answer_at {
+                return;
+            }
+            self.nodes[i].renewing = None;
+            let node = &mut self.nodes[i];
+            if started > node.valid_until_ms && started < node.fenced_at_ms {
+                node.stalled = true;
+            } else {
+                node.valid_until_ms = node.valid_until_ms.max(started + self.settings.lease_ms / 2);
+            }
+            return;
+        }
+        if now < self.nodes[i].next_renew_ms {
+            return;
+        }
+        self.nodes[i].next_renew_ms = now + self.settings.renew_ms;
+        let started = self.nodes[i].clock(now);
+        match self.call(i) {
+            Call::Failed => {}
+            outcome => {
+                // The store marks the node seen when the write lands; the
+                // answer may come late, or never (`Lost`).
+                let delay = if self.faults_on && self.rng.chance(20) {
+                    self.rng.below(2 * self.settings.lease_ms)
+                } else {
+                    0
+                };
+                let name = self.nodes[i].name.clone();
+                if let Some(session) = self.store.sessions.get_mut(&name) {
+                    session.last_seen_ms = session.last_seen_ms.max(now);
+                }
+                if matches!(outcome, Call::Ok) {
+                    self.nodes[i].renewing = Some((started, now + delay));
+                    if delay > 0 {
+                        self.log(format!("{name}: renewal answer delayed {delay} ms"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass of the node's controller (`controller::run`).
+    fn control(&mut self, i: usize) -> Result<(), Box<Violation>> {
+        let now = self.now_ms;
+        let clock = self.nodes[i].clock(now);
+        let node = &self.nodes[i];
+        if must_fence(node.stalled, node.fresh(now), !node.local.is_empty()) {
+            self.fence(i);
+            return Ok(());
+        }
+        let read = match self.call(i) {
+            Call::Ok => (self.store.records(), self.store.nodes()),
+            _ => return Ok(()),
+        };
+        // Now and then the node acts on what it read a while ago.
+        let (records, nodes) = match self.nodes[i].last_read.take() {
+            Some(old) if self.faults_on && self.rng.chance(30) => {
+                self.nodes[i].last_read = Some(read);
+                old
+            }
+            _ => {
+                self.nodes[i].last_read = Some(read.clone());
+                read
+            }
+        };
+        let actions = {
+            let node = &self.nodes[i];
+            let view = View {
+                me: &node.name,
+                now_ms: clock,
+                lease_ms: self.settings.lease_ms,
+                nodes: &nodes,
+                records: &records,
+                local: &node.local,
+                session_fresh: node.fresh(now),
+                stalled: node.stalled,
+            };
+            decide(&view)
+        };
+        for action in actions {
+            if self.nodes[i].life != Life::Up {
+                break;
+            }
+            let name = self.nodes[i].name.clone();
+            self.log(format!("{name}: {action:?}"));
+            let record = action.vserver().and_then(|v| records.iter().find(|r| r.config.name == v)).cloned();
+            self.act(i, action, record)?;
+            self.check()?;
+            // A crash between two steps of a transfer (the tests' VNAS_FAULT).
+            if self.faults_on && self.rng.chance(5) {
+                self.crash(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every vserver (`Controller::fence`, `Fence::resume`).
+    fn fence(&mut self, i: usize) {
+        let clock = self.nodes[i].clock(self.now_ms);
+        let name = self.nodes[i].name.clone();
+        self.log(format!("{name}: fences itself ({} vservers)", self.nodes[i].local.len()));
+        let node = &mut self.nodes[i];
+        node.local.clear();
+        node.fenced_at_ms = clock;
+        node.stalled = false;
+    }
+
+    fn act(&mut self, i: usize, action: Action, record: Option<VserverRecord>) -> Result<(), Box<Violation>> {
+        let me = self.nodes[i].name.clone();
+        let clock = self.nodes[i].clock(self.now_ms);
+        match action {
+            Action::Fence => self.fence(i),
+            Action::Stop { name, release, .. } => {
+                if self.nodes[i].local.remove(&name).is_some() {
+                    if let Some(epoch) = release {
+                        let released = records::released(&me, epoch, VserverState::Stopped, None, clock);
+                        self.store_swap(i, &name, epoch, released);
+                    }
+                }
+            }
+            Action::Restart { name, epoch } => {
+                if self.nodes[i].local.remove(&name).is_some() {
+                    if let Some(record) = record {
+                        self.activate(i, &record, epoch, Why::Restart)?;
+                    }
+                }
+            }
+            Action::HandOff { name, epoch, to, since_ms } => {
+                self.nodes[i].local.remove(&name);
+                let handed = records::handed_over(&me, &to, epoch, since_ms.unwrap_or(clock));
+                if self.store_swap(i, &name, epoch, handed) {
+                    self.outcome.transfers += 1;
+                }
+            }
+            Action::Release { name, epoch } => {
+                let released = records::released(&me, epoch, VserverState::Stopped, None, clock);
+                self.store_swap(i, &name, epoch, released);
+            }
+            Action::Open { name, epoch } => {
+                let Some(record) = record else { return Ok(()) };
+                let Some(local) = self.nodes[i].local.get_mut(&name) else { return Ok(()) };
+                local.serving = true;
+                local.epoch = epoch;
+                // The gate opens before the store hears of it.
+                self.check()?;
+                if !self.confirm(i, &record, epoch, Why::Move) {
+                    self.nodes[i].local.remove(&name);
+                }
+            }
+            Action::Prepare { name, epoch } => {
+                let Some(record) = record else { return Ok(()) };
+                self.nodes[i].local.insert(name, Local { epoch, serving: false, config: record.config });
+            }
+            Action::Activate { epoch, why, .. } => {
+                if let Some(record) = record {
+                    self.activate(i, &record, epoch, why)?;
+                }
+            }
+            Action::Take { name, expected, why, since_ms } => {
+                let Some(mut record) = record else { return Ok(()) };
+                let taken = records::taken(&me, expected, since_ms);
+                if self.store_swap(i, &name, expected, taken) {
+                    record.ownership.since_ms = since_ms;
+                    self.activate(i, &record, expected + 1, why)?;
+                    self.outcome.transfers += 1;
+                }
+            }
+            Action::Assign { moves, .. } => {
+                for (name, to) in moves {
+                    match self.call(i) {
+                        Call::Failed => {}
+                        _ => {
+                            let _ = self.store.update_node(&name, &to);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A compare-and-swap by node `i`; true if the node saw it succeed.
+    fn store_swap(&mut self, i: usize, name: &str, expected: u64, new: Ownership) -> bool {
+        match self.call(i) {
+            Call::Failed => false,
+            Call::Lost => {
+                let _ = self.store.swap_ownership(name, expected, &new);
+                false
+            }
+            Call::Ok => self.store.swap_ownership(name, expected, &new).is_ok(),
+        }
+    }
+
+    fn activate(
+        &mut self,
+        i: usize,
+        record: &VserverRecord,
+        epoch: u64,
+        why: Why,
+    ) -> Result<(), Box<Violation>> {
+        let name = record.config.name.clone();
+        self.nodes[i]
+            .local
+            .insert(name.clone(), Local { epoch, serving: true, config: record.config.clone() });
+        self.check()?;
+        if !self.confirm(i, record, epoch, why) {
+            self.nodes[i].local.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// `controller::confirm`: service state, running, history; three store
+    /// calls, each of which may fail.
+    fn confirm(&mut self, i: usize, record: &VserverRecord, epoch: u64, why: Why) -> bool {
+        let me = self.nodes[i].name.clone();
+        let name = record.config.name.as_str();
+        let clock = self.nodes[i].clock(self.now_ms);
+        let (_, running, mut transfer) = records::confirmed(record, &me, epoch, "00", why, clock);
+        let steps = [0, 1, 2];
+        for step in steps {
+            let outcome = self.call(i);
+            if matches!(outcome, Call::Failed) {
+                return false;
+            }
+            let applied = match step {
+                0 => self.store.put_service_state(name, epoch),
+                1 => self.store.swap_ownership(name, epoch, &running),
+                _ => {
+                    let history = self.store.history.get(name).cloned().unwrap_or_default();
+                    records::fill_from(&mut transfer, &history, record.ownership.owner.as_deref());
+                    if records::already_recorded(&history, &transfer) {
+                        Ok(())
+                    } else {
+                        self.store.append_history(name, transfer.clone())
+                    }
+                }
+            };
+            if applied.is_err() || matches!(outcome, Call::Lost) {
+                return false;
+            }
+        }
+        true
+    }
+
+    // ------------------------------------------------------- operators
+
+    fn up_nodes(&self) -> Vec<String> {
+        let clock = self.now_ms;
+        self.store
+            .nodes()
+            .into_iter()
+            .filter(|n| is_up(n, clock, self.settings.lease_ms))
+            .map(|n| n.info.name)
+            .collect()
+    }
+
+    fn create(&mut self) {
+        let name = format!("v{}", self.next_vserver);
+        self.next_vserver += 1;
+        let nodes = self.store.nodes();
+        let up = self.up_nodes();
+        let candidates: Vec<Candidate> = nodes
+            .iter()
+            .map(|n| Candidate { name: &n.info.name, up: up.contains(&n.info.name), drained: n.drained })
+            .collect();
+        let mut loads = std::collections::HashMap::new();
+        for config in self.store.configs.values() {
+            *loads.entry(config.node.as_str()).or_insert(0) += 1;
+        }
+        let Some(node) = place(&candidates, &loads, None).map(str::to_string) else { return };
+        let config = VserverConfig {
+            name: name.clone(),
+            addresses: vec![],
+            volumes: vec![],
+            exports: vec![],
+            routes: vec![],
+            node: node.clone(),
+            desired: Desired::Running,
+        };
+        self.store.configs.insert(name.clone(), config);
+        let mut unowned = Ownership::unowned();
+        // A recreated name continues the epochs it had: never backwards.
+        unowned.epoch = self.epochs.get(&name).copied().unwrap_or(0);
+        unowned.since_ms = self.now_ms;
+        self.store.ownership.insert(name.clone(), unowned);
+        self.store.history.insert(name.clone(), Vec::new());
+        self.log(format!("api: create {name} on {node}"));
+    }
+
+    /// What operators do through the API, now and then.
+    fn operate(&mut self) {
+        if !self.rng.chance(40) {
+            return;
+        }
+        let names: Vec<String> = self.store.configs.keys().cloned().collect();
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        match self.rng.below(8) {
+            0 => self.create(),
+            1 | 2 => {
+                // Move a running vserver to another live node.
+                let Some(name) = self.rng.pick(&names).cloned() else { return };
+                let up = self.up_nodes();
+                let Some(to) = self.rng.pick(&up).cloned() else { return };
+                let running = self.store.ownership[&name].state == VserverState::Running;
+                if running && self.store.configs[&name].node != to {
+                    self.store.configs.get_mut(&name).unwrap().node = to.clone();
+                    self.log(format!("api: move {name} to {to}"));
+                }
+            }
+            3 => {
+                let Some(name) = self.rng.pick(&names).cloned() else { return };
+                let desired = if self.rng.chance(500) { Desired::Stopped } else { Desired::Running };
+                let record = self.store.ownership.get_mut(&name).unwrap();
+                if desired == Desired::Running && record.state == VserverState::Failed {
+                    record.owner = None;
+                    record.state = VserverState::Stopped;
+                }
+                self.store.configs.get_mut(&name).unwrap().desired = desired;
+                self.log(format!("api: {desired:?} {name}"));
+            }
+            4 => {
+                // Delete: only once it is stopped and given back, as the API does.
+                let Some(name) = self.rng.pick(&names).cloned() else { return };
+                let stopped = self.store.configs[&name].desired == Desired::Stopped;
+                if stopped && self.store.ownership[&name].owner.is_none() {
+                    let epoch = self.store.ownership[&name].epoch;
+                    self.epochs.insert(name.clone(), epoch);
+                    self.store.configs.remove(&name);
+                    self.store.ownership.remove(&name);
+                    self.store.history.remove(&name);
+                    self.written.remove(&name);
+                    self.log(format!("api: delete {name}"));
+                }
+            }
+            5 => {
+                let Some(node) = self.rng.pick(&nodes).cloned() else { return };
+                let drained = self.rng.chance(400);
+                if let Some(session) = self.store.sessions.get_mut(&node) {
+                    session.drained = drained;
+                }
+                self.log(format!("api: {} {node}", if drained { "drain" } else { "undrain" }));
+            }
+            _ => {}
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.life = Life::Crashed;
+        node.local.clear();
+        node.renewing = None;
+        let name = node.name.clone();
+        // The kernel drops a dead process's session lock at once.
+        if let Some(session) = self.store.sessions.get_mut(&name) {
+            session.alive = false;
+        }
+        self.outcome.faults += 1;
+        self.log(format!("fault: {name} crashes"));
+    }
+
+    fn restart(&mut self, i: usize) {
+        let now = self.now_ms;
+        let settings = self.settings.clone();
+        let node = &mut self.nodes[i];
+        node.life = Life::Up;
+        node.stalled = false;
+        node.fenced_at_ms = u64::MAX;
+        node.cut_off = false;
+        node.last_read = None;
+        node.valid_until_ms = node.clock(now) + settings.lease_ms / 2;
+        node.next_renew_ms = now + settings.renew_ms;
+        let name = node.name.clone();
+        if let Some(session) = self.store.sessions.get_mut(&name) {
+            session.alive = true;
+            session.last_seen_ms = now;
+        }
+        self.log(format!("fault: {name} restarts"));
+    }
+
+    fn fault(&mut self) {
+        if !self.rng.chance(12) {
+            return;
+        }
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        let live = self.nodes.iter().filter(|n| n.life == Life::Up).count();
+        let name = self.nodes[i].name.clone();
+        match (self.nodes[i].life, self.rng.below(4)) {
+            (Life::Up, 0) if live > 1 => self.crash(i),
+            (Life::Up, 1) if live > 1 => {
+                self.nodes[i].life = Life::Frozen;
+                self.log(format!("fault: {name} freezes"));
+            }
+            (Life::Up, 2) => {
+                let cut = !self.nodes[i].cut_off;
+                self.nodes[i].cut_off = cut;
+                self.log(format!("fault: {name} {} the store", if cut { "cut off from" } else { "back to" }));
+            }
+            (Life::Frozen, _) => {
+                self.nodes[i].life = Life::Up;
+                self.log(format!("fault: {name} thaws"));
+            }
+            (Life::Crashed, _) => self.restart(i),
+            _ => return,
+        }
+        self.outcome.faults += 1;
+    }
+
+    /// The faults stop: frozen nodes thaw, crashed ones come back, every
+    /// node reaches the store, drains end.
+    fn calm_down(&mut self) {
+        self.faults_on = false;
+        self.log("faults stop".into());
+        for i in 0..self.nodes.len() {
+            match self.nodes[i].life {
+                Life::Frozen => self.nodes[i].life = Life::Up,
+                Life::Crashed => self.restart(i),
+                Life::Up => {}
+            }
+            self.nodes[i].cut_off = false;
+        }
+        for session in self.store.sessions.values_mut() {
+            session.drained = false;
+        }
+    }
+
+    // ------------------------------------------------------- checkers
+
+    fn check(&mut self) -> Result<(), Box<Violation>> {
+        let now = self.now_ms;
+        for name in self.store.configs.keys() {
+            let open: Vec<&Node> = self.nodes.iter().filter(|n| n.gate_open(name, now)).collect();
+            if open.len() > 1 {
+                let who: Vec<String> =
+                    open.iter().map(|n| format!("{} (epoch {})", n.name, n.local[name].epoch)).collect();
+                return Err(self.violation(format!("{name} is served by {} at once", who.join(" and "))));
+            }
+            // A client writes through whoever answers; a write acknowledged
+            // under an older epoch after a newer one would be lost.
+            if let Some(node) = open.first() {
+                let epoch = node.local[name].epoch;
+                let before = self.written.get(name).copied().unwrap_or(0);
+                if epoch < before {
+                    return Err(self.violation(format!(
+                        "{name}: {} acknowledged a write under epoch {epoch} after one under {before}",
+                        node.name
+                    )));
+                }
+                self.written.insert(name.clone(), epoch);
+                self.outcome.writes += 1;
+            }
+        }
+        for (name, ownership) in &self.store.ownership {
+            let before = self.epochs.get(name).copied().unwrap_or(0);
+            if ownership.epoch < before {
+                return Err(
+                    self.violation(format!("{name}: epoch went back from {before} to {}", ownership.epoch))
+                );
+            }
+        }
+        let epochs: Vec<(String, u64)> =
+            self.store.ownership.iter().map(|(n, o)| (n.clone(), o.epoch)).collect();
+        self.epochs.extend(epochs);
+        for (name, history) in &self.store.history {
+            for pair in history.windows(2) {
+                let (a, b) = (&pair[0], &pair[1]);
+                let chained = if b.why == Why::Restart.as_str() {
+                    b.to == a.to && b.epoch >= a.epoch
+                } else if b.why == Why::Start.as_str() {
+                    // Started again after a stop: a new chain, later epochs.
+                    b.epoch > a.epoch
+                } else {
+                    b.from.as_deref() == Some(a.to.as_str()) && b.epoch > a.epoch
+                };
+                if !chained {
+                    return Err(self.violation(format!("{name}: history is not a chain: {a:?} then {b:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Once the faults stopped: every wanted vserver served by exactly one
+    /// live node, which owns it in the store.
+    fn check_settled(&self) -> Result<(), Box<Violation>> {
+        let now = self.now_ms;
+        let mut problems = Vec::new();
+        for (name, config) in &self.store.configs {
+            let ownership = &self.store.ownership[name];
+            let open: BTreeSet<&str> =
+                self.nodes.iter().filter(|n| n.gate_open(name, now)).map(|n| n.name.as_str()).collect();
+            let wanted = config.desired == Desired::Running && ownership.state != VserverState::Failed;
+            if !wanted {
+                if !open.is_empty() {
+                    problems.push(format!("{name} is not wanted but served by {open:?}"));
+                }
+                continue;
+            }
+            let owner = ownership.owner.as_deref().unwrap_or("-");
+            if open.len() != 1 || !open.contains(owner) || ownership.state != VserverState::Running {
+                let mut line = String::new();
+                let _ = write!(
+                    line,
+                    "{name} (assigned {}) is served by {open:?}; the store says {owner} {:?} epoch {}",
+                    config.node, ownership.state, ownership.epoch
+                );
+                problems.push(line);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.violation(format!(
+                "{} ms after the faults stopped: {}",
+                self.settings.quiet_ms,
+                problems.join("; ")
+            )))
+        }
+    }
+}
