@@ -376,8 +376,20 @@ impl Sim {
         if self.faults_on {
             self.operate();
             self.fault();
+            self.drift();
         }
         Ok(())
+    }
+
+    /// Clocks wander, each within `skew_max_ms` of the store's.
+    fn drift(&mut self) {
+        if !self.rng.chance(100) {
+            return;
+        }
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        let max = self.settings.skew_max_ms as i64;
+        let step = self.rng.below(11) as i64 - 5;
+        self.nodes[i].skew_ms = (self.nodes[i].skew_ms + step).clamp(-max, max);
     }
 
     fn shuffled_nodes(&mut self) -> Vec<usize> {

@@ -12,6 +12,8 @@ pub mod creds;
 mod dispatch;
 mod drc;
 pub mod fs;
+#[cfg(test)]
+mod fuzz;
 pub mod handle;
 pub mod limits;
 mod mount;

@@ -50,7 +50,7 @@ impl State {
 }
 
 pub struct Server {
-    state: Arc<State>,
+    pub(crate) state: Arc<State>,
     drain_timeout: Duration,
 }
 

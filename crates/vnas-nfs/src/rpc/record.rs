@@ -75,6 +75,16 @@ impl RecordReader {
     }
 
     #[cfg(test)]
+    pub fn push_for_fuzzing(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    #[cfg(test)]
     fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

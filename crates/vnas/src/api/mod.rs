@@ -8,3 +8,6 @@ pub mod openapi;
 pub mod routes;
 pub mod tls;
 pub mod types;
+
+#[cfg(test)]
+mod fuzz;
