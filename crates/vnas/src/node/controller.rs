@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use vnas_cluster::{records, Action, FailureAction, Local, View, Why};
 use vnas_store::{now_ms, NodeStatus, Session, VserverRecord, VserverState};
 
-use super::monitor::Failure;
-use super::vserver::Running;
+use vnas_vserver::{Failure, Params, Running};
+
 use super::Node;
 
 /// Fault injection for tests: a node started with `VNAS_FAULT=STEP` dies
@@ -62,13 +62,23 @@ struct Controller {
     node: Arc<Node>,
     running: HashMap<String, Running>,
     failed_recently: HashMap<String, (u32, Instant)>,
-    failures: mpsc::Sender<Failure>,
+    /// How this node runs a vserver (its network and volume parts).
+    params: Params,
 }
 
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let (failures, mut failure_rx) = mpsc::channel::<Failure>(64);
+    let params = Params {
+        nfs_port: node.settings.nfs_port,
+        monitor_interval: node.settings.monitor_interval,
+        drain_timeout: Duration::from_secs(2),
+        lease: node.fence.clone(),
+        network: Arc::new(vnas_vserver::Loopback),
+        volumes: Arc::new(vnas_vserver::Directories),
+        failures,
+    };
     let mut controller =
-        Controller { node: node.clone(), running: HashMap::new(), failed_recently: HashMap::new(), failures };
+        Controller { node: node.clone(), running: HashMap::new(), failed_recently: HashMap::new(), params };
     let mut seen_generation = None;
     let mut last_full_read = Instant::now();
     loop {
@@ -173,7 +183,7 @@ impl Controller {
                         continue;
                     };
                     vserver.stop().await;
-                    if let Some(v) = activate(&node, record, epoch, None, &self.failures).await {
+                    if let Some(v) = activate(&node, record, epoch, None, &self.params).await {
                         self.running.insert(name, v);
                     }
                 }
@@ -198,7 +208,7 @@ impl Controller {
                 }
                 Action::Prepare { name, epoch } => {
                     let Some(record) = record else { continue };
-                    match Running::start(&node, record, epoch, false, self.failures.clone()) {
+                    match Running::start(&record.config, epoch, false, &self.params) {
                         Ok(vserver) => {
                             self.running.insert(name, vserver);
                             fault_point("target-prepared");
@@ -210,7 +220,7 @@ impl Controller {
                 }
                 Action::Activate { name, epoch, why } => {
                     let Some(record) = record else { continue };
-                    if let Some(v) = activate(&node, record, epoch, Some(why), &self.failures).await {
+                    if let Some(v) = activate(&node, record, epoch, Some(why), &self.params).await {
                         self.running.insert(name, v);
                     }
                 }
@@ -221,8 +231,8 @@ impl Controller {
                             self.running.insert(vserver.config.name.clone(), vserver);
                         }
                     }
-                    let (node, record, failures) = (node.clone(), record.clone(), self.failures.clone());
-                    starting.spawn(take(node, record, expected, why, since_ms, failures));
+                    let (node, record, params) = (node.clone(), record.clone(), self.params.clone());
+                    starting.spawn(take(node, record, expected, why, since_ms, params));
                 }
                 Action::Assign { moves, reason } => self.assign(moves, reason).await,
             }
@@ -327,7 +337,7 @@ impl Controller {
         noted.reason = Some(failure.reason);
         let name3 = name.clone();
         let _ = node.store(move |s| s.swap_ownership(&name3, epoch, &noted)).await;
-        if let Some(vserver) = activate(&node, &record, epoch, None, &self.failures).await {
+        if let Some(vserver) = activate(&node, &record, epoch, None, &self.params).await {
             self.running.insert(name, vserver);
         }
     }
@@ -341,7 +351,7 @@ async fn take(
     expected: u64,
     why: Why,
     since_ms: u64,
-    failures: mpsc::Sender<Failure>,
+    params: Params,
 ) -> Option<Running> {
     let name = record.config.name.clone();
     let taking = records::taken(&node.name, expected, since_ms);
@@ -349,7 +359,7 @@ async fn take(
     match node.store(move |s| s.swap_ownership(&name2, expected, &taking)).await {
         Ok(()) => {
             record.ownership.since_ms = since_ms;
-            activate(&node, &record, expected + 1, Some(why), &failures).await
+            activate(&node, &record, expected + 1, Some(why), &params).await
         }
         Err(error) => {
             tracing::warn!(vserver = %name, %error, "could not take ownership");
@@ -364,10 +374,10 @@ async fn activate(
     record: &VserverRecord,
     epoch: u64,
     why: Option<Why>,
-    failures: &mpsc::Sender<Failure>,
+    params: &Params,
 ) -> Option<Running> {
     let name = record.config.name.clone();
-    match Running::start(node, record, epoch, true, failures.clone()) {
+    match Running::start(&record.config, epoch, true, params) {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
                 Some(vserver)

@@ -74,6 +74,12 @@ impl Fence {
     }
 }
 
+impl vnas_vserver::Lease for Fence {
+    fn serving(&self) -> bool {
+        Fence::serving(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,7 @@
 
 mod controller;
 pub mod fence;
-mod monitor;
 pub mod validate;
-pub mod vserver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -104,7 +104,7 @@ pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, Api
                 format!("export path {:?} is not absolute", export.path),
             ));
         }
-        if crate::node::vserver::export_dir(&config, &export.path).is_none() {
+        if vnas_vserver::exports::export_dir(&config, &export.path).is_none() {
             return Err(ApiError::bad_request(
                 "export_outside_volumes",
                 format!("export {} is not at or below any volume's mount point", export.path),

@@ -7,11 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vnas_store::VserverConfig;
 
-use super::Settings;
+use crate::running::Params;
 
 #[derive(Debug)]
 pub struct Failure {
@@ -20,36 +19,27 @@ pub struct Failure {
     pub reason: String,
 }
 
-pub async fn watch(
-    config: VserverConfig,
-    epoch: u64,
-    settings: Settings,
-    failures: mpsc::Sender<Failure>,
-    shutdown: CancellationToken,
-) {
+pub async fn watch(config: VserverConfig, epoch: u64, params: Params, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(settings.monitor_interval) => {}
+            _ = tokio::time::sleep(params.monitor_interval) => {}
         }
-        if let Err(reason) = check(&config, settings.nfs_port).await {
+        if let Err(reason) = check(&config, &params).await {
             if shutdown.is_cancelled() {
                 return;
             }
-            let _ = failures.send(Failure { name: config.name.clone(), epoch, reason }).await;
+            let _ = params.failures.send(Failure { name: config.name.clone(), epoch, reason }).await;
             return;
         }
     }
 }
 
-async fn check(config: &VserverConfig, port: u16) -> Result<(), String> {
+async fn check(config: &VserverConfig, params: &Params) -> Result<(), String> {
+    let port = params.nfs_port;
     for volume in &config.volumes {
-        let path = volume.path.clone();
-        let present = tokio::task::spawn_blocking(move || {
-            std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let (volumes, v) = (params.volumes.clone(), volume.clone());
+        let present = tokio::task::spawn_blocking(move || volumes.present(&v)).await.unwrap_or(false);
         if !present {
             return Err(format!("volume {} is gone ({})", volume.mount, volume.path));
         }

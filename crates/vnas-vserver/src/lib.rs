@@ -1,0 +1,20 @@
+//! One running vserver: its NFS server on its addresses, with the exports
+//! its mount table maps to directories, a gate that holds or answers calls,
+//! and a monitor of its health.
+//!
+//! *Architecture invariant:* no decisions here. What runs, where and under
+//! which epoch comes from the caller (the node's controller, which asks
+//! vnas-cluster). The parts that differ between deployments sit behind
+//! small traits: [`Network`] (loopback addresses today; addresses on a real
+//! interface next) and [`Volumes`] (directories today; block devices next).
+
+pub mod exports;
+pub mod monitor;
+pub mod network;
+pub mod running;
+pub mod volumes;
+
+pub use monitor::Failure;
+pub use network::{Loopback, Network};
+pub use running::{Lease, Params, Running};
+pub use volumes::{Directories, Volumes};
