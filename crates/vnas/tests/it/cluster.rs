@@ -213,20 +213,7 @@ async fn a_vserver_whose_volume_vanishes_is_marked_failed() {
 }
 
 fn api(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
-    let mut request = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "DELETE" => client.delete(url),
-        _ => unreachable!(),
-    }
-    .bearer_auth(admin_token());
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
+    http(method, url, Some(&admin_token()), body)
 }
 
 #[test]

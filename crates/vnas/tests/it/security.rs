@@ -15,25 +15,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn request(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
-    let mut request = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "DELETE" => client.delete(url),
-        _ => unreachable!(),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
 /// A node with a token file of its own, its log in `log`.
 fn node_with_log(name: &str, top: &std::path::Path) -> (NodeProc, std::path::PathBuf, std::path::PathBuf) {
     let token_file = top.join("admin.token");
@@ -75,18 +56,18 @@ fn the_api_refuses_calls_without_the_token_and_changes_nothing() {
             ("POST", "/api/internal/wake", None),
             ("GET", "/api/no-such-thing", None),
         ] {
-            let (status, error) = request(method, &url(path), presented, body);
+            let (status, error) = http(method, &url(path), presented, body);
             assert_eq!((status, error["code"].as_str()), (401, Some("unauthorized")), "{method} {path}");
         }
     }
     // Nothing changed: no vserver, nothing on its address, the node undrained.
-    let (status, list) = request("GET", &url("/api/vservers"), Some(token), None);
+    let (status, list) = http("GET", &url("/api/vservers"), Some(token), None);
     assert_eq!((status, list), (200, serde_json::json!([])));
-    let (_, nodes) = request("GET", &url("/api/nodes"), Some(token), None);
+    let (_, nodes) = http("GET", &url("/api/nodes"), Some(token), None);
     assert_eq!(nodes[0]["drained"], false);
     assert!(std::net::TcpStream::connect("127.0.9.1:2049").is_err(), "nothing listens for web");
     // The API's description is public.
-    assert_eq!(request("GET", &url("/api/openapi.json"), None, None).0, 200);
+    assert_eq!(http("GET", &url("/api/openapi.json"), None, None).0, 200);
 
     // Another user's process on this host: it cannot read the token file,
     // and the CLI it runs gets 401 and says why.
@@ -113,7 +94,7 @@ fn the_api_refuses_calls_without_the_token_and_changes_nothing() {
         assert!(!out.status.success(), "{stderr}");
         assert!(stderr.contains("unauthorized") && stderr.contains("no admin token"), "{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-        let (_, list) = request("GET", &url("/api/vservers"), Some(token), None);
+        let (_, list) = http("GET", &url("/api/vservers"), Some(token), None);
         assert_eq!(list, serde_json::json!([]), "the refused create changed nothing");
     } else {
         eprintln!("SKIPPED the other-user part of the token test: needs root (CI runs as root)");
@@ -179,8 +160,8 @@ fn several_tokens_name_their_holders_in_the_audit_trail() {
     std::fs::write(&token_file, format!("alice {alice}\nbob {bob}\n")).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (n1, _, log) = node_with_log("n1", top.path());
-    assert_eq!(request("POST", &format!("{}/api/nodes/n1/drain", n1.api), Some(bob), None).0, 200);
-    assert_eq!(request("POST", &format!("{}/api/nodes/n1/undrain", n1.api), Some(alice), None).0, 200);
+    assert_eq!(http("POST", &format!("{}/api/nodes/n1/drain", n1.api), Some(bob), None).0, 200);
+    assert_eq!(http("POST", &format!("{}/api/nodes/n1/undrain", n1.api), Some(alice), None).0, 200);
     n1.stop();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.lines().any(|l| l.contains("who=bob") && l.contains("/api/nodes/n1/drain")), "{log}");

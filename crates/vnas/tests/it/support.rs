@@ -41,20 +41,24 @@ pub fn nfsprobe() -> std::path::PathBuf {
 /// per target directory, mode 600, as a node would make it).
 pub fn token_file() -> std::path::PathBuf {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin.token");
-    if !path.exists() {
-        let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes).unwrap();
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let aside = path.with_extension(format!("{}", std::process::id()));
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&aside).unwrap();
-        writeln!(file, "tests {secret}").unwrap();
-        // Tests in other processes may race to make it: one link wins.
-        let _ = std::fs::hard_link(&aside, &path);
-        std::fs::remove_file(&aside).unwrap();
-    }
-    path
+    static MADE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin.token");
+        if !path.exists() {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).unwrap();
+            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let aside = path.with_extension(format!("{}", std::process::id()));
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&aside).unwrap();
+            writeln!(file, "tests {secret}").unwrap();
+            // Test binaries in other processes may race to make it: one link wins.
+            let _ = std::fs::hard_link(&aside, &path);
+            std::fs::remove_file(&aside).unwrap();
+        }
+        path
+    })
+    .clone()
 }
 
 /// The token in `token_file()`.
@@ -411,4 +415,25 @@ pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An API call with `token` (if any) and a JSON `body` (if any): the HTTP
+/// status and the JSON answer.
+pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "DELETE" => client.delete(url),
+        _ => unreachable!(),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(serde_json::Value::Null))
 }
