@@ -5,8 +5,11 @@ cd "$(dirname "$0")/.."
 
 # libnfs's tools are the independent NFS client in the integration tests;
 # libnfs-dev and gcc build our libnfs probe (tools/nfsprobe.c) the tests
-# use; e2fsprogs makes the ext4 filesystem of the 2-million-file test.
-packages=(libnfs-utils libnfs-dev gcc e2fsprogs)
+# use; e2fsprogs makes the ext4 filesystem of the 2-million-file test;
+# etcd-server is the real etcd the etcd store is tested against (the tests
+# start their own members on loopback ports), and protobuf-compiler builds
+# the etcd client.
+packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -23,11 +26,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-features 2>&1 | tee "$log" || status=$?
 # One closing line for all test binaries together.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -7,10 +7,14 @@
 //! [`suite`], that every backend must pass.
 
 mod dir;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod model;
 pub mod suite;
 
 pub use dir::{check_name, DirStore};
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use model::*;
 
 /// Why a store operation failed.

@@ -27,7 +27,8 @@ pub struct NodeArgs {
     /// This node's name, unique in the cluster.
     #[arg(long)]
     name: Option<String>,
-    /// The common volume: a directory every node reaches.
+    /// The common volume: a directory every node reaches, or
+    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
     #[arg(long)]
     store: Option<String>,
     /// Address of the management API.
@@ -158,10 +159,22 @@ fn peer_client(tls: Option<&TlsFiles>) -> anyhow::Result<reqwest::Client> {
 
 pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
     if spec.starts_with("etcd://") {
-        bail!("the etcd store is not available in this version; use a directory");
+        return open_etcd(spec);
     }
     let store = DirStore::open(spec).with_context(|| format!("cannot open the store at {spec}"))?;
     Ok(Arc::new(store))
+}
+
+#[cfg(feature = "etcd")]
+fn open_etcd(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store =
+        vnas_store::EtcdStore::open(spec).with_context(|| format!("cannot open the store at {spec}"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn open_etcd(_spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+    bail!("this vnas was built without the etcd store: build it with `--features etcd` (needs protoc)");
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {

@@ -107,7 +107,7 @@ async fn export_rules_and_squashing_per_vserver() {
     std::fs::create_dir(&sq).unwrap();
     std::fs::set_permissions(&sq, std::fs::Permissions::from_mode(0o777)).unwrap();
     std::fs::write(ro.join("f"), b"read me").unwrap();
-    let n1 = NodeProc::start("n1", &top.path().join("store"));
+    let n1 = NodeProc::start("n1", top.path().join("store"));
     let vol = |dir: &std::path::Path| format!("/data={}", dir.display());
     cli_json(
         &n1.api,
@@ -186,7 +186,7 @@ async fn a_vserver_whose_volume_vanishes_is_marked_failed() {
     let top = temp_dir();
     let vol = top.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
-    let n1 = NodeProc::start("n1", &top.path().join("store"));
+    let n1 = NodeProc::start("n1", top.path().join("store"));
     cli_json(
         &n1.api,
         &[
@@ -296,7 +296,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
 #[test]
 fn the_openapi_document_describes_the_api() {
     let top = temp_dir();
-    let n1 = NodeProc::start("n1", &top.path().join("store"));
+    let n1 = NodeProc::start("n1", top.path().join("store"));
     let (status, doc) = api("GET", &format!("{}/api/openapi.json", n1.api), None);
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));

@@ -19,7 +19,7 @@ use crate::support::*;
 fn node_with_log(name: &str, top: &std::path::Path) -> (NodeProc, std::path::PathBuf, std::path::PathBuf) {
     let token_file = top.join("admin.token");
     let log = top.join(format!("{name}.log"));
-    let mut command = NodeProc::command(name, &top.join("store"));
+    let mut command = NodeProc::command(name, top.join("store"));
     command
         .arg("--token-file")
         .arg(&token_file)
@@ -169,7 +169,7 @@ fn several_tokens_name_their_holders_in_the_audit_trail() {
 
     // A token file others may read is refused at start.
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = NodeProc::command("n2", &top.path().join("store"))
+    let out = NodeProc::command("n2", top.path().join("store"))
         .arg("--token-file")
         .arg(&token_file)
         .stderr(Stdio::piped())
@@ -196,7 +196,7 @@ fn off_loopback_the_api_wants_tls_and_the_cli_speaks_it() {
     let (cert_pem, key_pem) = (top.path().join("api.pem"), top.path().join("api.key"));
     std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
     std::fs::write(&key_pem, cert.key_pair.serialize_pem()).unwrap();
-    let mut command = NodeProc::command("n1", &top.path().join("store"));
+    let mut command = NodeProc::command("n1", top.path().join("store"));
     command.arg("--tls-cert").arg(&cert_pem).arg("--tls-key").arg(&key_pem);
     let n1 = NodeProc::spawn(command);
     assert!(n1.api.starts_with("https://127.0.0.1:"), "{}", n1.api);

@@ -289,12 +289,13 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    pub fn start(name: &str, store: &Path) -> NodeProc {
+    /// `store`: a directory, or an etcd:// URL.
+    pub fn start(name: &str, store: impl AsRef<std::ffi::OsStr>) -> NodeProc {
         NodeProc::start_with(name, store, None)
     }
 
     /// With `fault`: the node dies (abort) at that step of a transfer.
-    pub fn start_with(name: &str, store: &Path, fault: Option<&str>) -> NodeProc {
+    pub fn start_with(name: &str, store: impl AsRef<std::ffi::OsStr>, fault: Option<&str>) -> NodeProc {
         let mut command = NodeProc::command(name, store);
         if let Some(fault) = fault {
             command.env("VNAS_FAULT", fault);
@@ -304,7 +305,7 @@ impl NodeProc {
 
     /// `vnas node run` for `name` on `store`, API on a free loopback port;
     /// more flags may follow.
-    pub fn command(name: &str, store: &Path) -> Command {
+    pub fn command(name: &str, store: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = vnas_command();
         command
             .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])

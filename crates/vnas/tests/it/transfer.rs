@@ -80,29 +80,26 @@ fn volume(top: &tempfile::TempDir, name: &str) -> String {
 fn planned_moves_back_and_forth_under_load() {
     let top = temp_dir();
     let store = top.path().join("store");
-    let n1 = NodeProc::start("n1", &store);
-    let n2 = NodeProc::start("n2", &store);
+    planned_moves(&top, store.as_os_str(), "127.0.12");
+}
+
+/// The store is a directory or an etcd:// URL; `net` is a /24 of
+/// loopback addresses of the test's own.
+fn planned_moves(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
+    let (ip1, ip2) = (format!("{net}.1"), format!("{net}.2"));
+    let n1 = NodeProc::start("n1", store);
+    let n2 = NodeProc::start("n2", store);
     cli_json(
         &n1.api,
-        &[
-            "vserver",
-            "create",
-            "moving",
-            "--ip",
-            "127.0.12.1",
-            "--volume",
-            &volume(&top, "a"),
-            "--node",
-            "n1",
-        ],
+        &["vserver", "create", "moving", "--ip", &ip1, "--volume", &volume(top, "a"), "--node", "n1"],
     );
     cli_json(
         &n1.api,
-        &["vserver", "create", "still", "--ip", "127.0.12.2", "--volume", &volume(&top, "b"), "--node", "n2"],
+        &["vserver", "create", "still", "--ip", &ip2, "--volume", &volume(top, "b"), "--node", "n2"],
     );
-    let moving = Probe::start("127.0.12.1", 8);
-    let still = Probe::start("127.0.12.2", 7);
-    let verifier = background_verifier("127.0.12.1", 7);
+    let moving = Probe::start(&ip1, 8);
+    let still = Probe::start(&ip2, 7);
+    let verifier = background_verifier(&ip1, 7);
     let mut pauses = Vec::new();
     for i in 0..6 {
         let to = if i % 2 == 0 { "n2" } else { "n1" };
@@ -136,38 +133,33 @@ fn planned_moves_back_and_forth_under_load() {
 fn failover_after_the_owner_is_killed() {
     let top = temp_dir();
     let store = top.path().join("store");
-    let n1 = NodeProc::start("n1", &store);
-    let n2 = NodeProc::start("n2", &store);
-    let n3 = NodeProc::start("n3", &store);
+    failover(&top, store.as_os_str(), "127.0.13");
+}
+
+fn failover(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
+    let (ip1, ip2) = (format!("{net}.1"), format!("{net}.2"));
+    let n1 = NodeProc::start("n1", store);
+    let n2 = NodeProc::start("n2", store);
+    let n3 = NodeProc::start("n3", store);
     cli_json(
         &n2.api,
-        &[
-            "vserver",
-            "create",
-            "doomed",
-            "--ip",
-            "127.0.13.1",
-            "--volume",
-            &volume(&top, "a"),
-            "--node",
-            "n1",
-        ],
+        &["vserver", "create", "doomed", "--ip", &ip1, "--volume", &volume(top, "a"), "--node", "n1"],
     );
     cli_json(
         &n2.api,
-        &["vserver", "create", "other", "--ip", "127.0.13.2", "--volume", &volume(&top, "b"), "--node", "n3"],
+        &["vserver", "create", "other", "--ip", &ip2, "--volume", &volume(top, "b"), "--node", "n3"],
     );
     // Data acknowledged as stable before the failover (nfs-cp commits).
     let local = top.path().join("local.bin");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&local, &data).unwrap();
-    let url = |path: &str| format!("nfs://127.0.13.1/data{path}?nfsport=2049&mountport=2049");
+    let url = |path: &str| format!("nfs://{ip1}/data{path}?nfsport=2049&mountport=2049");
     let copied =
         Command::new("nfs-cp").arg(&local).arg(url("/stable.bin")).stdout(Stdio::null()).status().unwrap();
     assert!(copied.success());
-    let probe = Probe::start("127.0.13.1", 5);
-    let other = Probe::start("127.0.13.2", 4);
-    let verifier = background_verifier("127.0.13.1", 4);
+    let probe = Probe::start(&ip1, 5);
+    let other = Probe::start(&ip2, 4);
+    let verifier = background_verifier(&ip1, 4);
     std::thread::sleep(Duration::from_millis(500));
     n1.kill();
     let gap = probe.finish();
@@ -335,5 +327,27 @@ fn a_node_dying_at_each_step_of_a_move() {
         let nodes = cli_json(&n3.api, &["node", "list"]);
         let serving: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
         assert_eq!(serving, 1, "{step}: exactly one node serves it: {nodes}");
+    }
+}
+
+/// The same transfers with the common volume on a real three-member etcd.
+#[cfg(feature = "etcd")]
+mod on_etcd {
+    use vnas_store::etcd::test_cluster::EtcdCluster;
+
+    use super::*;
+
+    #[test]
+    fn planned_moves_back_and_forth_under_load_on_etcd() {
+        let top = temp_dir();
+        let etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
+        planned_moves(&top, etcd.url("moves").as_ref(), "127.0.22");
+    }
+
+    #[test]
+    fn failover_after_the_owner_is_killed_on_etcd() {
+        let top = temp_dir();
+        let etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
+        failover(&top, etcd.url("failover").as_ref(), "127.0.23");
     }
 }

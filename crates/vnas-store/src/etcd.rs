@@ -1,0 +1,631 @@
+//! The common volume on etcd, for clusters of separate machines.
+//!
+//! Keys, under a prefix (`vnas` unless the URL names another, so several
+//! clusters can share one etcd):
+//!
+//! ```text
+//! PREFIX/vservers/NAME/config      configuration (JSON, with a format version)
+//! PREFIX/vservers/NAME/ownership   owner, epoch, state
+//! PREFIX/vservers/NAME/service     service state as applied
+//! PREFIX/vservers/NAME/history     transfers (the last 1000)
+//! PREFIX/addresses/ADDRESS         the vserver that uses it (uniqueness)
+//! PREFIX/nodes/NAME/info           node info (stays while the node is down)
+//! PREFIX/nodes/NAME/alive          last renewal (ms), bound to the node's lease
+//! PREFIX/nodes/NAME/drained        present while drained
+//! ```
+//!
+//! A node's session is an etcd lease: its `alive` key goes when the lease
+//! expires or the session is dropped. Every change that must not race is a
+//! transaction comparing what it read (a key's modification revision, or
+//! its absence), so an ownership change computed from a stale epoch is
+//! refused by etcd itself. The generation is etcd's revision.
+
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    check_name, now_ms, NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, Transfer,
+    VserverConfig, VserverRecord, FORMAT,
+};
+
+/// How long one etcd call may take before the store is called unavailable
+/// (a node that cannot renew within its lease fences itself).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A node's lease in etcd; its renewals come far more often.
+const LEASE_TTL_S: i64 = 2;
+/// Transfers kept per vserver.
+const HISTORY_MAX: usize = 1000;
+/// Compare-and-swap retries when another writer got in between.
+const RETRIES_MAX: usize = 16;
+
+#[derive(Serialize, Deserialize)]
+struct Stored<T> {
+    format: u32,
+    data: T,
+}
+
+pub struct EtcdStore {
+    /// The etcd client's own runtime: the `Store` trait is blocking, and
+    /// its callers run it off their async threads.
+    runtime: std::sync::Arc<OwnRuntime>,
+    client: Client,
+    prefix: String,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("etcd: {error}"))
+}
+
+fn encode<T: Serialize>(data: &T) -> Vec<u8> {
+    serde_json::to_vec(&Stored { format: FORMAT, data }).expect("records serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { path: key.to_string(), reason };
+    let stored: Stored<T> = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if stored.format != FORMAT {
+        return Err(corrupt(format!("format {} is not {FORMAT}", stored.format)));
+    }
+    Ok(stored.data)
+}
+
+/// A runtime that may be dropped anywhere, an async context included (a
+/// node drops its store as its own runtime shuts down).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// One key as read: its value and modification revision (0: absent).
+struct Read {
+    value: Option<Vec<u8>>,
+    revision: i64,
+}
+
+impl EtcdStore {
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
+    pub fn open(url: &str) -> Result<EtcdStore, StoreError> {
+        let rest =
+            url.strip_prefix("etcd://").ok_or_else(|| unavailable(format!("{url} is not etcd://...")))?;
+        let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, "vnas"));
+        let prefix = prefix.trim_matches('/');
+        if hosts.is_empty() || prefix.is_empty() {
+            return Err(unavailable(format!("{url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")));
+        }
+        let endpoints: Vec<String> = hosts.split(',').map(|h| format!("http://{h}")).collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .map_err(unavailable)?;
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            .with_timeout(CALL_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+        let client = runtime
+            .block_on(async {
+                tokio::time::timeout(CALL_TIMEOUT, Client::connect(endpoints, Some(options))).await
+            })
+            .map_err(|_| unavailable(format!("{hosts}: no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(unavailable)?;
+        let runtime = std::sync::Arc::new(OwnRuntime(Some(runtime)));
+        let store = EtcdStore { runtime, client, prefix: prefix.to_string() };
+        // Fails now, not at the first record, when nothing answers.
+        store.generation()?;
+        Ok(store)
+    }
+
+    fn key(&self, path: &str) -> String {
+        format!("{}/{path}", self.prefix)
+    }
+
+    fn vserver_key(&self, name: &str, part: &str) -> String {
+        self.key(&format!("vservers/{name}/{part}"))
+    }
+
+    fn call<T>(
+        &self,
+        future: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        self.runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
+            .map_err(|_| unavailable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(unavailable)
+    }
+
+    fn read(&self, key: &str) -> Result<Read, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.call(client.get(key, None))?;
+        Ok(match response.kvs().first() {
+            Some(kv) => Read { value: Some(kv.value().to_vec()), revision: kv.mod_revision() },
+            None => Read { value: None, revision: 0 },
+        })
+    }
+
+    /// Every key under `prefix`, with values.
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.call(client.get(prefix, Some(GetOptions::new().with_prefix())))?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+            .collect())
+    }
+
+    /// Runs a transaction; `Ok(false)`: a comparison failed.
+    fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
+        let mut client = self.client.clone();
+        let response = self.call(client.txn(Txn::new().when(compares).and_then(ops)))?;
+        Ok(response.succeeded())
+    }
+
+    fn absent(key: &str) -> Compare {
+        Compare::version(key, CompareOp::Equal, 0)
+    }
+
+    fn unchanged(key: &str, read: &Read) -> Compare {
+        if read.value.is_none() {
+            Self::absent(key)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, read.revision)
+        }
+    }
+
+    fn config(&self, name: &str) -> Result<(VserverConfig, Read), StoreError> {
+        let key = self.vserver_key(name, "config");
+        let read = self.read(&key)?;
+        let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+        Ok((decode(&key, value)?, read))
+    }
+
+    /// Which vserver uses `address`, if any.
+    fn address_user(&self, address: &str) -> Result<Option<String>, StoreError> {
+        let read = self.read(&self.key(&format!("addresses/{address}")))?;
+        Ok(read.value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// The error for a create or update whose transaction found an address
+    /// taken (or the name, for a create).
+    fn conflict(&self, config: &VserverConfig) -> Result<StoreError, StoreError> {
+        for address in &config.addresses {
+            if let Some(user) = self.address_user(address)? {
+                if user != config.name {
+                    return Ok(StoreError::AddressInUse { address: address.clone(), vserver: user });
+                }
+            }
+        }
+        Ok(StoreError::Unavailable("etcd: a concurrent change; try again".into()))
+    }
+}
+
+impl Store for EtcdStore {
+    fn create_vserver(&self, config: &VserverConfig) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        let config_key = self.vserver_key(&config.name, "config");
+        let mut compares = vec![Self::absent(&config_key)];
+        let mut ops = vec![
+            TxnOp::put(config_key.as_str(), encode(config), None),
+            TxnOp::put(self.vserver_key(&config.name, "ownership"), encode(&Ownership::unowned()), None),
+        ];
+        for address in &config.addresses {
+            let key = self.key(&format!("addresses/{address}"));
+            compares.push(Self::absent(&key));
+            ops.push(TxnOp::put(key, config.name.as_bytes(), None));
+        }
+        if self.txn(compares, ops)? {
+            return Ok(());
+        }
+        if self.read(&config_key)?.value.is_some() {
+            return Err(StoreError::VserverExists(config.name.clone()));
+        }
+        Err(self.conflict(config)?)
+    }
+
+    fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        for _ in 0..RETRIES_MAX {
+            let (old, read) = self.config(&config.name)?;
+            let config_key = self.vserver_key(&config.name, "config");
+            let mut compares = vec![Self::unchanged(&config_key, &read)];
+            let mut ops = vec![TxnOp::put(config_key.as_str(), encode(config), None)];
+            for address in config.addresses.iter().filter(|a| !old.addresses.contains(a)) {
+                let key = self.key(&format!("addresses/{address}"));
+                compares.push(Self::absent(&key));
+                ops.push(TxnOp::put(key, config.name.as_bytes(), None));
+            }
+            for address in old.addresses.iter().filter(|a| !config.addresses.contains(a)) {
+                ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
+            }
+            if self.txn(compares, ops)? {
+                return Ok(());
+            }
+            let conflict = self.conflict(config)?;
+            if matches!(conflict, StoreError::AddressInUse { .. }) {
+                return Err(conflict);
+            }
+        }
+        Err(unavailable("too many concurrent changes"))
+    }
+
+    fn delete_vserver(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let (config, read) = self.config(name)?;
+        let config_key = self.vserver_key(name, "config");
+        let mut ops = vec![TxnOp::delete(
+            self.key(&format!("vservers/{name}/")),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )];
+        for address in &config.addresses {
+            ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
+        }
+        if self.txn(vec![Self::unchanged(&config_key, &read)], ops)? {
+            Ok(())
+        } else {
+            Err(unavailable("the vserver changed while it was being deleted; try again"))
+        }
+    }
+
+    fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError> {
+        check_name(name)?;
+        let prefix = self.key(&format!("vservers/{name}/"));
+        let mut records = records_from(&self.list(&prefix)?, &self.key("vservers/"))?;
+        records.pop().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))
+    }
+
+    fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError> {
+        let prefix = self.key("vservers/");
+        records_from(&self.list(&prefix)?, &prefix)
+    }
+
+    fn swap_ownership(&self, name: &str, expected_epoch: u64, new: &Ownership) -> Result<(), StoreError> {
+        check_name(name)?;
+        let key = self.vserver_key(name, "ownership");
+        for _ in 0..RETRIES_MAX {
+            let read = self.read(&key)?;
+            let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+            let current: Ownership = decode(&key, value)?;
+            if current.epoch != expected_epoch || new.epoch < current.epoch {
+                return Err(StoreError::StaleEpoch {
+                    name: name.to_string(),
+                    expected: expected_epoch,
+                    actual: current.epoch,
+                });
+            }
+            if self
+                .txn(vec![Self::unchanged(&key, &read)], vec![TxnOp::put(key.as_str(), encode(new), None)])?
+            {
+                return Ok(());
+            }
+        }
+        Err(unavailable("too many concurrent ownership changes"))
+    }
+
+    fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
+        check_name(name)?;
+        let key = self.vserver_key(name, "ownership");
+        for _ in 0..RETRIES_MAX {
+            let read = self.read(&key)?;
+            let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+            let current: Ownership = decode(&key, value)?;
+            if current.epoch != state.epoch {
+                return Err(StoreError::StaleEpoch {
+                    name: name.to_string(),
+                    expected: state.epoch,
+                    actual: current.epoch,
+                });
+            }
+            let put = TxnOp::put(self.vserver_key(name, "service"), encode(state), None);
+            if self.txn(vec![Self::unchanged(&key, &read)], vec![put])? {
+                return Ok(());
+            }
+        }
+        Err(unavailable("too many concurrent ownership changes"))
+    }
+
+    fn generation(&self) -> Result<u64, StoreError> {
+        let mut client = self.client.clone();
+        let response =
+            self.call(client.get(self.key("generation"), Some(GetOptions::new().with_count_only())))?;
+        Ok(response.header().map_or(0, |h| h.revision() as u64))
+    }
+
+    fn append_history(&self, name: &str, entry: &Transfer) -> Result<(), StoreError> {
+        check_name(name)?;
+        let key = self.vserver_key(name, "history");
+        for _ in 0..RETRIES_MAX {
+            self.config(name)?;
+            let read = self.read(&key)?;
+            let mut history: Vec<Transfer> = match &read.value {
+                Some(value) => decode(&key, value)?,
+                None => Vec::new(),
+            };
+            history.push(entry.clone());
+            let excess = history.len().saturating_sub(HISTORY_MAX);
+            history.drain(..excess);
+            let config_key = self.vserver_key(name, "config");
+            let compares =
+                vec![Self::unchanged(&key, &read), Compare::version(config_key, CompareOp::Greater, 0)];
+            if self.txn(compares, vec![TxnOp::put(key.as_str(), encode(&history), None)])? {
+                return Ok(());
+            }
+        }
+        Err(unavailable("too many concurrent history writes"))
+    }
+
+    fn history(&self, name: &str) -> Result<Vec<Transfer>, StoreError> {
+        check_name(name)?;
+        self.config(name)?;
+        let key = self.vserver_key(name, "history");
+        match self.read(&key)?.value {
+            Some(value) => decode(&key, &value),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn set_drained(&self, node: &str, drained: bool) -> Result<(), StoreError> {
+        check_name(node)?;
+        let info = self.key(&format!("nodes/{node}/info"));
+        let marker = self.key(&format!("nodes/{node}/drained"));
+        let op = if drained { TxnOp::put(marker, b"1".to_vec(), None) } else { TxnOp::delete(marker, None) };
+        if self.txn(vec![Compare::version(info, CompareOp::Greater, 0)], vec![op])? {
+            Ok(())
+        } else {
+            Err(StoreError::NodeNotFound(node.to_string()))
+        }
+    }
+
+    fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {
+        check_name(&node.name)?;
+        let mut client = self.client.clone();
+        let lease = self.call(client.lease_grant(LEASE_TTL_S, None))?.id();
+        let alive = self.key(&format!("nodes/{}/alive", node.name));
+        let info = self.key(&format!("nodes/{}/info", node.name));
+        let ops = vec![
+            TxnOp::put(info, encode(node), None),
+            TxnOp::put(alive.as_str(), now_ms().to_string(), Some(PutOptions::new().with_lease(lease))),
+        ];
+        if !self.txn(vec![Self::absent(&alive)], ops)? {
+            let _ = self.call(client.lease_revoke(lease));
+            return Err(StoreError::NodeAlreadyRunning(node.name.clone()));
+        }
+        Ok(Box::new(EtcdSession { store: self.handle(), lease, alive }))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
+        let prefix = self.key("nodes/");
+        let mut nodes: std::collections::BTreeMap<String, NodeStatus> = Default::default();
+        let entries = self.list(&prefix)?;
+        for (key, value) in &entries {
+            let Some((name, "info")) = key.strip_prefix(&prefix).and_then(|k| k.split_once('/')) else {
+                continue;
+            };
+            let info: NodeInfo = decode(key, value)?;
+            nodes
+                .insert(name.to_string(), NodeStatus { info, alive: false, last_seen_ms: 0, drained: false });
+        }
+        for (key, value) in &entries {
+            let Some((name, part)) = key.strip_prefix(&prefix).and_then(|k| k.split_once('/')) else {
+                continue;
+            };
+            let Some(node) = nodes.get_mut(name) else { continue };
+            match part {
+                "alive" => {
+                    node.alive = true;
+                    node.last_seen_ms = String::from_utf8_lossy(value).parse().unwrap_or(0);
+                }
+                "drained" => node.drained = true,
+                _ => {}
+            }
+        }
+        Ok(nodes.into_values().collect())
+    }
+}
+
+impl EtcdStore {
+    /// A second handle on the same connection, for a session.
+    fn handle(&self) -> EtcdStore {
+        EtcdStore { runtime: self.runtime.clone(), client: self.client.clone(), prefix: self.prefix.clone() }
+    }
+}
+
+/// Records from the keys under `PREFIX/vservers/`, by name.
+fn records_from(entries: &[(String, Vec<u8>)], prefix: &str) -> Result<Vec<VserverRecord>, StoreError> {
+    let mut configs = std::collections::BTreeMap::new();
+    let mut ownerships = std::collections::BTreeMap::new();
+    let mut services = std::collections::BTreeMap::new();
+    for (key, value) in entries {
+        let Some((name, part)) = key.strip_prefix(prefix).and_then(|k| k.split_once('/')) else { continue };
+        match part {
+            "config" => {
+                configs.insert(name.to_string(), decode::<VserverConfig>(key, value)?);
+            }
+            "ownership" => {
+                ownerships.insert(name.to_string(), decode::<Ownership>(key, value)?);
+            }
+            "service" => {
+                services.insert(name.to_string(), decode::<ServiceState>(key, value)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(configs
+        .into_iter()
+        .map(|(name, config)| VserverRecord {
+            ownership: ownerships.remove(&name).unwrap_or_else(Ownership::unowned),
+            service: services.remove(&name),
+            config,
+        })
+        .collect())
+}
+
+/// A node's lease. Renewing refreshes the lease and the node's last-seen
+/// time; dropping the session revokes the lease, so the node is down at
+/// once (as when the kernel drops a dead process's lock).
+struct EtcdSession {
+    store: EtcdStore,
+    lease: i64,
+    alive: String,
+}
+
+impl Session for EtcdSession {
+    fn renew(&self) -> Result<(), StoreError> {
+        let mut client = self.store.client.clone();
+        let (mut keeper, mut responses) = self.store.call(client.lease_keep_alive(self.lease))?;
+        self.store.call(keeper.keep_alive())?;
+        let answer = self.store.call(responses.message())?;
+        if answer.is_none_or(|a| a.ttl() <= 0) {
+            return Err(StoreError::Unavailable("etcd: this node's lease expired".into()));
+        }
+        let put = TxnOp::put(
+            self.alive.as_str(),
+            now_ms().to_string(),
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        self.store.txn(Vec::new(), vec![put]).map(|_| ())
+    }
+}
+
+impl Drop for EtcdSession {
+    fn drop(&mut self) {
+        let mut client = self.store.client.clone();
+        let lease = self.lease;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Dropped on an async thread, where nothing may block.
+            self.store.runtime.spawn(async move {
+                let _ = client.lease_revoke(lease).await;
+            });
+        } else {
+            let _ = self.store.call(client.lease_revoke(lease));
+        }
+    }
+}
+
+/// A real etcd cluster of three members on loopback ports, with data in
+/// a directory of its own, stopped when dropped: for tests and benchmarks
+/// (Debian package etcd-server).
+pub mod test_cluster {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Member {
+        pub name: String,
+        pub client_port: u16,
+        peer_port: u16,
+        pub child: Option<Child>,
+    }
+
+    pub struct EtcdCluster {
+        pub members: Vec<Member>,
+        dir: PathBuf,
+        token: String,
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    impl EtcdCluster {
+        /// Starts `n` members under `dir` and waits until they answer.
+        pub fn start(dir: &Path, n: usize) -> EtcdCluster {
+            std::fs::create_dir_all(dir).unwrap();
+            let members = (1..=n)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    child: None,
+                })
+                .collect();
+            let token = format!("vnas-test-{}-{}", std::process::id(), free_port());
+            let mut cluster = EtcdCluster { members, dir: dir.to_path_buf(), token };
+            for i in 0..n {
+                cluster.start_member(i, true);
+            }
+            cluster.wait_ready();
+            cluster
+        }
+
+        /// `etcd://127.0.0.1:P1,...` with a prefix of its own.
+        pub fn url(&self, prefix: &str) -> String {
+            let hosts: Vec<String> =
+                self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+            format!("etcd://{}/{prefix}", hosts.join(","))
+        }
+
+        pub fn start_member(&mut self, i: usize, new: bool) {
+            let initial: Vec<String> =
+                self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+            let m = &self.members[i];
+            let client = format!("http://127.0.0.1:{}", m.client_port);
+            let peer = format!("http://127.0.0.1:{}", m.peer_port);
+            let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name))).unwrap();
+            let child = Command::new("etcd")
+                .arg("--name")
+                .arg(&m.name)
+                .arg("--data-dir")
+                .arg(self.dir.join(&m.name))
+                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-token", &self.token])
+                .args(["--initial-cluster-state", if new { "new" } else { "existing" }])
+                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("etcd runs (Debian package etcd-server)");
+            self.members[i].child = Some(child);
+        }
+
+        pub fn kill_member(&mut self, i: usize) {
+            if let Some(mut child) = self.members[i].child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Until a store opens and reads through every member's port.
+        pub fn wait_ready(&self) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if crate::etcd::EtcdStore::open(&self.url("ready")).is_ok() {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd did not come up within 30 s; see {}",
+                    self.dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    impl Drop for EtcdCluster {
+        fn drop(&mut self) {
+            for i in 0..self.members.len() {
+                self.kill_member(i);
+            }
+        }
+    }
+}
