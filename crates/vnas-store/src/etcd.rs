@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -127,9 +127,16 @@ impl EtcdStore {
             .map_err(unavailable)?;
         let runtime = std::sync::Arc::new(OwnRuntime(Some(runtime)));
         let store = EtcdStore { runtime, client, prefix: prefix.to_string() };
-        // Fails now, not at the first record, when nothing answers.
-        store.generation()?;
-        Ok(store)
+        // Fails now, not at the first record, when nothing answers; a
+        // member that is still starting is given the call timeout.
+        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+        loop {
+            match store.generation() {
+                Ok(_) => return Ok(store),
+                Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     fn key(&self, path: &str) -> String {
@@ -140,7 +147,35 @@ impl EtcdStore {
         self.key(&format!("vservers/{name}/{part}"))
     }
 
-    fn call<T>(
+    /// Runs `make(client)` until it succeeds, fails for good, or
+    /// `CALL_TIMEOUT` passes. A member that is down refuses connections:
+    /// such a call is tried again (the client picks among the members).
+    fn call<T, F>(&self, make: impl Fn(Client) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.runtime
+            .block_on(async {
+                tokio::time::timeout(CALL_TIMEOUT, async {
+                    loop {
+                        match make(self.client.clone()).await {
+                            Err(etcd_client::Error::GRpcStatus(status))
+                                if status.code() == tonic::Code::Unavailable =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(20)).await
+                            }
+                            result => return result,
+                        }
+                    }
+                })
+                .await
+            })
+            .map_err(|_| unavailable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(unavailable)
+    }
+
+    /// Waits for `future` (a lease's stream), at most `CALL_TIMEOUT`.
+    fn wait<T>(
         &self,
         future: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
@@ -151,8 +186,10 @@ impl EtcdStore {
     }
 
     fn read(&self, key: &str) -> Result<Read, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.call(client.get(key, None))?;
+        let response = self.call(|mut c| {
+            let key = key.to_string();
+            async move { c.get(key, None).await }
+        })?;
         Ok(match response.kvs().first() {
             Some(kv) => Read { value: Some(kv.value().to_vec()), revision: kv.mod_revision() },
             None => Read { value: None, revision: 0 },
@@ -161,8 +198,10 @@ impl EtcdStore {
 
     /// Every key under `prefix`, with values.
     fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.call(client.get(prefix, Some(GetOptions::new().with_prefix())))?;
+        let response = self.call(|mut c| {
+            let prefix = prefix.to_string();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })?;
         Ok(response
             .kvs()
             .iter()
@@ -172,8 +211,11 @@ impl EtcdStore {
 
     /// Runs a transaction; `Ok(false)`: a comparison failed.
     fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
-        let response = self.call(client.txn(Txn::new().when(compares).and_then(ops)))?;
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self.call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         Ok(response.succeeded())
     }
 
@@ -341,9 +383,11 @@ impl Store for EtcdStore {
     }
 
     fn generation(&self) -> Result<u64, StoreError> {
-        let mut client = self.client.clone();
-        let response =
-            self.call(client.get(self.key("generation"), Some(GetOptions::new().with_count_only())))?;
+        let key = self.key("generation");
+        let response = self.call(|mut c| {
+            let key = key.clone();
+            async move { c.get(key, Some(GetOptions::new().with_count_only())).await }
+        })?;
         Ok(response.header().map_or(0, |h| h.revision() as u64))
     }
 
@@ -394,8 +438,7 @@ impl Store for EtcdStore {
 
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {
         check_name(&node.name)?;
-        let mut client = self.client.clone();
-        let lease = self.call(client.lease_grant(LEASE_TTL_S, None))?.id();
+        let lease = self.call(|mut c| async move { c.lease_grant(LEASE_TTL_S, None).await })?.id();
         let alive = self.key(&format!("nodes/{}/alive", node.name));
         let info = self.key(&format!("nodes/{}/info", node.name));
         let ops = vec![
@@ -403,10 +446,10 @@ impl Store for EtcdStore {
             TxnOp::put(alive.as_str(), now_ms().to_string(), Some(PutOptions::new().with_lease(lease))),
         ];
         if !self.txn(vec![Self::absent(&alive)], ops)? {
-            let _ = self.call(client.lease_revoke(lease));
+            let _ = self.call(|mut c| async move { c.lease_revoke(lease).await });
             return Err(StoreError::NodeAlreadyRunning(node.name.clone()));
         }
-        Ok(Box::new(EtcdSession { store: self.handle(), lease, alive }))
+        Ok(Box::new(EtcdSession { store: self.handle(), lease: std::sync::Mutex::new(lease), alive }))
     }
 
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
@@ -436,6 +479,38 @@ impl Store for EtcdStore {
             }
         }
         Ok(nodes.into_values().collect())
+    }
+
+    /// A watch on every vserver key. A broken watch (a member gone, a lost
+    /// connection) is made again from the last revision it saw, so no
+    /// change between the two is missed.
+    fn watch(&self, changed: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let mut client = self.client.clone();
+        let prefix = self.key("vservers/");
+        self.runtime.spawn(async move {
+            let mut next_revision = 0;
+            loop {
+                let mut options = WatchOptions::new().with_prefix();
+                if next_revision > 0 {
+                    options = options.with_start_revision(next_revision);
+                }
+                if let Ok((_watcher, mut stream)) = client.watch(prefix.as_str(), Some(options)).await {
+                    while let Ok(Some(response)) = stream.message().await {
+                        if let Some(last) =
+                            response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max()
+                        {
+                            next_revision = last + 1;
+                            changed();
+                        }
+                        if response.canceled() {
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        true
     }
 }
 
@@ -478,42 +553,64 @@ fn records_from(entries: &[(String, Vec<u8>)], prefix: &str) -> Result<Vec<Vserv
 
 /// A node's lease. Renewing refreshes the lease and the node's last-seen
 /// time; dropping the session revokes the lease, so the node is down at
-/// once (as when the kernel drops a dead process's lock).
+/// once (as when the kernel drops a dead process's lock). A lease that
+/// expired (etcd lost quorum or was restarted for longer than its TTL) is
+/// replaced by a new one, unless another process took the node's name.
 struct EtcdSession {
     store: EtcdStore,
-    lease: i64,
+    lease: std::sync::Mutex<i64>,
     alive: String,
+}
+
+impl EtcdSession {
+    fn keep_alive(&self, lease: i64) -> Result<bool, StoreError> {
+        let (mut keeper, mut responses) =
+            self.store.call(|mut c| async move { c.lease_keep_alive(lease).await })?;
+        self.store.wait(keeper.keep_alive())?;
+        let answer = self.store.wait(responses.message())?;
+        Ok(answer.is_some_and(|a| a.ttl() > 0))
+    }
+
+    fn put_alive(&self, lease: i64, fresh: bool) -> Result<bool, StoreError> {
+        let put =
+            TxnOp::put(self.alive.as_str(), now_ms().to_string(), Some(PutOptions::new().with_lease(lease)));
+        let compares = if fresh { vec![EtcdStore::absent(&self.alive)] } else { Vec::new() };
+        self.store.txn(compares, vec![put])
+    }
 }
 
 impl Session for EtcdSession {
     fn renew(&self) -> Result<(), StoreError> {
-        let mut client = self.store.client.clone();
-        let (mut keeper, mut responses) = self.store.call(client.lease_keep_alive(self.lease))?;
-        self.store.call(keeper.keep_alive())?;
-        let answer = self.store.call(responses.message())?;
-        if answer.is_none_or(|a| a.ttl() <= 0) {
-            return Err(StoreError::Unavailable("etcd: this node's lease expired".into()));
+        let mut lease = self.lease.lock().unwrap();
+        // An expired lease is answered with TTL 0 or, by some versions,
+        // with an error: either way, try a new one.
+        if self.keep_alive(*lease).unwrap_or(false) {
+            self.put_alive(*lease, false)?;
+            return Ok(());
         }
-        let put = TxnOp::put(
-            self.alive.as_str(),
-            now_ms().to_string(),
-            Some(PutOptions::new().with_lease(self.lease)),
-        );
-        self.store.txn(Vec::new(), vec![put]).map(|_| ())
+        let fresh = self.store.call(|mut c| async move { c.lease_grant(LEASE_TTL_S, None).await })?.id();
+        if !self.put_alive(fresh, true)? {
+            let _ = self.store.call(|mut c| async move { c.lease_revoke(fresh).await });
+            return Err(StoreError::Unavailable(
+                "etcd: this node's lease expired and its name is taken".into(),
+            ));
+        }
+        *lease = fresh;
+        Ok(())
     }
 }
 
 impl Drop for EtcdSession {
     fn drop(&mut self) {
         let mut client = self.store.client.clone();
-        let lease = self.lease;
+        let lease = *self.lease.lock().unwrap();
         if tokio::runtime::Handle::try_current().is_ok() {
             // Dropped on an async thread, where nothing may block.
             self.store.runtime.spawn(async move {
                 let _ = client.lease_revoke(lease).await;
             });
         } else {
-            let _ = self.store.call(client.lease_revoke(lease));
+            let _ = self.store.call(|mut c| async move { c.lease_revoke(lease).await });
         }
     }
 }
@@ -604,19 +701,19 @@ pub mod test_cluster {
             }
         }
 
-        /// Until a store opens and reads through every member's port.
+        /// Until every running member answers on its own port.
         pub fn wait_ready(&self) {
             let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if crate::etcd::EtcdStore::open(&self.url("ready")).is_ok() {
-                    return;
+            for member in self.members.iter().filter(|m| m.child.is_some()) {
+                let url = format!("etcd://127.0.0.1:{}/ready", member.client_port);
+                while crate::etcd::EtcdStore::open(&url).is_err() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "etcd did not come up within 30 s; see {}",
+                        self.dir.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd did not come up within 30 s; see {}",
-                    self.dir.display()
-                );
-                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }

@@ -76,6 +76,13 @@ pub trait Store: Send + Sync {
     /// Joins the cluster as `node`; fails if a live node has that name.
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError>;
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError>;
+    /// Calls `changed` soon after any vserver record changes, for as long
+    /// as the store lives, so nodes need not poll for changes. `false`:
+    /// this backend cannot watch (readers compare [`generation`](Self::generation)).
+    fn watch(&self, changed: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
+        let _ = changed;
+        false
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -101,8 +101,11 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
             controller.fence().await;
             continue;
         }
-        let generation = node.store(|s| s.generation()).await.ok();
-        let unchanged = generation.is_some() && generation == seen_generation;
+        // A store that watches wakes the controller itself; another is
+        // asked whether anything changed.
+        let watching = node.watching.load(std::sync::atomic::Ordering::Relaxed);
+        let generation = if watching { None } else { node.store(|s| s.generation()).await.ok() };
+        let unchanged = watching || (generation.is_some() && generation == seen_generation);
         if !woken && unchanged && last_full_read.elapsed() < FULL_READ_EVERY {
             continue;
         }

@@ -98,6 +98,9 @@ pub struct Node {
     pub wake: Notify,
     pub settings: Settings,
     pub fence: Arc<fence::Fence>,
+    /// The store tells of changes itself (etcd's watch): no polling of its
+    /// generation.
+    pub watching: std::sync::atomic::AtomicBool,
     /// The admin tokens the API accepts.
     pub tokens: crate::token::Tokens,
     /// Calls to other nodes' APIs, with this node's token (and the API
@@ -233,8 +236,23 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || store.join(&info)).await??
         };
         let fence = Arc::new(fence::Fence::new(settings.lease));
-        let node =
-            Arc::new(Node { name: name.clone(), store, wake: Notify::new(), settings, fence, tokens, peers });
+        let node = Arc::new(Node {
+            name: name.clone(),
+            store,
+            wake: Notify::new(),
+            settings,
+            fence,
+            tokens,
+            peers,
+            watching: Default::default(),
+        });
+        let weak = Arc::downgrade(&node);
+        let watching = node.store.watch(Arc::new(move || {
+            if let Some(node) = weak.upgrade() {
+                node.wake.notify_one();
+            }
+        }));
+        node.watching.store(watching, std::sync::atomic::Ordering::Relaxed);
         let shutdown = CancellationToken::new();
         tokio::spawn(controller::keep_session(node.clone(), session, shutdown.clone()));
         let controller = tokio::spawn(controller::run(node.clone(), shutdown.clone()));

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster;
+mod etcd;
 mod handles_at_scale;
 mod libnfs;
 mod lifecycle;
@@ -11,5 +12,5 @@ mod restart;
 mod rules;
 mod security;
 mod support;
-mod transfer;
+pub mod transfer;
 mod verifier;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// The nfs3_client verifier on its own thread and runtime.
-fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u64> {
+pub fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u64> {
     let ip = ip.to_string();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -23,10 +23,10 @@ fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u64> {
     })
 }
 
-struct Probe(Child);
+pub struct Probe(Child);
 
 impl Probe {
-    fn start(ip: &str, seconds: u32) -> Probe {
+    pub fn start(ip: &str, seconds: u32) -> Probe {
         let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
         let child = Command::new(nfsprobe())
             .args(["probe", &url, &seconds.to_string(), "20"])
@@ -40,7 +40,7 @@ impl Probe {
 
     /// Waits for the probe; returns its max gap in ms. Fails the test on
     /// any failed operation or mismatch.
-    fn finish(self) -> u64 {
+    pub fn finish(self) -> u64 {
         let output = self.0.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -51,14 +51,14 @@ impl Probe {
     }
 }
 
-fn history(api: &str, name: &str) -> Vec<Value> {
+pub fn history(api: &str, name: &str) -> Vec<Value> {
     cli_json(api, &["vserver", "history", name]).as_array().unwrap().clone()
 }
 
 /// One node at a time: every transfer's source is the previous one's
 /// target, and every change of owner has a higher epoch (a restart on the
 /// same node keeps it).
-fn check_history(history: &[Value]) {
+pub fn check_history(history: &[Value]) {
     for pair in history.windows(2) {
         if pair[1]["why"] == "restart" {
             assert_eq!(pair[1]["to"], pair[0]["to"], "{pair:?}");
@@ -70,7 +70,7 @@ fn check_history(history: &[Value]) {
     }
 }
 
-fn volume(top: &tempfile::TempDir, name: &str) -> String {
+pub fn volume(top: &tempfile::TempDir, name: &str) -> String {
     let dir = top.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     format!("/data={}", dir.display())

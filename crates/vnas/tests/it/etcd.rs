@@ -1,0 +1,197 @@
+//! The common volume on a real three-member etcd, when etcd itself
+//! fails: quorum lost and back, one node cut off from etcd alone, etcd
+//! restarted from its data. (The store suite, one member down, moves and
+//! failover on etcd are tested with the directory store's tests.)
+#![cfg(feature = "etcd")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vnas_store::etcd::test_cluster::EtcdCluster;
+
+use crate::support::*;
+use crate::transfer::{check_history, history, volume, Probe};
+
+/// Whether the vserver at `ip` answers an NFS NULL call within `wait`.
+fn answers(ip: &str, wait: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&format!("{ip}:2049").parse().unwrap(), wait) else {
+        return false;
+    };
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut call = (40u32 | 0x8000_0000).to_be_bytes().to_vec();
+    for word in [7u32, 0, 2, 100_003, 3, 0, 0, 0, 0, 0] {
+        call.extend_from_slice(&word.to_be_bytes());
+    }
+    let mut reply = [0u8; 28];
+    stream.write_all(&call).is_ok() && stream.read_exact(&mut reply).is_ok()
+}
+
+/// How many nodes serve `name` (from the store, through `api`).
+fn owner(api: &str, name: &str) -> (String, String) {
+    let view = cli_json(api, &["vserver", "show", name]);
+    (view["node"].as_str().unwrap_or("-").to_string(), view["state"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn quorum_lost_fences_everyone_and_all_comes_back() {
+    let top = temp_dir();
+    let mut etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
+    let url = etcd.url("quorum");
+    let n1 = NodeProc::start("n1", &url);
+    let n2 = NodeProc::start("n2", &url);
+    let ip = "127.0.24.1";
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "q", "--ip", ip, "--volume", &volume(&top, "q"), "--node", "n1"],
+    );
+    assert!(answers(ip, Duration::from_secs(2)));
+    let probe = Probe::start(ip, 9);
+
+    // Two of three members die: no quorum, no renewal, and within half a
+    // lease (plus a tick) nothing answers: calls are held, not refused.
+    etcd.kill_member(1);
+    etcd.kill_member(2);
+    std::thread::sleep(Duration::from_millis(700));
+    let lost = Instant::now();
+    assert!(!answers(ip, Duration::from_millis(500)), "a node without quorum serves nothing");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!answers(ip, Duration::from_millis(300)), "still nothing while quorum is lost");
+
+    // Quorum returns: exactly one node serves it again.
+    etcd.start_member(1, false);
+    etcd.start_member(2, false);
+    etcd.wait_ready();
+    eventually(20, "the vserver to be served again", || answers(ip, Duration::from_millis(500)));
+    eprintln!("served again {:?} after quorum was lost", lost.elapsed());
+    let gap = probe.finish();
+    eprintln!("the probe's longest gap: {gap} ms, without a failed call");
+    let (node, state) = owner(&n2.api, "q");
+    assert_eq!(state, "running");
+    let nodes = cli_json(&n2.api, &["node", "list"]);
+    let served: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
+    assert_eq!(served, 1, "one node serves it: {node}");
+    check_history(&history(&n2.api, "q"));
+    n1.stop();
+    n2.stop();
+}
+
+/// A TCP relay to etcd that the test can cut: the node behind it loses
+/// etcd while everything else keeps it.
+struct Relay {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let cut2 = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(to) else { continue };
+                for (mut from, mut into) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    let cut = cut2.clone();
+                    std::thread::spawn(move || {
+                        from.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if cut.load(Ordering::SeqCst) {
+                                let _ = into.shutdown(std::net::Shutdown::Both);
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = into.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if into.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Relay { addr, cut }
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_alone_loses_its_vservers_and_serves_nothing() {
+    let top = temp_dir();
+    let etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
+    let first = format!("127.0.0.1:{}", etcd.members[0].client_port).parse().unwrap();
+    let relay = Relay::start(first);
+    let n1 = NodeProc::start("n1", format!("etcd://{}/cutoff", relay.addr));
+    let n2 = NodeProc::start("n2", etcd.url("cutoff"));
+    let ip = "127.0.25.1";
+    cli_json(
+        &n2.api,
+        &["vserver", "create", "c", "--ip", ip, "--volume", &volume(&top, "c"), "--node", "n1"],
+    );
+    assert_eq!(owner(&n2.api, "c").0, "n1");
+
+    relay.cut.store(true, Ordering::SeqCst);
+    eventually(10, "n2 to take the vserver over", || owner(&n2.api, "c") == ("n2".into(), "running".into()));
+    assert!(answers(ip, Duration::from_secs(2)), "the new owner answers");
+    let nodes = cli_json(&n2.api, &["node", "list"]);
+    let n1_view = nodes.as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
+    assert_eq!(n1_view["alive"], false, "n1 is down as far as the cluster knows");
+    let last = history(&n2.api, "c").last().unwrap().clone();
+    assert_eq!((last["why"].as_str(), last["from"].as_str()), (Some("node down"), Some("n1")));
+
+    // Back in touch: n1 fences itself and takes nothing back.
+    relay.cut.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(owner(&n2.api, "c"), ("n2".into(), "running".into()));
+    let nodes = cli_json(&n2.api, &["node", "list"]);
+    let served: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
+    assert_eq!(served, 1);
+    check_history(&history(&n2.api, "c"));
+    n1.stop();
+    n2.stop();
+}
+
+#[test]
+fn etcd_restarted_from_its_data_keeps_the_cluster() {
+    let top = temp_dir();
+    let mut etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
+    let url = etcd.url("restart");
+    let n1 = NodeProc::start("n1", &url);
+    let ip = "127.0.26.1";
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "r", "--ip", ip, "--volume", &volume(&top, "r"), "--node", "n1"],
+    );
+    for i in 0..3 {
+        etcd.kill_member(i);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..3 {
+        etcd.start_member(i, false);
+    }
+    etcd.wait_ready();
+    eventually(20, "the vserver to be served again", || answers(ip, Duration::from_millis(500)));
+    let view = cli_json(&n1.api, &["vserver", "show", "r"]);
+    assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n1"), Some("running")));
+    n1.stop();
+}
