@@ -167,6 +167,7 @@ impl Controller {
         let by_name: HashMap<&str, &VserverRecord> =
             records.iter().map(|r| (r.config.name.as_str(), r)).collect();
         let mut starting = tokio::task::JoinSet::<Option<Running>>::new();
+        let mut assigns: BTreeMap<&'static str, Vec<(String, String)>> = BTreeMap::new();
         for action in actions {
             let record = action.vserver().and_then(|name| by_name.get(name).copied());
             match action {
@@ -237,8 +238,12 @@ impl Controller {
                     let (node, record, params) = (node.clone(), record.clone(), self.params.clone());
                     starting.spawn(take(node, record, expected, why, since_ms, params));
                 }
-                Action::Assign { moves, reason } => self.assign(moves, reason).await,
+                // Gathered, and written in one store call below.
+                Action::Assign { moves, reason } => assigns.entry(reason).or_default().extend(moves),
             }
+        }
+        for (reason, moves) in assigns {
+            self.assign(moves, reason).await;
         }
         while let Some(done) = starting.join_next().await {
             if let Ok(Some(vserver)) = done {
