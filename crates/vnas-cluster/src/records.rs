@@ -39,7 +39,8 @@ pub fn released(me: &str, epoch: u64, state: VserverState, reason: Option<String
 }
 
 /// What a node writes once it serves a vserver under `epoch`: the service
-/// state, running ownership, and a history entry with the pause. A
+/// state (with the devices its network applied), running ownership, and a
+/// history entry with the pause. A
 /// transfer's `from` may be left for the writer to fill in from the
 /// history (see [`fill_from`]).
 pub fn confirmed(
@@ -47,6 +48,7 @@ pub fn confirmed(
     me: &str,
     epoch: u64,
     write_verifier: &str,
+    devices: Vec<String>,
     why: Why,
     now_ms: u64,
 ) -> (ServiceState, Ownership, Transfer) {
@@ -56,7 +58,7 @@ pub fn confirmed(
         node: me.to_string(),
         mount_table: config.volumes.clone(),
         routing_table: config.routes.clone(),
-        devices: config.addresses.iter().map(|a| format!("lo {a}")).collect(),
+        devices,
         write_verifier: write_verifier.to_string(),
         updated_ms: now_ms,
     };

@@ -622,7 +622,7 @@ impl Sim {
         let me = self.nodes[i].name.clone();
         let name = record.config.name.as_str();
         let clock = self.nodes[i].clock(self.now_ms);
-        let (_, running, mut transfer) = records::confirmed(record, &me, epoch, "00", why, clock);
+        let (_, running, mut transfer) = records::confirmed(record, &me, epoch, "00", Vec::new(), why, clock);
         let steps = [0, 1, 2];
         for step in steps {
             let outcome = self.call(i);

@@ -244,6 +244,36 @@ impl EtcdStore {
         Ok(read.value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Writes `op` if the vserver's ownership is at `epoch` (and `allowed`
+    /// of it), in a transaction that fails if the ownership changed after
+    /// it was read: an owner-only write that etcd itself refuses when stale.
+    fn under_epoch(
+        &self,
+        name: &str,
+        epoch: u64,
+        allowed: impl Fn(&Ownership) -> bool,
+        op: TxnOp,
+    ) -> Result<(), StoreError> {
+        check_name(name)?;
+        let key = self.vserver_key(name, "ownership");
+        for _ in 0..RETRIES_MAX {
+            let read = self.read(&key)?;
+            let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
+            let current: Ownership = decode(&key, value)?;
+            if current.epoch != epoch || !allowed(&current) {
+                return Err(StoreError::StaleEpoch {
+                    name: name.to_string(),
+                    expected: epoch,
+                    actual: current.epoch,
+                });
+            }
+            if self.txn(vec![Self::unchanged(&key, &read)], vec![op.clone()])? {
+                return Ok(());
+            }
+        }
+        Err(unavailable("too many concurrent ownership changes"))
+    }
+
     /// The error for a create or update whose transaction found an address
     /// taken (or the name, for a create).
     fn conflict(&self, config: &VserverConfig) -> Result<StoreError, StoreError> {
@@ -338,48 +368,14 @@ impl Store for EtcdStore {
     }
 
     fn swap_ownership(&self, name: &str, expected_epoch: u64, new: &Ownership) -> Result<(), StoreError> {
-        check_name(name)?;
         let key = self.vserver_key(name, "ownership");
-        for _ in 0..RETRIES_MAX {
-            let read = self.read(&key)?;
-            let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
-            let current: Ownership = decode(&key, value)?;
-            if current.epoch != expected_epoch || new.epoch < current.epoch {
-                return Err(StoreError::StaleEpoch {
-                    name: name.to_string(),
-                    expected: expected_epoch,
-                    actual: current.epoch,
-                });
-            }
-            if self
-                .txn(vec![Self::unchanged(&key, &read)], vec![TxnOp::put(key.as_str(), encode(new), None)])?
-            {
-                return Ok(());
-            }
-        }
-        Err(unavailable("too many concurrent ownership changes"))
+        let put = TxnOp::put(key.as_str(), encode(new), None);
+        self.under_epoch(name, expected_epoch, |current| new.epoch >= current.epoch, put)
     }
 
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
-        check_name(name)?;
-        let key = self.vserver_key(name, "ownership");
-        for _ in 0..RETRIES_MAX {
-            let read = self.read(&key)?;
-            let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
-            let current: Ownership = decode(&key, value)?;
-            if current.epoch != state.epoch {
-                return Err(StoreError::StaleEpoch {
-                    name: name.to_string(),
-                    expected: state.epoch,
-                    actual: current.epoch,
-                });
-            }
-            let put = TxnOp::put(self.vserver_key(name, "service"), encode(state), None);
-            if self.txn(vec![Self::unchanged(&key, &read)], vec![put])? {
-                return Ok(());
-            }
-        }
-        Err(unavailable("too many concurrent ownership changes"))
+        let put = TxnOp::put(self.vserver_key(name, "service"), encode(state), None);
+        self.under_epoch(name, state.epoch, |_| true, put)
     }
 
     fn generation(&self) -> Result<u64, StoreError> {

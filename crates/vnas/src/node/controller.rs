@@ -410,7 +410,7 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
     let epoch = vserver.epoch;
     let verifier: String = vserver.write_verifier.iter().map(|b| format!("{b:02x}")).collect();
     let (service, running, transfer) =
-        records::confirmed(record, &node.name, epoch, &verifier, why, now_ms());
+        records::confirmed(record, &node.name, epoch, &verifier, vserver.devices.clone(), why, now_ms());
     let pause_ms = transfer.pause_ms;
     let name2 = name.clone();
     let previous_owner = record.ownership.owner.clone();
