@@ -61,6 +61,7 @@ pub fn confirmed(
         devices,
         write_verifier: write_verifier.to_string(),
         updated_ms: now_ms,
+        connections: vec![],
     };
     let running = Ownership {
         owner: Some(me.to_string()),

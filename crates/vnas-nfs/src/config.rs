@@ -143,6 +143,13 @@ pub struct ServerConfig {
     /// decides (a cluster node closes it while it is not sure it still
     /// owns the data, or before it owns it yet). `None`: always.
     pub gate: Option<Arc<dyn Gate>>,
+    /// The port portmap names for NFS and MOUNT; `None`: the port the
+    /// call came in on (portmap then shares the NFS port).
+    pub service_port: Option<u16>,
+    /// A mark (SO_MARK) on every accepted connection, for the firewall of
+    /// the vserver's namespace (the listener stays unmarked, so the
+    /// kernel's own resets to strangers are not).
+    pub connection_mark: Option<u32>,
 }
 
 /// What a server may do with a call it has read.
@@ -167,6 +174,8 @@ impl ServerConfig {
             write_verifier: random_verifier(),
             drain_timeout: Duration::from_secs(5),
             gate: None,
+            service_port: None,
+            connection_mark: None,
         }
     }
 }

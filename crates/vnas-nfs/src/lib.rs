@@ -23,4 +23,4 @@ pub mod rpc;
 pub mod server;
 
 pub use config::{Access, ClientRule, ExportConfig, Gate, GateState, ServerConfig, Squash};
-pub use server::{Server, ServerError};
+pub use server::{Connections, Server, ServerError};

@@ -41,6 +41,29 @@ pub struct State {
     pub mounts: Mutex<BTreeSet<(IpAddr, String)>>,
     inflight: Arc<Semaphore>,
     gate: Option<Arc<dyn Gate>>,
+    service_port: Option<u16>,
+    connection_mark: Option<u32>,
+    connections: Arc<Connections>,
+}
+
+/// The client connections a server holds, (server address, client
+/// address): the record a next owner uses to wake clients after a
+/// failover (tickle ACKs).
+#[derive(Default)]
+pub struct Connections(Mutex<BTreeSet<(SocketAddr, SocketAddr)>>);
+
+impl Connections {
+    pub fn snapshot(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.0.lock().expect("not poisoned").iter().copied().collect()
+    }
+
+    fn add(&self, local: SocketAddr, peer: SocketAddr) {
+        self.0.lock().expect("not poisoned").insert((local, peer));
+    }
+
+    fn remove(&self, local: SocketAddr, peer: SocketAddr) {
+        self.0.lock().expect("not poisoned").remove(&(local, peer));
+    }
 }
 
 impl State {
@@ -90,8 +113,16 @@ impl Server {
             mounts: Mutex::new(BTreeSet::new()),
             inflight: Arc::new(Semaphore::new(INFLIGHT_MAX)),
             gate: config.gate.clone(),
+            service_port: config.service_port,
+            connection_mark: config.connection_mark,
+            connections: Arc::default(),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
+    }
+
+    /// The client connections it holds, kept up to date while it runs.
+    pub fn connections(&self) -> Arc<Connections> {
+        self.state.connections.clone()
     }
 
     pub fn exports(&self) -> &[Export] {
@@ -156,11 +187,26 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn { peer, local_port: local.map_or(0, |a| a.port()) };
+        if let Some(mark) = state.connection_mark {
+            if let Err(error) = socket2::SockRef::from(&stream).set_mark(mark) {
+                tracing::warn!(%peer, %error, "cannot mark the connection; closing it");
+                continue;
+            }
+        }
+        let local_port = state.service_port.or(local.map(|a| a.port())).unwrap_or(0);
+        let conn = Conn { peer, local_port };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let here = stream.local_addr().ok();
+        if let Some(here) = here {
+            state.connections.add(here, peer);
+        }
         tracker.spawn(async move {
+            let connections = state.connections.clone();
             serve_connection(state, stream, conn, shutdown, drain_timeout).await;
+            if let Some(here) = here {
+                connections.remove(here, peer);
+            }
             drop(permit);
         });
     }

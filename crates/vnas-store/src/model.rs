@@ -156,6 +156,10 @@ pub struct ServiceState {
     /// The NFS write verifier of this activation, hex.
     pub write_verifier: String,
     pub updated_ms: u64,
+    /// Client connections the owner holds, `server>client`: after a
+    /// failover the next owner wakes them (tickle ACKs).
+    #[serde(default)]
+    pub connections: Vec<String>,
 }
 
 /// Everything the store holds about one vserver.

@@ -5,8 +5,9 @@
 //! *Architecture invariant:* no decisions here. What runs, where and under
 //! which epoch comes from the caller (the node's controller, which asks
 //! vnas-cluster). The parts that differ between deployments sit behind
-//! small traits: [`Network`] (loopback addresses today; addresses on a real
-//! interface next) and [`Volumes`] (directories today; block devices next).
+//! small traits: [`Network`] (loopback addresses, or a namespace and an
+//! interface per vserver) and [`Volumes`] (directories today; block devices
+//! next).
 
 pub mod exports;
 pub mod monitor;
@@ -15,6 +16,6 @@ pub mod running;
 pub mod volumes;
 
 pub use monitor::Failure;
-pub use network::{Loopback, Network};
+pub use network::{Attachment, Linux, Loopback, Network};
 pub use running::{Lease, Params, Running};
 pub use volumes::{Directories, Volumes};

@@ -3,13 +3,15 @@
 //! reported to the controller, which restarts the vserver or, after
 //! repeated failures, marks it failed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use vnas_store::VserverConfig;
 
+use crate::network::{parse_address, Attachment};
 use crate::running::Params;
 
 #[derive(Debug)]
@@ -19,13 +21,19 @@ pub struct Failure {
     pub reason: String,
 }
 
-pub async fn watch(config: VserverConfig, epoch: u64, params: Params, shutdown: CancellationToken) {
+pub async fn watch(
+    config: VserverConfig,
+    epoch: u64,
+    params: Params,
+    attachment: Arc<dyn Attachment>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(params.monitor_interval) => {}
         }
-        if let Err(reason) = check(&config, &params).await {
+        if let Err(reason) = check(&config, &params, &*attachment).await {
             if shutdown.is_cancelled() {
                 return;
             }
@@ -35,7 +43,7 @@ pub async fn watch(config: VserverConfig, epoch: u64, params: Params, shutdown: 
     }
 }
 
-async fn check(config: &VserverConfig, params: &Params) -> Result<(), String> {
+async fn check(config: &VserverConfig, params: &Params, attachment: &dyn Attachment) -> Result<(), String> {
     let port = params.nfs_port;
     for volume in &config.volumes {
         let (volumes, v) = (params.volumes.clone(), volume.clone());
@@ -45,9 +53,12 @@ async fn check(config: &VserverConfig, params: &Params) -> Result<(), String> {
         }
     }
     for address in &config.addresses {
-        let ip: IpAddr = address.parse().map_err(|_| format!("bad address {address}"))?;
+        let ip = parse_address(address)?.addr();
         let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(Duration::from_secs(2), null_call(addr)).await {
+        // From where the vserver's addresses are reachable on this node.
+        let socket = attachment.client_socket(addr).map_err(|e| format!("cannot reach {addr}: {e}"))?;
+        let stream = tokio::net::TcpSocket::from_std_stream(socket);
+        match tokio::time::timeout(Duration::from_secs(2), null_call(stream.connect(addr))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("NULL call to {addr} failed: {e}")),
             Err(_) => return Err(format!("NULL call to {addr} not answered within 2 s")),
@@ -58,8 +69,10 @@ async fn check(config: &VserverConfig, params: &Params) -> Result<(), String> {
 
 /// An NFS NULL call: the cheapest proof that the server reads, dispatches
 /// and answers.
-pub async fn null_call(addr: SocketAddr) -> std::io::Result<()> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+pub async fn null_call(
+    connect: impl std::future::Future<Output = std::io::Result<tokio::net::TcpStream>>,
+) -> std::io::Result<()> {
+    let mut stream = connect.await?;
     let mut call = Vec::with_capacity(44);
     call.extend_from_slice(&(40u32 | 0x8000_0000).to_be_bytes());
     for word in [0x4e55_4c4cu32, 0, 2, 100_003, 3, 0, 0, 0, 0, 0] {

@@ -1,7 +1,7 @@
 //! One vserver running on this node: its NFS server on its addresses, with
 //! the exports its mount table maps to directories, its gate, its monitor.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vnas_nfs::{Gate, GateState, Server, ServerConfig};
+use vnas_nfs::{Connections, Gate, GateState, Server, ServerConfig};
 use vnas_store::VserverConfig;
 
 use crate::monitor::{self, Failure};
-use crate::network::Network;
+use crate::network::{Attachment, Network};
 use crate::volumes::Volumes;
 
 /// The node's session, as the gate sees it: calls are answered only while
@@ -26,6 +26,8 @@ pub trait Lease: Send + Sync {
 #[derive(Clone)]
 pub struct Params {
     pub nfs_port: u16,
+    /// Ports besides `nfs_port` where the vserver answers (portmap's 111).
+    pub extra_ports: Vec<u16>,
     /// How often the monitor checks the vserver.
     pub monitor_interval: Duration,
     /// How long a stop waits for calls in flight.
@@ -43,10 +45,13 @@ pub struct Running {
     pub config: VserverConfig,
     /// Devices and addresses as applied, for the service state.
     pub devices: Vec<String>,
-    addresses: Vec<IpAddr>,
+    attachment: Arc<dyn Attachment>,
     gate: Arc<VserverGate>,
     shutdown: CancellationToken,
-    server: JoinHandle<()>,
+    /// The server, until it listens.
+    pending: Option<Server>,
+    server: Option<JoinHandle<()>>,
+    connections: Arc<Connections>,
     monitor: Option<JoinHandle<()>>,
     params: Params,
 }
@@ -86,51 +91,74 @@ impl Running {
         let config = config.clone();
         let mut server_config = ServerConfig::new(crate::exports::exports(&config, &*params.volumes)?);
         server_config.drain_timeout = params.drain_timeout;
+        server_config.service_port = Some(params.nfs_port);
         let gate = Arc::new(VserverGate { lease: params.lease.clone(), state: AtomicU8::new(WAIT) });
         server_config.gate = Some(gate.clone());
         let write_verifier = server_config.write_verifier;
+        let attachment = params.network.attach(&config)?;
+        server_config.connection_mark = attachment.connection_mark();
         let server = Server::new(server_config).map_err(|e| e.to_string())?;
-        let addresses = config
-            .addresses
-            .iter()
-            .map(|a| a.parse::<IpAddr>().map_err(|_| format!("bad address {a}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let listeners = params.network.bring_up(&addresses, params.nfs_port)?;
-        let shutdown = CancellationToken::new();
-        let server = {
-            let (shutdown, failures, name) = (shutdown.clone(), params.failures.clone(), config.name.clone());
-            tokio::spawn(async move {
-                let result = server.run(listeners, shutdown.clone()).await;
-                if !shutdown.is_cancelled() {
-                    let reason = format!("the NFS listener stopped: {result:?}");
-                    let _ = failures.send(Failure { name, epoch, reason }).await;
-                }
-            })
-        };
+        let connections = server.connections();
         let mut running = Running {
             epoch,
             write_verifier,
-            devices: params.network.devices(&addresses),
-            addresses,
+            devices: attachment.devices(),
+            attachment,
             config,
             gate,
-            shutdown,
-            server,
+            shutdown: CancellationToken::new(),
+            pending: Some(server),
+            server: None,
+            connections,
             monitor: None,
             params: params.clone(),
         };
+        if running.attachment.listens_early() {
+            running.listen()?;
+        }
         if serve {
-            running.open(epoch);
+            running.open(epoch)?;
         }
         Ok(running)
+    }
+
+    /// Makes the addresses answer here and serves them (calls held at the
+    /// gate until `open`).
+    fn listen(&mut self) -> Result<(), String> {
+        let Some(server) = self.pending.take() else { return Ok(()) };
+        let mut ports = vec![self.params.nfs_port];
+        ports.extend(self.params.extra_ports.iter().filter(|p| **p != self.params.nfs_port));
+        let listeners = self.attachment.listen(&ports)?;
+        let (shutdown, failures, name, epoch) =
+            (self.shutdown.clone(), self.params.failures.clone(), self.config.name.clone(), self.epoch);
+        self.server = Some(tokio::spawn(async move {
+            let result = server.run(listeners, shutdown.clone()).await;
+            if !shutdown.is_cancelled() {
+                let reason = format!("the NFS listener stopped: {result:?}");
+                let _ = failures.send(Failure { name, epoch, reason }).await;
+            }
+        }));
+        Ok(())
+    }
+
+    /// The client connections it holds now, (server, client).
+    pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.connections.snapshot()
+    }
+
+    /// After a takeover: wakes the previous owner's clients (tickle ACKs).
+    pub fn announce(&self, connections: &[(SocketAddr, SocketAddr)]) {
+        self.attachment.announce(connections);
     }
 
     pub fn serving(&self) -> bool {
         self.monitor.is_some()
     }
 
-    /// Starts answering calls, under ownership `epoch`.
-    pub fn open(&mut self, epoch: u64) {
+    /// Starts answering calls, under ownership `epoch` (first making the
+    /// addresses answer here, where that waits for ownership).
+    pub fn open(&mut self, epoch: u64) -> Result<(), String> {
+        self.listen()?;
         self.epoch = epoch;
         self.gate.state.store(SERVE, Ordering::SeqCst);
         if self.monitor.is_none() {
@@ -138,9 +166,11 @@ impl Running {
                 self.config.clone(),
                 epoch,
                 self.params.clone(),
+                self.attachment.clone(),
                 self.shutdown.clone(),
             )));
         }
+        Ok(())
     }
 
     /// Stops accepting, drains, closes connections and releases the
@@ -161,8 +191,14 @@ impl Running {
         if let Some(monitor) = self.monitor {
             monitor.abort();
         }
-        let _ = self.server.await;
-        self.params.network.take_down(&self.addresses);
+        let started = std::time::Instant::now();
+        if let Some(server) = self.server {
+            let _ = server.await;
+        }
+        let drained = started.elapsed();
+        let attachment = self.attachment;
+        let _ = tokio::task::spawn_blocking(move || attachment.take_down()).await;
+        tracing::debug!(vserver = %self.config.name, ?drained, taken_down = ?started.elapsed() - drained, "stopped");
         let (volumes, config) = (self.params.volumes.clone(), self.config.clone());
         let _ = tokio::task::spawn_blocking(move || {
             for volume in &config.volumes {

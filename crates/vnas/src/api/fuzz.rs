@@ -30,7 +30,7 @@ proptest! {
     fn fuzz_create_bodies(body in prop_oneof![create_json(), "[ -~]{0,200}"]) {
         // Any body: a clear error or a configuration, never a panic.
         if let Ok(request) = serde_json::from_str::<CreateVserver>(&body) {
-            let _ = validate::config(request, "n1".into());
+            let _ = validate::config(request, "n1".into(), false);
         }
         let _ = serde_json::from_str::<MoveVserver>(&body);
     }

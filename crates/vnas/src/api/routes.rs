@@ -281,7 +281,7 @@ async fn create_vserver(
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no live node to host it")
             })?,
     };
-    let config = validate::config(request, assigned)?;
+    let config = validate::config(request, assigned, node.interface.is_some())?;
     let name = config.name.clone();
     node.store(move |s| s.create_vserver(&config)).await?;
     tracing::info!(vserver = %name, "vserver created");

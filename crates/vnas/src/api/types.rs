@@ -43,6 +43,12 @@ pub struct VserverView {
     pub failures: u32,
     /// The NFS write verifier of the current activation, hex.
     pub write_verifier: Option<String>,
+    /// Interface, addresses and routes as the serving node applied them.
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// Client connections at the last record.
+    #[serde(default)]
+    pub connections: usize,
 }
 
 impl From<VserverRecord> for VserverView {
@@ -61,6 +67,8 @@ impl From<VserverRecord> for VserverView {
             epoch: ownership.epoch,
             reason: ownership.reason,
             failures: ownership.failures,
+            applied: service.as_ref().map(|s| s.devices.clone()).unwrap_or_default(),
+            connections: service.as_ref().map_or(0, |s| s.connections.len()),
             write_verifier: service.map(|s| s.write_verifier),
         }
     }

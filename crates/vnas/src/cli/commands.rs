@@ -40,8 +40,8 @@ pub enum VserverCommand {
         /// (repeatable; default: each volume, read-write, everyone).
         #[arg(long = "export")]
         exports: Vec<String>,
-        /// DESTINATION=GATEWAY, a route for replies from the vserver's
-        /// addresses (recorded; applied by the linux network mode).
+        /// DESTINATION=GATEWAY, a route in the vserver's own routing table
+        /// (DESTINATION a network or `default`; applied in linux mode).
         #[arg(long = "route")]
         routes: Vec<String>,
         /// Node to host it (default: the least loaded live node).
@@ -200,7 +200,9 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 report("created", &view)?;
                 for export in &view.exports {
                     for address in &view.addresses {
-                        println!("  nfs://{address}{}", export.path);
+                        let host = address.split('/').next().unwrap_or(address);
+                        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+                        println!("  nfs://{host}{}", export.path);
                     }
                 }
             }
@@ -257,6 +259,12 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 }
                 for route in &view.routes {
                     println!("route:          {} via {}", route.destination, route.gateway);
+                }
+                for applied in &view.applied {
+                    println!("applied:        {applied}");
+                }
+                if view.node.is_some() {
+                    println!("connections:    {}", view.connections);
                 }
                 if let Some(reason) = &view.reason {
                     println!("reason:         {reason}");

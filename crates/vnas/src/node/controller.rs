@@ -5,6 +5,7 @@
 //! and stopped) and fault points for the tests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use vnas_cluster::{records, Action, FailureAction, Local, View, Why};
 use vnas_store::{now_ms, NodeStatus, Session, VserverRecord, VserverState};
 
+use vnas_vserver::network::{format_connection, parse_connection};
 use vnas_vserver::{Failure, Params, Running};
 
 use super::Node;
@@ -34,14 +36,34 @@ const ACTIVATIONS_MAX: usize = 16;
 /// The controller reads every record at least this often, even when the
 /// store's generation says nothing changed (node liveness is not a record).
 const FULL_READ_EVERY: Duration = Duration::from_millis(300);
+/// How often the client connections of each vserver are recorded (when
+/// they changed), for the tickle ACKs of a next owner after a failover.
+const RECORD_CONNECTIONS_EVERY: Duration = Duration::from_millis(500);
 
 /// Renews the node's session; the fence turns lapses into self-fencing.
 pub async fn keep_session(node: Arc<Node>, session: Box<dyn Session>, shutdown: CancellationToken) {
     let session: Arc<dyn Session> = Arc::from(session);
+    let mut link_up = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(node.settings.renew_every) => {}
+        }
+        // A node cut off from its clients gives its vservers up: it stops
+        // renewing, fences itself, and the others take over.
+        if let Some(interface) = &node.interface {
+            let up = vnas_vserver::Linux::link_up(interface);
+            if up != link_up {
+                link_up = up;
+                if up {
+                    tracing::warn!(node = %node.name, interface, "link up again: this node serves again");
+                } else {
+                    tracing::error!(node = %node.name, interface, "link down: giving up every vserver");
+                }
+            }
+            if !up {
+                continue;
+            }
         }
         let started = node.fence.now_ms();
         let renew = session.clone();
@@ -62,6 +84,8 @@ struct Controller {
     node: Arc<Node>,
     running: HashMap<String, Running>,
     failed_recently: HashMap<String, (u32, Instant)>,
+    /// The client connections last recorded, per vserver.
+    recorded: HashMap<String, Vec<String>>,
     /// How this node runs a vserver (its network and volume parts).
     params: Params,
 }
@@ -73,14 +97,21 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         monitor_interval: node.settings.monitor_interval,
         drain_timeout: Duration::from_secs(2),
         lease: node.fence.clone(),
-        network: Arc::new(vnas_vserver::Loopback),
+        extra_ports: node.extra_ports.clone(),
+        network: node.network.clone(),
         volumes: Arc::new(vnas_vserver::Directories),
         failures,
     };
-    let mut controller =
-        Controller { node: node.clone(), running: HashMap::new(), failed_recently: HashMap::new(), params };
+    let mut controller = Controller {
+        node: node.clone(),
+        running: HashMap::new(),
+        failed_recently: HashMap::new(),
+        recorded: HashMap::new(),
+        params,
+    };
     let mut seen_generation = None;
     let mut last_full_read = Instant::now();
+    let mut last_recorded = Instant::now();
     loop {
         let mut woken = false;
         tokio::select! {
@@ -100,6 +131,10 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         ) {
             controller.fence().await;
             continue;
+        }
+        if last_recorded.elapsed() >= RECORD_CONNECTIONS_EVERY {
+            last_recorded = Instant::now();
+            controller.record_connections().await;
         }
         // A store that watches wakes the controller itself; another is
         // asked whether anything changed.
@@ -142,6 +177,49 @@ impl Controller {
         }
         self.node.fence.resume();
         self.node.wake.notify_one();
+    }
+
+    /// Records each served vserver's client connections, where they
+    /// changed since the last time.
+    async fn record_connections(&mut self) {
+        self.recorded.retain(|name, _| self.running.contains_key(name));
+        let changed: Vec<(String, u64, Vec<String>)> = self
+            .running
+            .iter()
+            .filter(|(_, vserver)| vserver.serving())
+            .map(|(name, vserver)| {
+                (
+                    name.clone(),
+                    vserver.epoch,
+                    vserver.connections().into_iter().map(format_connection).collect(),
+                )
+            })
+            .filter(|(name, _, now)| self.recorded.get(name) != Some(now))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let written = self
+            .node
+            .store(move |s| {
+                let mut written = Vec::new();
+                for (name, epoch, connections) in changed {
+                    let Ok(record) = s.vserver(&name) else { continue };
+                    let Some(mut service) = record.service.filter(|state| state.epoch == epoch) else {
+                        continue;
+                    };
+                    service.connections = connections.clone();
+                    service.updated_ms = now_ms();
+                    if s.put_service_state(&name, &service).is_ok() {
+                        written.push((name, connections));
+                    }
+                }
+                Ok(written)
+            })
+            .await;
+        if let Ok(written) = written {
+            self.recorded.extend(written);
+        }
     }
 
     async fn reconcile(&mut self, records: &[VserverRecord], nodes: &[NodeStatus]) {
@@ -203,8 +281,14 @@ impl Controller {
                         continue;
                     };
                     fault_point("target-before-serving");
-                    vserver.open(epoch);
+                    if let Err(reason) = vserver.open(epoch) {
+                        tracing::error!(vserver = %name, epoch, %reason, "vserver failed to start");
+                        vserver.stop().await;
+                        release(&node, &name, epoch, VserverState::Failed, Some(reason)).await;
+                        continue;
+                    }
                     if confirm(&node, record, &vserver, Why::Move).await {
+                        vserver.announce(&recorded_connections(record));
                         self.running.insert(name, vserver);
                     } else {
                         vserver.stop().await;
@@ -291,14 +375,26 @@ impl Controller {
         // Clients stop getting answers from here on: the pause starts now
         // (or began earlier, for a hand-off this node never served).
         let stopped_ms = since_ms.unwrap_or_else(now_ms);
+        let mut connections = None;
         if let Some(vserver) = self.running.remove(name) {
             fault_point("handoff-before-stop");
+            connections = Some(vserver.connections());
             vserver.stop_and_sync().await;
             fault_point("handoff-after-stop");
         }
         let handed = records::handed_over(&self.node.name, target, epoch, stopped_ms);
         let name2 = name.to_string();
-        match self.node.store(move |s| s.swap_ownership(&name2, epoch, &handed)).await {
+        let handing = move |s: &dyn vnas_store::Store| {
+            // The target wakes these clients once it serves.
+            if let Some(connections) = connections {
+                if let Some(mut service) = s.vserver(&name2)?.service.filter(|state| state.epoch == epoch) {
+                    service.connections = connections.into_iter().map(format_connection).collect();
+                    s.put_service_state(&name2, &service)?;
+                }
+            }
+            s.swap_ownership(&name2, epoch, &handed)
+        };
+        match self.node.store(handing).await {
             Ok(()) => {
                 fault_point("handoff-after-cas");
                 tracing::info!(vserver = %name, from = %self.node.name, to = %target, epoch = epoch + 1, "vserver handed over");
@@ -388,6 +484,7 @@ async fn activate(
     match Running::start(&record.config, epoch, true, params) {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
+                vserver.announce(&recorded_connections(record));
                 Some(vserver)
             } else {
                 vserver.stop().await;
@@ -439,6 +536,12 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
             false
         }
     }
+}
+
+/// The client connections the previous owner recorded.
+fn recorded_connections(record: &VserverRecord) -> Vec<(SocketAddr, SocketAddr)> {
+    let recorded = record.service.as_ref().map(|s| s.connections.as_slice()).unwrap_or_default();
+    recorded.iter().filter_map(|c| parse_connection(c)).collect()
 }
 
 /// Gives ownership back (stopped), or keeps it marked failed with a reason.

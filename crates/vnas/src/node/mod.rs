@@ -37,6 +37,15 @@ pub struct NodeArgs {
     /// Port NFS, MOUNT and portmap listen on at each vserver address.
     #[arg(long)]
     nfs_port: Option<u16>,
+    /// How vserver addresses reach clients: `loopback` (127.0.0.0/8 on
+    /// this host, the default) or `linux` (a network namespace and a
+    /// macvlan on --interface per vserver; needs root, iproute2, nftables).
+    #[arg(long, value_enum)]
+    network: Option<NetworkMode>,
+    /// The node's interface to the clients' network (linux mode). A node
+    /// whose interface loses carrier gives its vservers up.
+    #[arg(long)]
+    interface: Option<String>,
     /// A node not seen for this long (ms) is down and its vservers fail
     /// over; it fences itself after half of it (default 800).
     #[arg(long)]
@@ -59,6 +68,14 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Loopback,
+    Linux,
 }
 
 /// Timings and ports a node runs with.
@@ -106,6 +123,13 @@ pub struct Node {
     /// Calls to other nodes' APIs, with this node's token (and the API
     /// certificate as a trusted root, for a cluster's own certificate).
     pub peers: reqwest::Client,
+    /// How vserver addresses come to this node.
+    pub network: Arc<dyn vnas_vserver::Network>,
+    /// Ports a vserver answers on besides the NFS port (portmap's 111 in
+    /// linux mode).
+    pub extra_ports: Vec<u16>,
+    /// The interface whose carrier this node watches (linux mode).
+    pub interface: Option<String>,
 }
 
 impl Node {
@@ -213,6 +237,20 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("the admin token file {}", token_file.display()))?;
     let peers = peer_client(tls.as_ref())?;
 
+    let mode = args.network.or(file.network).unwrap_or_default();
+    let interface = args.interface.or(file.interface);
+    let (network, extra_ports): (Arc<dyn vnas_vserver::Network>, Vec<u16>) = match (mode, &interface) {
+        (NetworkMode::Loopback, None) => (Arc::new(vnas_vserver::Loopback), vec![]),
+        (NetworkMode::Loopback, Some(_)) => bail!("--interface goes with --network linux"),
+        (NetworkMode::Linux, None) => bail!("--network linux needs --interface IFACE"),
+        (NetworkMode::Linux, Some(interface)) => {
+            if !rustix::process::geteuid().is_root() {
+                bail!("--network linux needs root (it makes network namespaces and interfaces)");
+            }
+            let linux = vnas_vserver::Linux::new(interface).map_err(anyhow::Error::msg)?;
+            (Arc::new(linux), vec![111])
+        }
+    };
     let store = open_store(&store_spec)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,6 +283,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             tokens,
             peers,
             watching: Default::default(),
+            network,
+            extra_ports,
+            interface,
         });
         let weak = Arc::downgrade(&node);
         let watching = node.store.watch(Arc::new(move || {

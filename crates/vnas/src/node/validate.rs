@@ -11,8 +11,30 @@ use crate::api::error::ApiError;
 use crate::api::types::CreateVserver;
 
 /// The loopback network mode serves addresses in 127.0.0.0/8 (but not
-/// 127.0.0.1, which the management API and other services use).
-pub fn check_address(address: &str) -> Result<(), ApiError> {
+/// 127.0.0.1, which the management API and other services use); the linux
+/// mode any unicast IPv4 or IPv6 address, with its prefix
+/// (`198.18.1.10/16`; a bare address is a host prefix).
+pub fn check_address(address: &str, linux: bool) -> Result<(), ApiError> {
+    if linux {
+        let net = vnas_vserver::network::parse_address(address).map_err(|_| {
+            ApiError::bad_request(
+                "bad_address",
+                format!("{address:?} is not an address (with an optional /prefix)"),
+            )
+        })?;
+        let ip = net.addr();
+        if ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || net.network() == ip && net.prefix_len() < net.max_prefix_len()
+        {
+            return Err(ApiError::bad_request(
+                "address_out_of_range",
+                format!("{address} cannot be a vserver address (loopback, multicast, unspecified or a network's own address)"),
+            ));
+        }
+        return Ok(());
+    }
     let ip: Ipv4Addr = address
         .parse()
         .map_err(|_| ApiError::bad_request("bad_address", format!("{address:?} is not an IPv4 address")))?;
@@ -49,14 +71,14 @@ fn check_rule(rule: &ClientRule) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, ApiError> {
+pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<VserverConfig, ApiError> {
     vnas_store::check_name(&request.name).map_err(ApiError::from)?;
     if request.addresses.is_empty() {
         return Err(ApiError::bad_request("bad_address", "a vserver needs at least one address"));
     }
     let mut seen = HashSet::new();
     for address in &request.addresses {
-        check_address(address)?;
+        check_address(address, linux)?;
         if !seen.insert(address) {
             return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
         }
@@ -113,7 +135,9 @@ pub fn config(request: CreateVserver, node: String) -> Result<VserverConfig, Api
         export.rules.iter().try_for_each(check_rule)?;
     }
     for route in &config.routes {
-        if route.destination.parse::<ipnet::IpNet>().is_err() || route.gateway.parse::<IpAddr>().is_err() {
+        let destination_ok =
+            route.destination == "default" || route.destination.parse::<ipnet::IpNet>().is_ok();
+        if !destination_ok || route.gateway.parse::<IpAddr>().is_err() {
             return Err(ApiError::bad_request(
                 "bad_route",
                 format!("bad route {} via {}", route.destination, route.gateway),

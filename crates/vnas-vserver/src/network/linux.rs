@@ -1,0 +1,297 @@
+//! The linux network mode: each vserver in a network namespace that only
+//! the node process holds, with one macvlan interface (`eth0`) on the
+//! node's interface, its addresses, and its own routing table.
+//!
+//! - The namespace dies with the node process, however it dies: a node
+//!   that crashed on a live host leaves nothing answering for an address
+//!   another node now holds.
+//! - The interface's MAC address comes from the vserver's name, the same
+//!   on every node (as VRRP's virtual MAC): clients' ARP and neighbour
+//!   caches stay right across a move; only switches relearn the port, from
+//!   the gratuitous ARP and unsolicited NA sent when the link comes up.
+//! - A client is never refused, nor told a connection ended: the NFS
+//!   connections carry a mark, and a nftables rule in the namespace drops
+//!   their FIN and RST segments, so a dying or stopping server closes them
+//!   without a word (the client waits, and is woken by the next owner's
+//!   tickle ACKs, instead of reconnecting at once to an address nobody
+//!   holds yet); and a TCP segment for which no socket exists here is
+//!   dropped on the way in, so the kernel never answers one with a RST (a
+//!   SYN while nothing listens, a segment of a connection just closed). A
+//!   client woken by a tickle reaches the listener, which does reset it.
+//!   (The Linux client waits 3 s after a refused connection, and retries
+//!   an unanswered SYN after 1 s.)
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use vnas_store::{Route, VserverConfig};
+
+use super::netns::NetNs;
+use super::{parse_address, tickle, Attachment, Network};
+
+/// The mark on the NFS sockets ("vnas").
+const MARK: u32 = 0x766e_6173;
+/// The vserver's interface, inside its namespace.
+const DEVICE: &str = "eth0";
+
+pub struct Linux {
+    interface: String,
+}
+
+impl Linux {
+    /// The mode on the node's interface `interface`; checks that it and
+    /// the tools the mode uses (`ip`, `nft`) are there.
+    pub fn new(interface: &str) -> Result<Linux, String> {
+        if interface.is_empty() || interface.contains('/') || interface.len() > 15 {
+            return Err(format!("{interface:?} is not an interface name"));
+        }
+        if !std::path::Path::new("/sys/class/net").join(interface).exists() {
+            return Err(format!("no interface {interface} on this node"));
+        }
+        for tool in ["ip", "nft"] {
+            let found = Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
+            if found.is_err() {
+                return Err(format!(
+                    "the linux network mode needs `{tool}` (Debian packages iproute2 and nftables)"
+                ));
+            }
+        }
+        Ok(Linux { interface: interface.to_string() })
+    }
+
+    /// Whether the node's interface has carrier.
+    pub fn link_up(interface: &str) -> bool {
+        let path = std::path::Path::new("/sys/class/net").join(interface).join("carrier");
+        std::fs::read_to_string(path).is_ok_and(|text| text.trim() == "1")
+    }
+}
+
+impl Network for Linux {
+    fn attach(&self, config: &VserverConfig) -> Result<Arc<dyn Attachment>, String> {
+        let addresses = config.addresses.iter().map(|a| parse_address(a)).collect::<Result<Vec<_>, _>>()?;
+        let ns = NetNs::new().map_err(|e| format!("cannot make the vserver's network namespace: {e}"))?;
+        // Without IPv6 addresses, no IPv6 at all: a namespace the kernel
+        // is still tearing down after the node died must send nothing (its
+        // router solicitations would carry the vserver's MAC address and
+        // pull switches back to the dead node's port).
+        let ipv6 = if addresses.iter().any(|a| a.addr().is_ipv6()) { "0" } else { "1" };
+        ns.run(|| -> std::io::Result<()> {
+            // New interfaces here announce their addresses when they come
+            // up, and skip duplicate detection (ownership already ensures
+            // one holder).
+            for (key, value) in [
+                ("ipv6/conf/default/disable_ipv6", ipv6),
+                ("ipv4/conf/default/arp_notify", "1"),
+                ("ipv6/conf/default/ndisc_notify", "1"),
+                ("ipv6/conf/default/accept_dad", "0"),
+                ("ipv6/conf/default/accept_ra", "0"),
+                ("ipv6/conf/default/router_solicitations", "0"),
+            ] {
+                std::fs::write(format!("/proc/sys/net/{key}"), value)?;
+            }
+            Ok(())
+        })
+        .and_then(|r| r)
+        .map_err(|e| format!("cannot set up the vserver's network namespace: {e}"))?;
+        let mac = mac_for(&config.name);
+        ip(
+            None,
+            &[format!(
+                "link add link {} name {DEVICE} address {mac} netns {} type macvlan mode bridge",
+                self.interface,
+                ns.path()
+            )],
+        )?;
+        let mut commands = vec!["link set lo up".to_string()];
+        commands.extend(addresses.iter().map(|a| format!("address add {a} dev {DEVICE}")));
+        ip(Some(&ns), &commands)?;
+        nft(&ns, &ruleset())?;
+        Ok(Arc::new(OnLinux {
+            ns,
+            interface: self.interface.clone(),
+            mac,
+            addresses,
+            routes: config.routes.clone(),
+        }))
+    }
+}
+
+struct OnLinux {
+    ns: NetNs,
+    interface: String,
+    mac: String,
+    addresses: Vec<IpNet>,
+    routes: Vec<Route>,
+}
+
+impl Attachment for OnLinux {
+    fn listens_early(&self) -> bool {
+        false
+    }
+
+    fn connection_mark(&self) -> Option<u32> {
+        Some(MARK)
+    }
+
+    fn listen(&self, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
+        // Listen first, then bring the link up: no moment where the
+        // address answers and nothing listens.
+        let addresses: Vec<SocketAddr> = self
+            .addresses
+            .iter()
+            .flat_map(|a| ports.iter().map(move |port| SocketAddr::new(a.addr(), *port)))
+            .collect();
+        let listeners = self
+            .ns
+            .run(|| addresses.iter().map(|a| listener(*a)).collect::<Result<Vec<_>, String>>())
+            .map_err(|e| e.to_string())??;
+        let mut commands = vec![format!("link set {DEVICE} up")];
+        commands.extend(
+            self.routes.iter().map(|r| format!("route add {} via {} dev {DEVICE}", r.destination, r.gateway)),
+        );
+        ip(Some(&self.ns), &commands)?;
+        Ok(listeners)
+    }
+
+    fn announce(&self, connections: &[(SocketAddr, SocketAddr)]) {
+        let ours: Vec<_> = connections
+            .iter()
+            .copied()
+            .filter(|(server, _)| self.addresses.iter().any(|a| a.addr() == server.ip()))
+            .collect();
+        if ours.is_empty() {
+            return;
+        }
+        match self.ns.run(|| tickle::send(&ours)) {
+            Ok(sent) => tracing::debug!(connections = sent, "tickle ACKs sent"),
+            Err(error) => tracing::warn!(%error, "cannot send tickle ACKs"),
+        }
+    }
+
+    fn devices(&self) -> Vec<String> {
+        let mut devices = vec![format!("{DEVICE} macvlan on {} {}", self.interface, self.mac)];
+        devices.extend(self.addresses.iter().map(|a| format!("{DEVICE} {a}")));
+        devices.extend(self.routes.iter().map(|r| format!("route {} via {}", r.destination, r.gateway)));
+        devices
+    }
+
+    fn client_socket(&self, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+        // The node's own interface cannot reach its macvlans: from inside.
+        self.ns.run(|| super::unconnected(to))?
+    }
+
+    fn take_down(&self) {
+        // The addresses leave the wire now, even if a socket still holds
+        // the namespace for a moment.
+        if let Err(error) = ip(Some(&self.ns), &[format!("link del {DEVICE}")]) {
+            tracing::warn!(%error, "cannot remove the vserver's interface");
+        }
+    }
+}
+
+/// A listening socket whose connections close silently (see the module
+/// comment). Bound before the address answers (freebind).
+fn listener(addr: SocketAddr) -> Result<TcpListener, String> {
+    let open = || -> std::io::Result<TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv4() {
+            socket.set_freebind_v4(true)?;
+        } else {
+            socket.set_freebind_v6(true)?;
+        }
+        // Accepted sockets inherit it: a close sends RST (dropped by the
+        // rule: the server marks each accepted socket) and frees the socket
+        // at once. The listener itself stays unmarked: the kernel's resets
+        // on its behalf (the answer to a client woken by a tickle) go out.
+        socket.set_linger(Some(Duration::ZERO))?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    open().map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+fn ruleset() -> String {
+    format!(
+        "table inet vnas {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    meta l4proto tcp socket transparent 0 accept
+    meta l4proto tcp drop
+  }}
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    meta mark {MARK:#x} tcp flags & (fin | rst) != 0 drop
+  }}
+}}
+"
+    )
+}
+
+/// A locally administered unicast MAC address from the vserver's name
+/// (FNV-1a: the same on every node and every build).
+fn mac_for(name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[3], b[4], b[5], b[6], b[7])
+}
+
+/// Runs `ip -batch -` (in `ns`, or in the node's namespace).
+fn ip(ns: Option<&NetNs>, commands: &[String]) -> Result<(), String> {
+    let command = match ns {
+        Some(ns) => ns.command("ip"),
+        None => Command::new("ip"),
+    };
+    feed(command, &["-batch", "-"], &commands.join("\n"))
+}
+
+fn nft(ns: &NetNs, ruleset: &str) -> Result<(), String> {
+    feed(ns.command("nft"), &["-f", "-"], ruleset)
+}
+
+fn feed(mut command: Command, args: &[&str], input: &str) -> Result<(), String> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    child.stdin.take().expect("piped").write_all(input.as_bytes()).map_err(|e| format!("{program}: {e}"))?;
+    let output = child.wait_with_output().map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let error = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "{program} failed: {} ({})",
+            error.trim().replace('\n', "; "),
+            input.trim().replace('\n', "; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_is_stable_local_unicast() {
+        let mac = mac_for("vs1");
+        assert_eq!(mac, mac_for("vs1"));
+        assert_ne!(mac, mac_for("vs2"));
+        assert!(mac.starts_with("02:"), "{mac}");
+        assert_eq!(mac.len(), 17);
+    }
+}
