@@ -260,10 +260,15 @@ pub fn decide(view: &View) -> Vec<Action> {
             }
             continue;
         }
-        if assigned != me || state == VserverState::Failed {
+        if assigned != me {
             continue;
         }
         match owner {
+            // Failed elsewhere and given to this node: nobody runs it (the
+            // node where it failed stopped it), so no hand-off will come.
+            Some(o) if o != me && state == VserverState::Failed => {
+                actions.push(take(view, record, false));
+            }
             Some(o) if o == me && state == VserverState::Starting => actions.push(Action::Activate {
                 name: name.to_string(),
                 epoch: record.ownership.epoch,
@@ -428,6 +433,20 @@ mod tests {
             |name: &str| Action::Assign { moves: vec![(name.into(), "n2".into())], reason: "node down" };
         check("n2", &nodes, &records, &[], &[to_n2("a"), to_n2("b")]);
         check("n3", &nodes, &records, &[("c", 1, true)], &[]);
+    }
+
+    #[test]
+    fn a_vserver_that_failed_on_its_node_is_started_on_another() {
+        let nodes = [node("n1", true, false), node("n2", true, false)];
+        let failed = [record("v", "n1", Some("n1"), 2, VserverState::Failed)];
+        let assign = Action::Assign { moves: vec![("v".into(), "n2".into())], reason: "vserver failed" };
+        check("n2", &nodes, &failed, &[], &[assign]);
+        check("n1", &nodes, &failed, &[], &[]);
+        // Given to n2, it takes it: nothing runs it on n1, no hand-off comes.
+        let given = [record("v", "n2", Some("n1"), 2, VserverState::Failed)];
+        let take = Action::Take { name: "v".into(), expected: 2, why: Why::VserverFailed, since_ms: 1_100 };
+        check("n2", &nodes, &given, &[], &[take]);
+        check("n1", &nodes, &given, &[], &[]);
     }
 
     #[test]

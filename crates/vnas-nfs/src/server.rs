@@ -399,14 +399,16 @@ async fn send(stream: &mut TcpStream, outcome: Outcome) -> std::io::Result<bool>
         return Ok(true);
     };
     // The header waits in the kernel for the data (MSG_MORE), so the client
-    // gets one segment, not a small one and then the rest.
+    // gets one segment, not a small one and then the rest. With no data to
+    // follow (a READ at the end of the file) nothing would push it out but
+    // the kernel's 200 ms cork timer: then it goes at once.
+    let flags = if body.len == 0 { rustix::net::SendFlags::empty() } else { rustix::net::SendFlags::MORE };
     let mut at = 0;
     while at < reply.head.len() {
         stream.writable().await?;
         let socket: &TcpStream = stream;
         let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            rustix::net::send(socket, &reply.head[at..], rustix::net::SendFlags::MORE)
-                .map_err(std::io::Error::from)
+            rustix::net::send(socket, &reply.head[at..], flags).map_err(std::io::Error::from)
         });
         match sent {
             Ok(n) => at += n,

@@ -179,6 +179,19 @@ impl Running {
         self.finish(false).await
     }
 
+    /// While still serving, writes what clients wrote so far to stable
+    /// storage: the sync after the stop, inside the move's pause, then
+    /// has little left to write.
+    pub async fn presync(&self) {
+        let (volumes, config) = (self.params.volumes.clone(), self.config.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for volume in &config.volumes {
+                volumes.sync(volume);
+            }
+        })
+        .await;
+    }
+
     /// Stops, then makes what clients wrote reach stable storage, so the
     /// next owner starts from it (a move's hand-off).
     pub async fn stop_and_sync(self) {

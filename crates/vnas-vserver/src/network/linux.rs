@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use vnas_store::{Route, VserverConfig};
 
 use super::netns::NetNs;
-use super::{parse_address, tickle, Attachment, Network};
+use super::{link, parse_address, tickle, Attachment, Network};
 
 /// The mark on the NFS sockets ("vnas").
 const MARK: u32 = 0x766e_6173;
@@ -149,11 +149,18 @@ impl Attachment for OnLinux {
             .ns
             .run(|| addresses.iter().map(|a| listener(*a)).collect::<Result<Vec<_>, String>>())
             .map_err(|e| e.to_string())??;
-        let mut commands = vec![format!("link set {DEVICE} up")];
-        commands.extend(
-            self.routes.iter().map(|r| format!("route add {} via {} dev {DEVICE}", r.destination, r.gateway)),
-        );
-        ip(Some(&self.ns), &commands)?;
+        self.ns
+            .run(|| link::set_up(DEVICE, true))
+            .and_then(|r| r)
+            .map_err(|e| format!("cannot bring {DEVICE} up: {e}"))?;
+        if !self.routes.is_empty() {
+            let commands: Vec<String> = self
+                .routes
+                .iter()
+                .map(|r| format!("route add {} via {} dev {DEVICE}", r.destination, r.gateway))
+                .collect();
+            ip(Some(&self.ns), &commands)?;
+        }
         Ok(listeners)
     }
 
@@ -187,8 +194,14 @@ impl Attachment for OnLinux {
     fn take_down(&self) {
         // The addresses leave the wire now, even if a socket still holds
         // the namespace for a moment.
-        if let Err(error) = ip(Some(&self.ns), &[format!("link del {DEVICE}")]) {
-            tracing::warn!(%error, "cannot remove the vserver's interface");
+        // Down first (one ioctl): from here the addresses answer nowhere
+        // on this node; the namespace, and the interface in it, go when the
+        // last reference does.
+        match self.ns.run(|| link::set_up(DEVICE, false)) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) | Err(error) => {
+                tracing::warn!(%error, "cannot bring the vserver's interface down")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! addresses and its routes; the kernel removes it when the node process
 //! dies).
 
+mod link;
 mod linux;
 mod loopback;
 mod netns;
@@ -77,6 +78,9 @@ pub fn parse_connection(text: &str) -> Option<(SocketAddr, SocketAddr)> {
 fn unconnected(to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
+    // Closed with a reset, freed at once: a socket left closing would keep
+    // a vserver's namespace (and its interface) alive after the node died.
+    socket.set_linger(Some(std::time::Duration::ZERO))?;
     Ok(socket.into())
 }
 

@@ -372,6 +372,9 @@ impl Controller {
     /// service state, and hand ownership to the target in one
     /// compare-and-swap (epoch + 1).
     async fn hand_off(&mut self, name: &str, epoch: u64, target: &str, since_ms: Option<u64>) {
+        if let Some(vserver) = self.running.get(name) {
+            vserver.presync().await;
+        }
         // Clients stop getting answers from here on: the pause starts now
         // (or began earlier, for a hand-off this node never served).
         let stopped_ms = since_ms.unwrap_or_else(now_ms);

@@ -116,6 +116,20 @@ async fn every_procedure() {
     assert!(read.eof);
     let read = nfs.read(&READ3args { file: file.clone(), offset: 0, count: 5 }).await.unwrap().unwrap();
     assert_eq!((&read.data[..], read.eof), (&b"hello"[..], false));
+    // A large READ at the end of the file (the kernel client's last read
+    // of a file): no data follows the header, and it must not wait for
+    // any (the kernel holds a corked segment 200 ms).
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        let read =
+            nfs.read(&READ3args { file: file.clone(), offset: 13, count: 1 << 20 }).await.unwrap().unwrap();
+        assert_eq!((read.data.len(), read.eof), (0, true));
+        assert!(
+            asked.elapsed() < std::time::Duration::from_millis(100),
+            "READ at EOF took {:?}",
+            asked.elapsed()
+        );
+    }
 
     // SETATTR: mode, size, times; with a guard that fails
     let set = SETATTR3args {

@@ -1,0 +1,296 @@
+//! Transfers in the linux network mode, as a libnfs client on another
+//! host sees them: the vserver's address leaves one host and appears on
+//! another. Gaps are asserted: a move <= 100 ms, a failover <= 1 s.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::testbed::*;
+
+/// One node at a time: every transfer's source is the previous one's
+/// target, with a higher epoch.
+fn check_history(history: &[Value]) {
+    for pair in history.windows(2) {
+        assert_eq!(pair[1]["from"], pair[0]["to"], "{pair:?}");
+        assert!(pair[1]["epoch"].as_u64() > pair[0]["epoch"].as_u64(), "{pair:?}");
+    }
+}
+
+fn applied(view: &Value) -> Vec<String> {
+    view["applied"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn moves_under_load_in_linux_mode() {
+    let Some(bed) = Bed::up("moves_under_load_in_linux_mode") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let n3 = bed.node("n3", None);
+    let a = bed.volume("a");
+    let created = bed.cli_json(
+        &n1,
+        &["vserver", "create", "moving", "--ip", "198.18.1.10/16", "--volume", &a, "--node", "n1"],
+    );
+    assert_eq!(created["state"], "running");
+    let b = bed.volume("b");
+    bed.cli_json(
+        &n2,
+        &[
+            "vserver",
+            "create",
+            "still",
+            "--ip",
+            "198.18.1.11/16",
+            "--volume",
+            &b,
+            "--node",
+            "n3",
+            "--route",
+            "10.99.0.0/16=198.18.0.254",
+        ],
+    );
+    // Interface, addresses and routes as applied; the address lives in
+    // the vserver's own namespace, not in the node's.
+    let still = bed.cli_json(&n1, &["vserver", "show", "still"]);
+    let applied = applied(&still);
+    assert!(applied.iter().any(|a| a.starts_with("eth0 macvlan on eth0 02:")), "{applied:?}");
+    assert!(applied.contains(&"eth0 198.18.1.11/16".to_string()), "{applied:?}");
+    assert!(applied.contains(&"route 10.99.0.0/16 via 198.18.0.254".to_string()), "{applied:?}");
+    assert!(!bed.ip("n3", &["-o", "address"]).contains("198.18.1.11"));
+    let (ok, out, _) = bed.cli(&n1, &["vserver", "show", "still"]);
+    assert!(ok && out.contains("applied:        route 10.99.0.0/16 via 198.18.0.254"), "{out}");
+
+    let moving = bed.probe("c1", "198.18.1.10", 9);
+    let undisturbed = bed.probe("c2", "198.18.1.11", 8);
+    let mut pauses = Vec::new();
+    for to in ["n2", "n3", "n1", "n3", "n2", "n1", "n2", "n1"] {
+        let result = bed.cli_json(&n3, &["vserver", "move", "moving", "--to", to]);
+        assert_eq!((result["to"].as_str(), result["vserver"]["state"].as_str()), (Some(to), Some("running")));
+        pauses.push(result["pause_ms"].as_u64().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let gap = moving.finish();
+    let other = undisturbed.finish();
+    eprintln!("linux mode: move pauses {pauses:?} ms; client max gap {gap} ms; other vserver's {other} ms");
+    assert!(gap <= 100, "a move is a pause of at most 100 ms to the client, not {gap} ms");
+    let history = history(&bed, &n1, "moving");
+    assert_eq!(history.len(), 9, "{history:?}");
+    check_history(&history);
+    n1.stop();
+    n2.stop();
+    n3.stop();
+}
+
+#[test]
+fn failover_after_sigkill_in_linux_mode() {
+    let Some(bed) = Bed::up("failover_after_sigkill_in_linux_mode") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let n3 = bed.node("n3", None);
+    let a = bed.volume("a");
+    bed.cli_json(
+        &n2,
+        &["vserver", "create", "doomed", "--ip", "198.18.1.20/16", "--volume", &a, "--node", "n1"],
+    );
+    let b = bed.volume("b");
+    bed.cli_json(
+        &n2,
+        &["vserver", "create", "other", "--ip", "198.18.1.21/16", "--volume", &b, "--node", "n3"],
+    );
+    let probe = bed.probe("c1", "198.18.1.20", 6);
+    let other = bed.probe("c2", "198.18.1.21", 5);
+    // The connection is on record (for the next owner's tickle ACK).
+    eventually(5, "the client's connection to be recorded", || {
+        bed.cli_json(&n2, &["vserver", "show", "doomed"])["connections"].as_u64() >= Some(1)
+    });
+    n1.kill();
+    let gap = probe.finish();
+    other.finish();
+    let view = bed.cli_json(&n2, &["vserver", "show", "doomed"]);
+    assert_eq!((view["state"].as_str(), view["node"].as_str()), (Some("running"), Some("n2")));
+    let history = history(&bed, &n2, "doomed");
+    let last = history.last().unwrap();
+    assert_eq!((last["why"].as_str(), last["from"].as_str()), (Some("node down"), Some("n1")));
+    eprintln!("linux mode: failover pause {} ms; client max gap {gap} ms", last["pause_ms"]);
+    assert!(gap <= 1000, "a failover is a pause of at most 1 s to the client, not {gap} ms");
+    n2.stop();
+    n3.stop();
+}
+
+#[test]
+fn frozen_owner_in_linux_mode() {
+    let Some(bed) = Bed::up("frozen_owner_in_linux_mode") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let a = bed.volume("a");
+    bed.cli_json(
+        &n2,
+        &["vserver", "create", "frozen", "--ip", "198.18.1.30/16", "--volume", &a, "--node", "n1"],
+    );
+    let probe = bed.probe("c1", "198.18.1.30", 6);
+    n1.signal(rustix::process::Signal::STOP);
+    eventually(5, "n2 to take the vserver", || {
+        bed.cli_json(&n2, &["vserver", "show", "frozen"])["node"] == "n2"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    n1.signal(rustix::process::Signal::CONT);
+    let gap = probe.finish();
+    eventually(5, "n1 to serve nothing", || {
+        let nodes = bed.cli_json(&n2, &["node", "list"]);
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n1" && n["vservers"] == 0 && n["alive"] == true)
+    });
+    let view = bed.cli_json(&n1, &["vserver", "show", "frozen"]);
+    assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n2"), Some("running")));
+    eprintln!("linux mode: a frozen owner: client max gap {gap} ms");
+    assert!(gap <= 2000, "the frozen owner's vserver came back within the lease and a second, not {gap} ms");
+    n1.stop();
+    n2.stop();
+}
+
+#[test]
+fn a_pulled_link_moves_the_vservers_in_linux_mode() {
+    let Some(bed) = Bed::up("a_pulled_link_moves_the_vservers_in_linux_mode") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let a = bed.volume("a");
+    bed.cli_json(
+        &n2,
+        &["vserver", "create", "cut", "--ip", "198.18.1.40/16", "--volume", &a, "--node", "n1"],
+    );
+    let probe = bed.probe("c1", "198.18.1.40", 6);
+    // The switch port of n1 goes down: n1's eth0 loses carrier.
+    bed.ip("bed", &["link", "set", "n1", "down"]);
+    let pulled = Instant::now();
+    eventually(5, "the vserver to be served elsewhere", || {
+        let view = bed.cli_json(&n2, &["vserver", "show", "cut"]);
+        view["node"] == "n2" && view["state"] == "running"
+    });
+    let moved = pulled.elapsed();
+    let gap = probe.finish();
+    eprintln!("linux mode: link pulled: served elsewhere after {moved:?}; client max gap {gap} ms");
+    assert!(moved <= Duration::from_secs(2), "served elsewhere within 2 s, not {moved:?}");
+    let history = history(&bed, &n2, "cut");
+    assert_eq!(history.last().unwrap()["why"], "node down", "{history:?}");
+    // The link comes back: n1 is a live node again, serving nothing.
+    bed.ip("bed", &["link", "set", "n1", "up"]);
+    eventually(5, "n1 to be alive again", || {
+        let nodes = bed.cli_json(&n2, &["node", "list"]);
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n1" && n["alive"] == true && n["vservers"] == 0)
+    });
+    n1.stop();
+    n2.stop();
+}
+
+#[test]
+fn drain_and_a_node_dying_at_each_step_in_linux_mode() {
+    let Some(bed) = Bed::up("drain_and_a_node_dying_at_each_step_in_linux_mode") else { return };
+    {
+        let n1 = bed.node("n1", None);
+        let n2 = bed.node("n2", None);
+        for i in 1..=3 {
+            let (name, ip, volume) =
+                (format!("d{i}"), format!("198.18.1.5{i}/16"), bed.volume(&format!("d{i}")));
+            bed.cli_json(
+                &n1,
+                &["vserver", "create", &name, "--ip", &ip, "--volume", &volume, "--node", "n1"],
+            );
+        }
+        let probe = bed.probe("c1", "198.18.1.52", 4);
+        let (ok, out, err) = bed.cli(&n2, &["node", "drain", "n1"]);
+        assert!(ok && out.contains("node n1 drained: 3 vserver(s) moved"), "{out} {err}");
+        let gap = probe.finish();
+        eprintln!("linux mode: drain: client max gap {gap} ms");
+        let views = bed.cli_json(&n2, &["vserver", "list"]);
+        assert!(
+            views.as_array().unwrap().iter().all(|v| v["node"] == "n2" && v["state"] == "running"),
+            "{views}"
+        );
+        n1.stop();
+        n2.stop();
+    }
+    let cases = [
+        ("handoff-before-stop", "source"),
+        ("handoff-after-stop", "source"),
+        ("handoff-after-cas", "source"),
+        ("target-prepared", "target"),
+        ("target-before-serving", "target"),
+    ];
+    for (i, (step, side)) in cases.into_iter().enumerate() {
+        let store = bed.dir.path().join(format!("store-{i}"));
+        let (source_fault, target_fault) =
+            if side == "source" { (Some(step), None) } else { (None, Some(step)) };
+        let mut n1 = bed.node_on("n1", &store, source_fault);
+        let mut n2 = bed.node_on("n2", &store, target_fault);
+        let n3 = bed.node_on("n3", &store, None);
+        let (ip, volume) = (format!("198.18.1.6{i}"), bed.volume(&format!("m{i}")));
+        bed.cli_json(
+            &n3,
+            &["vserver", "create", "m", "--ip", &format!("{ip}/16"), "--volume", &volume, "--node", "n1"],
+        );
+        let probe = bed.probe("c1", &ip, 6);
+        let _ = bed.cli(&n3, &["vserver", "move", "m", "--to", "n2"]);
+        let dead = if side == "source" { &mut n1 } else { &mut n2 };
+        eventually(10, &format!("{side} to die at {step}"), || dead.exited());
+        let survivor = if side == "source" { "n2" } else { "n1" };
+        eventually(15, &format!("m to be served again after {step}"), || {
+            let view = bed.cli_json(&n3, &["vserver", "show", "m"]);
+            view["state"] == "running" && (view["node"] == survivor || view["node"] == "n3")
+        });
+        let gap = probe.finish();
+        eprintln!("linux mode: {side} dying at {step}: client max gap {gap} ms");
+        let history = history(&bed, &n3, "m");
+        check_history(&history);
+        let nodes = bed.cli_json(&n3, &["node", "list"]);
+        let serving: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
+        assert_eq!(serving, 1, "{step}: exactly one node serves it: {nodes}");
+    }
+}
+
+/// The management API between hosts: HTTPS with the cluster's
+/// certificate and the token works from a client host; without the
+/// token, 401 and nothing changes.
+#[test]
+fn the_api_between_hosts_needs_tls_and_the_token() {
+    let Some(bed) = Bed::up("the_api_between_hosts_needs_tls_and_the_token") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    assert!(n1.api.starts_with("https://198.18.0.1:"), "{}", n1.api);
+    let nodes = bed.cli_json(&n2, &["node", "list"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+    let a = bed.volume("a");
+    let output = bed
+        .cli_command(&n1)
+        .env("VNAS_TOKEN", "not-the-token")
+        .args([
+            "vserver",
+            "create",
+            "x",
+            "--ip",
+            "198.18.1.70/16",
+            "--volume",
+            &a,
+            "--export",
+            TRUSTED_EXPORT,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("unauthorized"), "{err}");
+    // Without the cluster's certificate, the CLI refuses the node.
+    let output = bed.cli_command(&n1).env_remove("VNAS_CA_FILE").args(["node", "list"]).output().unwrap();
+    assert!(!output.status.success(), "an unknown certificate is refused");
+    let views = bed.cli_json(&n2, &["vserver", "list"]);
+    assert_eq!(views.as_array().unwrap().len(), 0, "nothing was created: {views}");
+    n1.stop();
+    n2.stop();
+}
