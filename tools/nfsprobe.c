@@ -7,7 +7,9 @@
  *       every INTERVAL_MS: write a 4 KiB record, COMMIT it, read it back
  *       and compare; a failed call remounts and counts as failed. Prints
  *       round_trips, failed_ops, mismatches and max_gap_ms: the longest
- *       time between two good round trips, the pause a client saw.
+ *       time between two good round trips, the pause a client saw. With
+ *       NFSPROBE_GAP_MS=N set, also each gap over N ms as it ends
+ *       (gap_ms=G at_ms=T, T since the start). SIGTERM ends it early.
  *   nfsprobe seq URL MIB [DEPTH]
  *       write MIB MiB in 1 MiB calls, DEPTH (default 8) in flight, COMMIT,
  *       read it back and compare: MB/s each way.
@@ -32,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <nfsc/libnfs.h>
@@ -84,9 +87,20 @@ static int cmd_probe(const char *url, double seconds, double interval_ms) {
     snprintf(path, sizeof path, "/nfsprobe-%d", (int)getpid());
     long round_trips = 0, failed = 0, mismatches = 0;
     double started = now_ms(), last_good = started, max_gap = 0;
+    /* NFSPROBE_GAP_MS=N: print each gap over N ms as it ends. */
+    const char *report = getenv("NFSPROBE_GAP_MS");
+    double report_gap_ms = report ? atof(report) : 0;
     struct nfs_context *nfs = NULL;
     struct nfsfh *fh = NULL;
+    /* SIGTERM ends the run after the round trip in progress (it stays
+     * pending, so no call is interrupted), summary printed as usual. */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
     for (uint64_t seq = 0; now_ms() - started < seconds * 1000; seq++) {
+        sigset_t pending;
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM)) break;
         if (!nfs) nfs = connect_url(url);
         if (nfs && !fh && nfs_open2(nfs, path, O_RDWR | O_CREAT, 0644, &fh) != 0) {
             fprintf(stderr, "nfsprobe: open: %s\n", nfs_get_error(nfs));
@@ -112,6 +126,8 @@ static int cmd_probe(const char *url, double seconds, double interval_ms) {
         round_trips++;
         double t = now_ms();
         if (t - last_good > max_gap) max_gap = t - last_good;
+        if (report_gap_ms > 0 && t - last_good > report_gap_ms)
+            printf("gap_ms=%.0f at_ms=%.0f\n", t - last_good, t - started), fflush(stdout);
         last_good = t;
         double next = started + (seq + 1) * interval_ms;
         if (next > t) usleep((useconds_t)((next - t) * 1000));

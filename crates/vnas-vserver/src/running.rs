@@ -199,6 +199,7 @@ impl Running {
     }
 
     async fn finish(self, sync: bool) {
+        self.attachment.quiesce();
         self.gate.state.store(CLOSED, Ordering::SeqCst);
         self.shutdown.cancel();
         if let Some(monitor) = self.monitor {

@@ -10,14 +10,16 @@
 //!   caches stay right across a move; only switches relearn the port, from
 //!   the gratuitous ARP and unsolicited NA sent when the link comes up.
 //! - A client is never refused, nor told a connection ended: the NFS
-//!   connections carry a mark, and a nftables rule in the namespace drops
-//!   their FIN and RST segments, so a dying or stopping server closes them
+//!   sockets carry a mark, and a nftables rule in the namespace drops
+//!   their FIN and RST+ACK segments, so a dying or stopping server closes them
 //!   without a word (the client waits, and is woken by the next owner's
 //!   tickle ACKs, instead of reconnecting at once to an address nobody
 //!   holds yet); and a TCP segment for which no socket exists here is
 //!   dropped on the way in, so the kernel never answers one with a RST (a
 //!   SYN while nothing listens, a segment of a connection just closed). A
-//!   client woken by a tickle reaches the listener, which does reset it.
+//!   client woken by a tickle reaches the listener, which does reset it
+//!   (while the vserver serves here: a stopping one's listeners are marked
+//!   so that their resets are dropped too).
 //!   (The Linux client waits 3 s after a refused connection, and retries
 //!   an unanswered SYN after 1 s.)
 
@@ -35,6 +37,8 @@ use super::{link, parse_address, tickle, Attachment, Network};
 
 /// The mark on the NFS sockets ("vnas").
 const MARK: u32 = 0x766e_6173;
+/// The mark on the listeners of a vserver that is stopping here.
+const MARK_CLOSING: u32 = 0x766e_6174;
 /// The vserver's interface, inside its namespace.
 const DEVICE: &str = "eth0";
 
@@ -112,6 +116,7 @@ impl Network for Linux {
         nft(&ns, &ruleset())?;
         Ok(Arc::new(OnLinux {
             ns,
+            listeners: Default::default(),
             interface: self.interface.clone(),
             mac,
             addresses,
@@ -122,6 +127,9 @@ impl Network for Linux {
 
 struct OnLinux {
     ns: NetNs,
+    /// The listening sockets (duplicates of the server's), to mark them
+    /// closing.
+    listeners: std::sync::Mutex<Vec<TcpListener>>,
     interface: String,
     mac: String,
     addresses: Vec<IpNet>,
@@ -149,6 +157,9 @@ impl Attachment for OnLinux {
             .ns
             .run(|| addresses.iter().map(|a| listener(*a)).collect::<Result<Vec<_>, String>>())
             .map_err(|e| e.to_string())??;
+        let copies = listeners.iter().map(TcpListener::try_clone).collect::<Result<Vec<_>, _>>();
+        *self.listeners.lock().expect("not poisoned") =
+            copies.map_err(|e| format!("cannot keep the listeners: {e}"))?;
         self.ns
             .run(|| link::set_up(DEVICE, true))
             .and_then(|r| r)
@@ -191,7 +202,19 @@ impl Attachment for OnLinux {
         self.ns.run(|| super::unconnected(to))?
     }
 
+    fn quiesce(&self) {
+        // From now on the kernel's resets on the listeners' behalf (to a
+        // segment of a connection just closed) are dropped: a client must
+        // not reconnect before the next owner answers.
+        for listener in self.listeners.lock().expect("not poisoned").iter() {
+            if let Err(error) = socket2::SockRef::from(listener).set_mark(MARK_CLOSING) {
+                tracing::warn!(%error, "cannot mark a listener closing");
+            }
+        }
+    }
+
     fn take_down(&self) {
+        self.listeners.lock().expect("not poisoned").clear();
         // The addresses leave the wire now, even if a socket still holds
         // the namespace for a moment.
         // Down first (one ioctl): from here the addresses answer nowhere
@@ -217,10 +240,12 @@ fn listener(addr: SocketAddr) -> Result<TcpListener, String> {
         } else {
             socket.set_freebind_v6(true)?;
         }
-        // Accepted sockets inherit it: a close sends RST (dropped by the
-        // rule: the server marks each accepted socket) and frees the socket
-        // at once. The listener itself stays unmarked: the kernel's resets
-        // on its behalf (the answer to a client woken by a tickle) go out.
+        // Connections inherit both (those still in the accept queue when
+        // the listener closes too): a close sends RST+ACK, which the rule
+        // drops, and frees the socket at once. The one reset the rule lets
+        // through is a bare RST, the kernel's answer (on the listener's
+        // behalf) to a stray ACK: a client woken by a tickle.
+        socket.set_mark(MARK)?;
         socket.set_linger(Some(Duration::ZERO))?;
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
@@ -240,7 +265,9 @@ fn ruleset() -> String {
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
-    meta mark {MARK:#x} tcp flags & (fin | rst) != 0 drop
+    meta mark {MARK:#x} tcp flags & fin == fin drop
+    meta mark {MARK:#x} tcp flags & (rst | ack) == rst | ack drop
+    meta mark {MARK_CLOSING:#x} tcp flags & rst == rst drop
   }}
 }}
 "

@@ -49,6 +49,9 @@ pub trait Attachment: Send + Sync {
     /// The interface, addresses and routes as applied, for the service
     /// state (`vnas vserver show`).
     fn devices(&self) -> Vec<String>;
+    /// The vserver starts stopping here: from now on nothing may tell its
+    /// clients to reconnect (they would find nobody yet).
+    fn quiesce(&self) {}
     /// After the server stopped: the addresses leave this node.
     fn take_down(&self);
 }

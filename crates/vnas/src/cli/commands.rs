@@ -396,11 +396,12 @@ fn format_time(ms: u64) -> String {
 
 fn drain(api: &ApiUrl, name: &str) -> anyhow::Result<()> {
     let client = Client::new(api)?;
-    let _: NodeView = client.post(&format!("/api/nodes/{name}/drain"), &())?;
     let on_node = |views: &[VserverView]| {
         views.iter().filter(|v| v.node.as_deref() == Some(name) || v.assigned_node == name).count()
     };
+    // Counted before: the first moves may be done before a second look.
     let total = on_node(&client.get::<Vec<VserverView>>("/api/vservers")?);
+    let _: NodeView = client.post(&format!("/api/nodes/{name}/drain"), &())?;
     let started = std::time::Instant::now();
     let deadline = started + std::time::Duration::from_secs(120);
     loop {

@@ -7,6 +7,7 @@
 //! and the tests here take a lock, so the timings they assert (a move's
 //! pause, a failover's) are not measured next to other tests' load.
 
+mod kernel_client;
 #[allow(dead_code)]
 #[path = "../it/support.rs"]
 mod support;

@@ -1,0 +1,137 @@
+//! The client our users mount with: the Linux kernel's NFS client, in a
+//! QEMU guest (scripts/guest.sh) on the bed's bridge, mounting a vserver
+//! with a plain `mount VIP:/data` (portmap on 111), writing, fsyncing and
+//! reading back every 20 ms while the vserver moves, its owner is killed,
+//! and then frozen. Each event's gap, as the guest saw it, is printed and
+//! asserted.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use crate::testbed::*;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh")
+}
+
+/// The guest's gaps over its report threshold: (when the host read the
+/// line, gap in ms).
+struct Gaps(Vec<(Instant, u64)>);
+
+impl Gaps {
+    /// The longest gap the guest reported within `window` after `at`.
+    fn after(&self, at: Instant, window: Duration) -> u64 {
+        self.0
+            .iter()
+            .filter(|(seen, _)| *seen >= at && *seen <= at + window)
+            .map(|(_, g)| *g)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[test]
+fn the_kernel_client_through_moves_a_failover_and_a_freeze() {
+    let Some(bed) = Bed::up("the_kernel_client_through_moves_a_failover_and_a_freeze") else { return };
+    let kit = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guestkit");
+    let built = Command::new("bash").arg(script()).arg("build").arg(&kit).status().unwrap();
+    assert!(built.success(), "scripts/guest.sh build");
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let n3 = bed.node("n3", None);
+    let a = bed.volume("a");
+    bed.cli_json(&n1, &["vserver", "create", "k", "--ip", "198.18.1.80/16", "--volume", &a, "--node", "n1"]);
+
+    let mut guest = Command::new("bash")
+        .arg(script())
+        .arg("run")
+        .arg(&kit)
+        .args([bed.name.as_str(), "198.18.1.80", "/data", "32"])
+        .env("GAP_MS", "80")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel::<(Instant, String)>();
+    let stdout = guest.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send((Instant::now(), line));
+        }
+    });
+    let mut console = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, line) = lines.recv_timeout(deadline - Instant::now()).expect("the guest mounts the vserver");
+        console.push(line.clone());
+        if line.contains("guest: mounted") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let mut events: Vec<(String, Instant)> = Vec::new();
+    for to in ["n2", "n3", "n1", "n2", "n1"] {
+        events.push((format!("move to {to}"), Instant::now()));
+        bed.cli_json(&n3, &["vserver", "move", "k", "--to", to]);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    events.push(("SIGKILL of the owner".into(), Instant::now()));
+    n1.kill();
+    eventually(5, "a survivor to serve k", || {
+        let view = bed.cli_json(&n2, &["vserver", "show", "k"]);
+        view["state"] == "running" && view["node"] != "n1"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let owner = bed.cli_json(&n2, &["vserver", "show", "k"])["node"].as_str().unwrap().to_string();
+    let (frozen, other) = if owner == "n2" { (&n2, &n3) } else { (&n3, &n2) };
+    events.push((format!("SIGSTOP of the owner ({owner}), 1.5 s"), Instant::now()));
+    frozen.signal(rustix::process::Signal::STOP);
+    eventually(5, "the other survivor to serve k", || {
+        bed.cli_json(other, &["vserver", "show", "k"])["node"] != owner.as_str()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    frozen.signal(rustix::process::Signal::CONT);
+
+    let mut gaps = Gaps(Vec::new());
+    while let Ok((seen, line)) = lines.recv_timeout(Duration::from_secs(60)) {
+        if let Some(gap) = line.split("gap_ms=").nth(1).and_then(|v| v.split_whitespace().next()) {
+            gaps.0.push((seen, gap.parse().unwrap()));
+        }
+        console.push(line);
+    }
+    let status = guest.wait().unwrap();
+    let result = console.iter().find(|l| l.contains("guest: round_trips=")).cloned().unwrap_or_default();
+    assert!(status.success() && result.contains("errors=0"), "the kernel client saw errors: {console:#?}");
+    eprintln!("kernel client: {result}");
+    let mut report = Vec::new();
+    for (what, at) in &events {
+        let gap = gaps.after(*at, Duration::from_millis(2000));
+        eprintln!("kernel client: {what}: max gap {gap} ms");
+        report.push((what.clone(), gap));
+    }
+    // A gap spans a whole round trip of the emulated guest (tens of ms);
+    // what a move may add to it is 100 ms.
+    let round_trips: u64 = result
+        .split("round_trips=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let round_trip_ms = 32_000 / round_trips.max(1);
+    eprintln!("kernel client: one round trip of the guest: {round_trip_ms} ms");
+    for (what, gap) in &report {
+        // A freeze is noticed when the owner's lease (800 ms) runs out.
+        let limit = if what.starts_with("move") {
+            100 + round_trip_ms
+        } else if what.starts_with("SIGKILL") {
+            1000
+        } else {
+            2000
+        };
+        assert!(*gap <= limit, "kernel client: {what}: gap {gap} ms over {limit} ms; {report:?}");
+    }
+}
