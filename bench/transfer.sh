@@ -5,8 +5,16 @@
 # off a node. Two nodes on loopback, default settings. Not a test.
 #
 #   bench/transfer.sh [--moves 10] [--failovers 5] [--drain 100]
+#   bench/transfer.sh --bed [...]   linux mode on the test bed, kernel client,
+#                                   keepalived+Ganesha side by side (transfer-bed.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --bed: the same with real address moves between hosts (bench/transfer-bed.sh).
+if [ "${1:-}" = --bed ]; then
+  shift
+  exec bench/transfer-bed.sh "$@"
+fi
 
 moves=10 failovers=5 drain=100
 while [ $# -gt 0 ]; do
