@@ -155,6 +155,8 @@ build() {
             image=$(cat "$dir/image") # keep the cache's kernel
         else
             image=$(newest_image)
+            # A fresh machine's apt may not have read its lists yet.
+            [ -n "$image" ] || { apt-get update -qq && image=$(newest_image); }
         fi
     fi
     [ -n "$image" ] || { log "no linux-image-*-cloud-amd64 package known to apt"; exit 1; }

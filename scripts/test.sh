@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # use; e2fsprogs makes the ext4 filesystem of the 2-million-file test;
 # etcd-server is the real etcd the etcd store is tested against (the tests
 # start their own members on loopback ports), and protobuf-compiler builds
-# the etcd client.
-packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler)
+# the etcd client. The linux network mode and the test bed need iproute2
+# and nftables; the kernel NFS client's guest (scripts/guest.sh) needs QEMU,
+# busybox, cpio, kmod and the decompressors of the kernel's modules.
+packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler
+          iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -10,13 +10,15 @@
 //!   caches stay right across a move; only switches relearn the port, from
 //!   the gratuitous ARP and unsolicited NA sent when the link comes up.
 //! - A client is never refused, nor told a connection ended: the NFS
-//!   sockets carry a mark, and a nftables rule in the namespace drops
-//!   their FIN and RST+ACK segments, so a dying or stopping server closes them
+//!   sockets carry marks, and nftables rules in the namespace drop the FIN
+//!   and RST segments of connections, so a dying or stopping server closes them
 //!   without a word (the client waits, and is woken by the next owner's
 //!   tickle ACKs, instead of reconnecting at once to an address nobody
 //!   holds yet); and a TCP segment for which no socket exists here is
 //!   dropped on the way in, so the kernel never answers one with a RST (a
-//!   SYN while nothing listens, a segment of a connection just closed). A
+//!   SYN while nothing listens, a segment of a connection just closed; a
+//!   reset that races past that check, sent on no socket's behalf, is
+//!   dropped on the way out). A
 //!   client woken by a tickle reaches the listener, which does reset it
 //!   (while the vserver serves here: a stopping one's listeners are marked
 //!   so that their resets are dropped too).
@@ -35,8 +37,11 @@ use vnas_store::{Route, VserverConfig};
 use super::netns::NetNs;
 use super::{link, parse_address, tickle, Attachment, Network};
 
-/// The mark on the NFS sockets ("vnas").
+/// The mark on NFS connections ("vnas"): their FIN and RST never leave.
 const MARK: u32 = 0x766e_6173;
+/// The mark on the listeners of a vserver that serves here: only the bare
+/// RST they answer a stray ACK with leaves (a client woken by a tickle).
+const MARK_LISTENING: u32 = 0x766e_6172;
 /// The mark on the listeners of a vserver that is stopping here.
 const MARK_CLOSING: u32 = 0x766e_6174;
 /// The vserver's interface, inside its namespace.
@@ -214,9 +219,6 @@ impl Attachment for OnLinux {
     }
 
     fn take_down(&self) {
-        self.listeners.lock().expect("not poisoned").clear();
-        // The addresses leave the wire now, even if a socket still holds
-        // the namespace for a moment.
         // Down first (one ioctl): from here the addresses answer nowhere
         // on this node; the namespace, and the interface in it, go when the
         // last reference does.
@@ -226,6 +228,9 @@ impl Attachment for OnLinux {
                 tracing::warn!(%error, "cannot bring the vserver's interface down")
             }
         }
+        // Only now: a segment that met a listener a moment ago and finds
+        // none now would be answered by a reset.
+        self.listeners.lock().expect("not poisoned").clear();
     }
 }
 
@@ -240,12 +245,13 @@ fn listener(addr: SocketAddr) -> Result<TcpListener, String> {
         } else {
             socket.set_freebind_v6(true)?;
         }
-        // Connections inherit both (those still in the accept queue when
-        // the listener closes too): a close sends RST+ACK, which the rule
-        // drops, and frees the socket at once. The one reset the rule lets
-        // through is a bare RST, the kernel's answer (on the listener's
-        // behalf) to a stray ACK: a client woken by a tickle.
-        socket.set_mark(MARK)?;
+        // Connections inherit both (and the server marks each it accepts
+        // MARK): a close sends a reset, which the rules drop, and frees the
+        // socket at once; one still in the accept queue when the listener
+        // closes sends RST+ACK, dropped too. The one reset let through is
+        // a bare RST, the kernel's answer on the listener's behalf to a
+        // stray ACK: a client woken by a tickle.
+        socket.set_mark(MARK_LISTENING)?;
         socket.set_linger(Some(Duration::ZERO))?;
         socket.bind(&addr.into())?;
         socket.listen(1024)?;
@@ -265,9 +271,11 @@ fn ruleset() -> String {
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
-    meta mark {MARK:#x} tcp flags & fin == fin drop
-    meta mark {MARK:#x} tcp flags & (rst | ack) == rst | ack drop
-    meta mark {MARK_CLOSING:#x} tcp flags & rst == rst drop
+    meta mark {MARK:#x} tcp flags & (fin | rst) != 0 drop
+    meta mark {MARK_LISTENING:#x} tcp flags & fin == fin drop
+    meta mark {MARK_LISTENING:#x} tcp flags & (rst | ack) == rst | ack drop
+    meta mark {MARK_CLOSING:#x} tcp flags & (fin | rst) != 0 drop
+    oifname \"{DEVICE}\" meta mark 0 tcp flags & rst == rst drop
   }}
 }}
 "
