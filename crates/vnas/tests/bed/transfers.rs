@@ -18,6 +18,31 @@ fn check_history(history: &[Value]) {
     }
 }
 
+/// The network namespaces a node process holds besides its own (its
+/// vservers'), as paths others can enter.
+fn vserver_namespaces(node: &NodeProc) -> Vec<String> {
+    let pid = node.child.id();
+    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            if target.to_string_lossy().starts_with("net:[") && target != own {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn run_in(namespace: &str, command: &[&str]) -> String {
+    let output = std::process::Command::new("nsenter")
+        .arg(format!("--net={namespace}"))
+        .args(command)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn applied(view: &Value) -> Vec<String> {
     view["applied"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
 }
@@ -61,6 +86,15 @@ fn moves_under_load_in_linux_mode() {
     assert!(!bed.ip("n3", &["-o", "address"]).contains("198.18.1.11"));
     let (ok, out, _) = bed.cli(&n1, &["vserver", "show", "still"]);
     assert!(ok && out.contains("applied:        route 10.99.0.0/16 via 198.18.0.254"), "{out}");
+    // And in effect: inside the namespace n3's process holds for it.
+    let tables = vserver_namespaces(&n3).iter().map(|ns| run_in(ns, &["ip", "route"])).collect::<Vec<_>>();
+    assert!(
+        tables
+            .iter()
+            .any(|t| t.contains("10.99.0.0/16 via 198.18.0.254 dev eth0")
+                && t.contains("198.18.0.0/16 dev eth0")),
+        "the route is in the vserver's table: {tables:?}"
+    );
 
     let moving = bed.probe("c1", "198.18.1.10", 9);
     let undisturbed = bed.probe("c2", "198.18.1.11", 8);
