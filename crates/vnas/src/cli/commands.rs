@@ -30,7 +30,8 @@ pub enum VserverCommand {
     /// Create a vserver and start it on a node.
     Create {
         name: String,
-        /// Address to serve on (repeatable).
+        /// Address to serve on (repeatable): 127.0.0.X in the loopback
+        /// network mode; ADDRESS/PREFIX (IPv4 or IPv6) in the linux mode.
         #[arg(long = "ip", required = true)]
         ips: Vec<String>,
         /// MOUNT=PATH: the directory PATH appears at MOUNT (repeatable).
