@@ -24,7 +24,7 @@
 # server ... not responding"), CONSOLE_LOG=FILE (also keep the console there).
 #
 # Why a guest: the machines here run a kernel without an NFS client, and KVM
-# does not work (see ../shared/KERNEL-CLIENT.md), so this is TCG emulation:
+# does not work (its emulator stops stock guest kernels), so this is TCG emulation:
 # boot takes a few seconds, each round trip some milliseconds. Needs root.
 set -euo pipefail
 shopt -s extglob

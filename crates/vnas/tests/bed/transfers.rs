@@ -9,15 +9,6 @@ use serde_json::Value;
 use crate::support::*;
 use crate::testbed::*;
 
-/// One node at a time: every transfer's source is the previous one's
-/// target, with a higher epoch.
-fn check_history(history: &[Value]) {
-    for pair in history.windows(2) {
-        assert_eq!(pair[1]["from"], pair[0]["to"], "{pair:?}");
-        assert!(pair[1]["epoch"].as_u64() > pair[0]["epoch"].as_u64(), "{pair:?}");
-    }
-}
-
 /// The network namespaces a node process holds besides its own (its
 /// vservers'), as paths others can enter.
 fn vserver_namespaces(node: &NodeProc) -> Vec<String> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use vnas_store::etcd::test_cluster::EtcdCluster;
 
 use crate::support::*;
-use crate::transfer::{check_history, history, volume, Probe};
+use crate::transfer::{history, volume};
 
 /// Whether the vserver at `ip` answers an NFS NULL call within `wait`.
 fn answers(ip: &str, wait: Duration) -> bool {

@@ -438,3 +438,35 @@ pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     let status = response.status().as_u16();
     (status, response.json().unwrap_or(serde_json::Value::Null))
 }
+
+/// Our libnfs probe running (see `nfsprobe`).
+pub struct Probe(pub Child);
+
+impl Probe {
+    /// Waits for the probe; returns its max gap in ms. Fails the test on
+    /// any failed operation or mismatch.
+    pub fn finish(self) -> u64 {
+        let output = self.0.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "probe saw errors: {stdout} {stderr}");
+        assert!(stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+        let gap = stdout.split("max_gap_ms=").nth(1).and_then(|v| v.trim().parse().ok());
+        gap.unwrap_or_else(|| panic!("no max_gap in {stdout}"))
+    }
+}
+
+/// One node at a time: every transfer's source is the previous one's
+/// target, and every change of owner has a higher epoch (a restart on the
+/// same node keeps it).
+pub fn check_history(history: &[serde_json::Value]) {
+    for pair in history.windows(2) {
+        if pair[1]["why"] == "restart" {
+            assert_eq!(pair[1]["to"], pair[0]["to"], "{pair:?}");
+            assert!(pair[1]["epoch"].as_u64() >= pair[0]["epoch"].as_u64(), "{pair:?}");
+        } else {
+            assert_eq!(pair[1]["from"], pair[0]["to"], "{pair:?}");
+            assert!(pair[1]["epoch"].as_u64() > pair[0]["epoch"].as_u64(), "{pair:?}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! reads back a record every 20 ms, reconnecting as a normal client does,
 //! and fails on any error or mismatch.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,8 +23,6 @@ pub fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u6
     })
 }
 
-pub struct Probe(Child);
-
 impl Probe {
     pub fn start(ip: &str, seconds: u32) -> Probe {
         let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
@@ -37,37 +35,10 @@ impl Probe {
         std::thread::sleep(Duration::from_millis(500));
         Probe(child)
     }
-
-    /// Waits for the probe; returns its max gap in ms. Fails the test on
-    /// any failed operation or mismatch.
-    pub fn finish(self) -> u64 {
-        let output = self.0.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "probe saw errors: {stdout} {stderr}");
-        assert!(stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
-        let gap = stdout.split("max_gap_ms=").nth(1).and_then(|v| v.trim().parse().ok());
-        gap.unwrap_or_else(|| panic!("no max_gap in {stdout}"))
-    }
 }
 
 pub fn history(api: &str, name: &str) -> Vec<Value> {
     cli_json(api, &["vserver", "history", name]).as_array().unwrap().clone()
-}
-
-/// One node at a time: every transfer's source is the previous one's
-/// target, and every change of owner has a higher epoch (a restart on the
-/// same node keeps it).
-pub fn check_history(history: &[Value]) {
-    for pair in history.windows(2) {
-        if pair[1]["why"] == "restart" {
-            assert_eq!(pair[1]["to"], pair[0]["to"], "{pair:?}");
-            assert!(pair[1]["epoch"].as_u64() >= pair[0]["epoch"].as_u64(), "{pair:?}");
-        } else {
-            assert_eq!(pair[1]["from"], pair[0]["to"], "{pair:?}");
-            assert!(pair[1]["epoch"].as_u64() > pair[0]["epoch"].as_u64(), "{pair:?}");
-        }
-    }
 }
 
 pub fn volume(top: &tempfile::TempDir, name: &str) -> String {
