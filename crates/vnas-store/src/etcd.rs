@@ -7,18 +7,26 @@
 //! PREFIX/vservers/NAME/config      configuration (JSON, with a format version)
 //! PREFIX/vservers/NAME/ownership   owner, epoch, state
 //! PREFIX/vservers/NAME/service     service state as applied
-//! PREFIX/vservers/NAME/history     transfers (the last 1000)
+//! PREFIX/vservers/NAME/owner       the owner's name, bound to its lease
+//! PREFIX/history/NAME              transfers (the last 1000; apart, so
+//!                                  reading every record skips them)
 //! PREFIX/addresses/ADDRESS         the vserver that uses it (uniqueness)
 //! PREFIX/nodes/NAME/info           node info (stays while the node is down)
 //! PREFIX/nodes/NAME/alive          last renewal (ms), bound to the node's lease
 //! PREFIX/nodes/NAME/drained        present while drained
 //! ```
 //!
-//! A node's session is an etcd lease: its `alive` key goes when the lease
-//! expires or the session is dropped. Every change that must not race is a
-//! transaction comparing what it read (a key's modification revision, or
-//! its absence), so an ownership change computed from a stale epoch is
-//! refused by etcd itself. The generation is etcd's revision.
+//! A node's session is an etcd lease, renewed on one keep-alive stream (a
+//! renewal is no write: etcd's leader keeps leases in memory, so renewals
+//! stay quick while the cluster writes a lot). The node's `alive` key and
+//! the `owner` keys of what it owns go when the lease expires or the
+//! session is dropped; the watch then wakes the other nodes. Every change
+//! that must not race is a transaction comparing what it read (a key's
+//! modification revision, or its absence), so an ownership change computed
+//! from a stale epoch is refused by etcd itself, and every ownership or
+//! service write of a node with a session also compares that its lease is
+//! still the one on its `alive` key: a node whose lease expired cannot
+//! write at all. The generation is etcd's revision.
 
 use std::time::Duration;
 
@@ -34,8 +42,6 @@ use crate::{
 /// How long one etcd call may take before the store is called unavailable
 /// (a node that cannot renew within its lease fences itself).
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// A node's lease in etcd; its renewals come far more often.
-const LEASE_TTL_S: i64 = 2;
 /// Transfers kept per vserver.
 const HISTORY_MAX: usize = 1000;
 /// Compare-and-swap retries when another writer got in between.
@@ -47,12 +53,77 @@ struct Stored<T> {
     data: T,
 }
 
+/// How to reach etcd besides its addresses, and the node lease.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// PEM certificate(s) of the CA that signed the members' certificates:
+    /// etcd is then spoken to over TLS (https).
+    pub ca: Option<Vec<u8>>,
+    /// PEM client certificate and key, for members that require them
+    /// (`--client-cert-auth`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// User and password, for a cluster with authentication enabled.
+    pub user: Option<(String, String)>,
+    /// A node's lease TTL in etcd (whole seconds; at least 1). A node that
+    /// dies is down for the others when etcd's leader expires it: up to
+    /// half a second after the TTL (etcd checks every 500 ms).
+    pub lease_ttl_s: i64,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions { ca: None, identity: None, user: None, lease_ttl_s: 1 }
+    }
+}
+
+/// The lease of the session this store's node holds.
+#[derive(Clone)]
+struct Held {
+    node: String,
+    alive: String,
+    lease: i64,
+}
+
 pub struct EtcdStore {
     /// The etcd client's own runtime: the `Store` trait is blocking, and
     /// its callers run it off their async threads.
     runtime: std::sync::Arc<OwnRuntime>,
-    client: Client,
+    /// Replaced when etcd forgot the client's auth token (a restart).
+    client: std::sync::Arc<std::sync::RwLock<Client>>,
+    connect: std::sync::Arc<Connect>,
     prefix: String,
+    /// Set by `join`: the owner-only writes compare this lease.
+    held: std::sync::Arc<std::sync::Mutex<Option<Held>>>,
+}
+
+/// What a (re)connection needs.
+struct Connect {
+    endpoints: Vec<String>,
+    options: EtcdOptions,
+}
+
+impl Connect {
+    async fn client(&self) -> Result<Client, etcd_client::Error> {
+        let mut options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(CALL_TIMEOUT)
+            .with_timeout(CALL_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+        if let Some((user, password)) = &self.options.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(ca) = &self.options.ca {
+            options = options.with_tls(tls(ca, self.options.identity.as_ref()));
+        }
+        Client::connect(self.endpoints.clone(), Some(options)).await
+    }
+}
+
+fn tls(ca: &[u8], identity: Option<&(Vec<u8>, Vec<u8>)>) -> etcd_client::TlsOptions {
+    let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+    }
+    tls
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -99,8 +170,14 @@ struct Read {
 }
 
 impl EtcdStore {
-    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`.
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, plain, no user.
     pub fn open(url: &str) -> Result<EtcdStore, StoreError> {
+        Self::open_with(url, EtcdOptions::default())
+    }
+
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` with TLS, a user, or
+    /// another lease TTL.
+    pub fn open_with(url: &str, options: EtcdOptions) -> Result<EtcdStore, StoreError> {
         let rest =
             url.strip_prefix("etcd://").ok_or_else(|| unavailable(format!("{url} is not etcd://...")))?;
         let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, "vnas"));
@@ -108,25 +185,30 @@ impl EtcdStore {
         if hosts.is_empty() || prefix.is_empty() {
             return Err(unavailable(format!("{url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")));
         }
-        let endpoints: Vec<String> = hosts.split(',').map(|h| format!("http://{h}")).collect();
+        if options.lease_ttl_s < 1 {
+            return Err(unavailable("the lease TTL is at least one second"));
+        }
+        let scheme = if options.ca.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = hosts.split(',').map(|h| format!("{scheme}://{h}")).collect();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("etcd")
             .enable_all()
             .build()
             .map_err(unavailable)?;
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+        let connect = std::sync::Arc::new(Connect { endpoints, options });
         let client = runtime
-            .block_on(async {
-                tokio::time::timeout(CALL_TIMEOUT, Client::connect(endpoints, Some(options))).await
-            })
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, connect.client()).await })
             .map_err(|_| unavailable(format!("{hosts}: no answer within {CALL_TIMEOUT:?}")))?
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(format!("{hosts}: {e}")))?;
         let runtime = std::sync::Arc::new(OwnRuntime(Some(runtime)));
-        let store = EtcdStore { runtime, client, prefix: prefix.to_string() };
+        let store = EtcdStore {
+            runtime,
+            client: std::sync::Arc::new(std::sync::RwLock::new(client)),
+            connect,
+            prefix: prefix.to_string(),
+            held: Default::default(),
+        };
         // Fails now, not at the first record, when nothing answers; a
         // member that is still starting is given the call timeout.
         let deadline = std::time::Instant::now() + CALL_TIMEOUT;
@@ -139,6 +221,10 @@ impl EtcdStore {
         }
     }
 
+    fn client(&self) -> Client {
+        self.client.read().unwrap().clone()
+    }
+
     fn key(&self, path: &str) -> String {
         format!("{}/{path}", self.prefix)
     }
@@ -149,7 +235,8 @@ impl EtcdStore {
 
     /// Runs `make(client)` until it succeeds, fails for good, or
     /// `CALL_TIMEOUT` passes. A member that is down refuses connections:
-    /// such a call is tried again (the client picks among the members).
+    /// such a call is tried again (the client picks among the members). A
+    /// refused auth token (etcd restarted and forgot it) is replaced once.
     fn call<T, F>(&self, make: impl Fn(Client) -> F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -157,12 +244,21 @@ impl EtcdStore {
         self.runtime
             .block_on(async {
                 tokio::time::timeout(CALL_TIMEOUT, async {
+                    let mut reauthenticated = false;
                     loop {
-                        match make(self.client.clone()).await {
+                        match make(self.client()).await {
                             Err(etcd_client::Error::GRpcStatus(status))
                                 if status.code() == tonic::Code::Unavailable =>
                             {
                                 tokio::time::sleep(Duration::from_millis(20)).await
+                            }
+                            Err(etcd_client::Error::GRpcStatus(status))
+                                if status.code() == tonic::Code::Unauthenticated
+                                    && self.connect.options.user.is_some()
+                                    && !reauthenticated =>
+                            {
+                                reauthenticated = true;
+                                *self.client.write().unwrap() = self.connect.client().await?;
                             }
                             result => return result,
                         }
@@ -252,10 +348,11 @@ impl EtcdStore {
         name: &str,
         epoch: u64,
         allowed: impl Fn(&Ownership) -> bool,
-        op: TxnOp,
+        ops: Vec<TxnOp>,
     ) -> Result<(), StoreError> {
         check_name(name)?;
         let key = self.vserver_key(name, "ownership");
+        let held = self.held.lock().unwrap().clone();
         for _ in 0..RETRIES_MAX {
             let read = self.read(&key)?;
             let value = read.value.as_ref().ok_or_else(|| StoreError::VserverNotFound(name.to_string()))?;
@@ -267,11 +364,32 @@ impl EtcdStore {
                     actual: current.epoch,
                 });
             }
-            if self.txn(vec![Self::unchanged(&key, &read)], vec![op.clone()])? {
+            let mut compares = vec![Self::unchanged(&key, &read)];
+            if let Some(held) = &held {
+                compares.push(Compare::lease(held.alive.as_str(), CompareOp::Equal, held.lease));
+            }
+            if self.txn(compares, ops.clone())? {
                 return Ok(());
+            }
+            if let Some(held) = &held {
+                if !self.holds(held)? {
+                    return Err(unavailable(format!(
+                        "node {}'s lease has expired: etcd takes no ownership writes from it",
+                        held.node
+                    )));
+                }
             }
         }
         Err(unavailable("too many concurrent ownership changes"))
+    }
+
+    /// Whether the node's `alive` key still carries `held`'s lease.
+    fn holds(&self, held: &Held) -> Result<bool, StoreError> {
+        let response = self.call(|mut c| {
+            let key = held.alive.clone();
+            async move { c.get(key, None).await }
+        })?;
+        Ok(response.kvs().first().is_some_and(|kv| kv.lease() == held.lease))
     }
 
     /// The error for a create or update whose transaction found an address
@@ -345,6 +463,7 @@ impl Store for EtcdStore {
             self.key(&format!("vservers/{name}/")),
             Some(etcd_client::DeleteOptions::new().with_prefix()),
         )];
+        ops.push(TxnOp::delete(self.key(&format!("history/{name}")), None));
         for address in &config.addresses {
             ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
         }
@@ -369,13 +488,23 @@ impl Store for EtcdStore {
 
     fn swap_ownership(&self, name: &str, expected_epoch: u64, new: &Ownership) -> Result<(), StoreError> {
         let key = self.vserver_key(name, "ownership");
-        let put = TxnOp::put(key.as_str(), encode(new), None);
-        self.under_epoch(name, expected_epoch, |current| new.epoch >= current.epoch, put)
+        let owner = self.vserver_key(name, "owner");
+        let held = self.held.lock().unwrap().clone();
+        // The owner key lives as long as its owner's lease: when a node
+        // dies, etcd deletes them and the watch tells the others.
+        let owner_op = match held {
+            Some(held) if new.owner.as_deref() == Some(held.node.as_str()) => {
+                TxnOp::put(owner, held.node.as_bytes(), Some(PutOptions::new().with_lease(held.lease)))
+            }
+            _ => TxnOp::delete(owner, None),
+        };
+        let ops = vec![TxnOp::put(key.as_str(), encode(new), None), owner_op];
+        self.under_epoch(name, expected_epoch, |current| new.epoch >= current.epoch, ops)
     }
 
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
         let put = TxnOp::put(self.vserver_key(name, "service"), encode(state), None);
-        self.under_epoch(name, state.epoch, |_| true, put)
+        self.under_epoch(name, state.epoch, |_| true, vec![put])
     }
 
     fn generation(&self) -> Result<u64, StoreError> {
@@ -389,7 +518,7 @@ impl Store for EtcdStore {
 
     fn append_history(&self, name: &str, entry: &Transfer) -> Result<(), StoreError> {
         check_name(name)?;
-        let key = self.vserver_key(name, "history");
+        let key = self.key(&format!("history/{name}"));
         for _ in 0..RETRIES_MAX {
             self.config(name)?;
             let read = self.read(&key)?;
@@ -413,7 +542,7 @@ impl Store for EtcdStore {
     fn history(&self, name: &str) -> Result<Vec<Transfer>, StoreError> {
         check_name(name)?;
         self.config(name)?;
-        let key = self.vserver_key(name, "history");
+        let key = self.key(&format!("history/{name}"));
         match self.read(&key)?.value {
             Some(value) => decode(&key, &value),
             None => Ok(Vec::new()),
@@ -434,7 +563,8 @@ impl Store for EtcdStore {
 
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError> {
         check_name(&node.name)?;
-        let lease = self.call(|mut c| async move { c.lease_grant(LEASE_TTL_S, None).await })?.id();
+        let ttl = self.connect.options.lease_ttl_s;
+        let lease = self.call(|mut c| async move { c.lease_grant(ttl, None).await })?.id();
         let alive = self.key(&format!("nodes/{}/alive", node.name));
         let info = self.key(&format!("nodes/{}/info", node.name));
         let ops = vec![
@@ -445,7 +575,8 @@ impl Store for EtcdStore {
             let _ = self.call(|mut c| async move { c.lease_revoke(lease).await });
             return Err(StoreError::NodeAlreadyRunning(node.name.clone()));
         }
-        Ok(Box::new(EtcdSession { store: self.handle(), lease: std::sync::Mutex::new(lease), alive }))
+        *self.held.lock().unwrap() = Some(Held { node: node.name.clone(), alive: alive.clone(), lease });
+        Ok(Box::new(EtcdSession { store: self.handle(), keeper: Default::default() }))
     }
 
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
@@ -460,15 +591,17 @@ impl Store for EtcdStore {
             nodes
                 .insert(name.to_string(), NodeStatus { info, alive: false, last_seen_ms: 0, drained: false });
         }
-        for (key, value) in &entries {
+        for (key, _) in &entries {
             let Some((name, part)) = key.strip_prefix(&prefix).and_then(|k| k.split_once('/')) else {
                 continue;
             };
             let Some(node) = nodes.get_mut(name) else { continue };
             match part {
+                // The lease is the node's liveness: its key is there until
+                // etcd expires it (renewals write nothing).
                 "alive" => {
                     node.alive = true;
-                    node.last_seen_ms = String::from_utf8_lossy(value).parse().unwrap_or(0);
+                    node.last_seen_ms = now_ms();
                 }
                 "drained" => node.drained = true,
                 _ => {}
@@ -481,11 +614,12 @@ impl Store for EtcdStore {
     /// connection) is made again from the last revision it saw, so no
     /// change between the two is missed.
     fn watch(&self, changed: std::sync::Arc<dyn Fn() + Send + Sync>) -> bool {
-        let mut client = self.client.clone();
+        let client = self.client.clone();
         let prefix = self.key("vservers/");
         self.runtime.spawn(async move {
             let mut next_revision = 0;
             loop {
+                let mut client = client.read().unwrap().clone();
                 let mut options = WatchOptions::new().with_prefix();
                 if next_revision > 0 {
                     options = options.with_start_revision(next_revision);
@@ -513,7 +647,13 @@ impl Store for EtcdStore {
 impl EtcdStore {
     /// A second handle on the same connection, for a session.
     fn handle(&self) -> EtcdStore {
-        EtcdStore { runtime: self.runtime.clone(), client: self.client.clone(), prefix: self.prefix.clone() }
+        EtcdStore {
+            runtime: self.runtime.clone(),
+            client: self.client.clone(),
+            connect: self.connect.clone(),
+            prefix: self.prefix.clone(),
+            held: self.held.clone(),
+        }
     }
 }
 
@@ -547,59 +687,81 @@ fn records_from(entries: &[(String, Vec<u8>)], prefix: &str) -> Result<Vec<Vserv
         .collect())
 }
 
-/// A node's lease. Renewing refreshes the lease and the node's last-seen
-/// time; dropping the session revokes the lease, so the node is down at
-/// once (as when the kernel drops a dead process's lock). A lease that
-/// expired (etcd lost quorum or was restarted for longer than its TTL) is
-/// replaced by a new one, unless another process took the node's name.
+/// A node's lease. Renewing sends one keep-alive on a stream kept open
+/// (no write, no new stream per renewal); dropping the session revokes
+/// the lease, so the node is down at once (as when the kernel drops a dead
+/// process's lock). A lease that expired (etcd lost quorum or was
+/// restarted for longer than its TTL) is replaced by a new one, unless
+/// another process took the node's name meanwhile.
 struct EtcdSession {
     store: EtcdStore,
-    lease: std::sync::Mutex<i64>,
-    alive: String,
+    keeper: std::sync::Mutex<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>,
 }
 
 impl EtcdSession {
-    fn keep_alive(&self, lease: i64) -> Result<bool, StoreError> {
-        let (mut keeper, mut responses) =
-            self.store.call(|mut c| async move { c.lease_keep_alive(lease).await })?;
-        self.store.wait(keeper.keep_alive())?;
-        let answer = self.store.wait(responses.message())?;
-        Ok(answer.is_some_and(|a| a.ttl() > 0))
+    fn held(&self) -> Held {
+        self.store.held.lock().unwrap().clone().expect("set by join")
     }
 
-    fn put_alive(&self, lease: i64, fresh: bool) -> Result<bool, StoreError> {
-        let put =
-            TxnOp::put(self.alive.as_str(), now_ms().to_string(), Some(PutOptions::new().with_lease(lease)));
-        let compares = if fresh { vec![EtcdStore::absent(&self.alive)] } else { Vec::new() };
-        self.store.txn(compares, vec![put])
+    /// One keep-alive; `Ok(false)`: the lease has expired.
+    fn keep_alive(&self, lease: i64) -> Result<bool, StoreError> {
+        let mut keeper = self.keeper.lock().unwrap();
+        if keeper.is_none() {
+            *keeper = Some(self.store.call(|mut c| async move { c.lease_keep_alive(lease).await })?);
+        }
+        let (sender, answers) = keeper.as_mut().expect("just set");
+        let answer = self.store.wait(async {
+            sender.keep_alive().await?;
+            answers.message().await
+        });
+        match answer {
+            Ok(Some(answer)) => Ok(answer.ttl() > 0),
+            // A broken or late stream: a late answer must not be taken
+            // for the next renewal's, so the next one opens another.
+            Ok(None) => {
+                *keeper = None;
+                Err(unavailable("the lease keep-alive stream closed"))
+            }
+            Err(error) => {
+                *keeper = None;
+                Err(error)
+            }
+        }
     }
 }
 
 impl Session for EtcdSession {
     fn renew(&self) -> Result<(), StoreError> {
-        let mut lease = self.lease.lock().unwrap();
+        let held = self.held();
         // An expired lease is answered with TTL 0 or, by some versions,
         // with an error: either way, try a new one.
-        if self.keep_alive(*lease).unwrap_or(false) {
-            self.put_alive(*lease, false)?;
-            return Ok(());
+        match self.keep_alive(held.lease) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error) if !self.store.holds(&held).is_ok_and(|holds| !holds) => return Err(error),
+            Err(_) => {}
         }
-        let fresh = self.store.call(|mut c| async move { c.lease_grant(LEASE_TTL_S, None).await })?.id();
-        if !self.put_alive(fresh, true)? {
+        *self.keeper.lock().unwrap() = None;
+        let ttl = self.store.connect.options.lease_ttl_s;
+        let fresh = self.store.call(|mut c| async move { c.lease_grant(ttl, None).await })?.id();
+        let put =
+            TxnOp::put(held.alive.as_str(), now_ms().to_string(), Some(PutOptions::new().with_lease(fresh)));
+        if !self.store.txn(vec![EtcdStore::absent(&held.alive)], vec![put])? {
             let _ = self.store.call(|mut c| async move { c.lease_revoke(fresh).await });
             return Err(StoreError::Unavailable(
                 "etcd: this node's lease expired and its name is taken".into(),
             ));
         }
-        *lease = fresh;
+        *self.store.held.lock().unwrap() = Some(Held { lease: fresh, ..held });
         Ok(())
     }
 }
 
 impl Drop for EtcdSession {
     fn drop(&mut self) {
-        let mut client = self.store.client.clone();
-        let lease = *self.lease.lock().unwrap();
+        let Some(held) = self.store.held.lock().unwrap().take() else { return };
+        let lease = held.lease;
+        let mut client = self.store.client();
         if tokio::runtime::Handle::try_current().is_ok() {
             // Dropped on an async thread, where nothing may block.
             self.store.runtime.spawn(async move {
@@ -630,6 +792,21 @@ pub mod test_cluster {
         pub members: Vec<Member>,
         dir: PathBuf,
         token: String,
+        /// Server certificate, key and the CA that signed clients'
+        /// certificates: clients then speak TLS and must show one.
+        tls: Option<ServerTls>,
+        /// How `wait_ready` opens the members (TLS, user).
+        pub options: super::EtcdOptions,
+        /// More flags for members started from now on.
+        pub extra_args: Vec<String>,
+    }
+
+    /// PEM files of a member's TLS identity.
+    #[derive(Clone)]
+    pub struct ServerTls {
+        pub cert: PathBuf,
+        pub key: PathBuf,
+        pub client_ca: PathBuf,
     }
 
     fn free_port() -> u16 {
@@ -639,6 +816,17 @@ pub mod test_cluster {
     impl EtcdCluster {
         /// Starts `n` members under `dir` and waits until they answer.
         pub fn start(dir: &Path, n: usize) -> EtcdCluster {
+            Self::start_with(dir, n, None, super::EtcdOptions::default())
+        }
+
+        /// With TLS for clients (`options` must then carry the CA and a
+        /// client identity, for `wait_ready`).
+        pub fn start_with(
+            dir: &Path,
+            n: usize,
+            tls: Option<ServerTls>,
+            options: super::EtcdOptions,
+        ) -> EtcdCluster {
             std::fs::create_dir_all(dir).unwrap();
             let members = (1..=n)
                 .map(|i| Member {
@@ -649,7 +837,8 @@ pub mod test_cluster {
                 })
                 .collect();
             let token = format!("vnas-test-{}-{}", std::process::id(), free_port());
-            let mut cluster = EtcdCluster { members, dir: dir.to_path_buf(), token };
+            let mut cluster =
+                EtcdCluster { members, dir: dir.to_path_buf(), token, tls, options, extra_args: vec![] };
             for i in 0..n {
                 cluster.start_member(i, true);
             }
@@ -668,10 +857,22 @@ pub mod test_cluster {
             let initial: Vec<String> =
                 self.members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
             let m = &self.members[i];
-            let client = format!("http://127.0.0.1:{}", m.client_port);
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
             let peer = format!("http://127.0.0.1:{}", m.peer_port);
             let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name))).unwrap();
-            let child = Command::new("etcd")
+            let mut command = Command::new("etcd");
+            if let Some(tls) = &self.tls {
+                command
+                    .arg("--cert-file")
+                    .arg(&tls.cert)
+                    .arg("--key-file")
+                    .arg(&tls.key)
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.client_ca)
+                    .arg("--client-cert-auth");
+            }
+            let child = command
                 .arg("--name")
                 .arg(&m.name)
                 .arg("--data-dir")
@@ -682,6 +883,7 @@ pub mod test_cluster {
                 .args(["--initial-cluster-token", &self.token])
                 .args(["--initial-cluster-state", if new { "new" } else { "existing" }])
                 .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args(&self.extra_args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -702,7 +904,7 @@ pub mod test_cluster {
             let deadline = Instant::now() + Duration::from_secs(30);
             for member in self.members.iter().filter(|m| m.child.is_some()) {
                 let url = format!("etcd://127.0.0.1:{}/ready", member.client_port);
-                while crate::etcd::EtcdStore::open(&url).is_err() {
+                while crate::etcd::EtcdStore::open_with(&url, self.options.clone()).is_err() {
                     assert!(
                         Instant::now() < deadline,
                         "etcd did not come up within 30 s; see {}",
@@ -710,6 +912,84 @@ pub mod test_cluster {
                     );
                     std::thread::sleep(Duration::from_millis(100));
                 }
+            }
+        }
+    }
+
+    /// A test CA, a member certificate for 127.0.0.1 and a client's, as
+    /// PEM bytes and files under a directory.
+    #[cfg(feature = "test-pki")]
+    pub struct Pki {
+        pub ca: Vec<u8>,
+        pub client: (Vec<u8>, Vec<u8>),
+        pub client_files: (PathBuf, PathBuf),
+        pub server: ServerTls,
+    }
+
+    #[cfg(feature = "test-pki")]
+    impl EtcdCluster {
+        /// Users root and `user` (read-write under `prefix` only), then
+        /// authentication on; `wait_ready` goes on as root. Connects with
+        /// `self.options`.
+        pub fn enable_auth(&mut self, user: &str, password: &str, prefix: &str) {
+            use etcd_client::Permission;
+            let root_password = format!("root-{}", self.token);
+            let connect = super::Connect {
+                endpoints: vec![format!(
+                    "{}://127.0.0.1:{}",
+                    if self.tls.is_some() { "https" } else { "http" },
+                    self.members[0].client_port
+                )],
+                options: self.options.clone(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut c = connect.client().await.unwrap();
+                c.user_add("root", root_password.as_str(), None).await.unwrap();
+                c.user_grant_role("root", "root").await.unwrap();
+                c.role_add(user).await.unwrap();
+                c.role_grant_permission(user, Permission::read_write(prefix).with_prefix()).await.unwrap();
+                c.user_add(user, password, None).await.unwrap();
+                c.user_grant_role(user, user).await.unwrap();
+                c.auth_enable().await.unwrap();
+            });
+            self.options.user = Some(("root".into(), root_password));
+        }
+    }
+
+    #[cfg(feature = "test-pki")]
+    impl Pki {
+        pub fn new(dir: &Path) -> Pki {
+            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+            let ca_key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, "vnas test CA");
+            let ca = params.self_signed(&ca_key).unwrap();
+            let signed = |names: Vec<String>, name: &str| {
+                let key = KeyPair::generate().unwrap();
+                let mut params = CertificateParams::new(names).unwrap();
+                params.distinguished_name.push(DnType::CommonName, name);
+                let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+                (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+            };
+            std::fs::create_dir_all(dir).unwrap();
+            let write = |name: &str, data: &[u8]| {
+                let path = dir.join(name);
+                std::fs::write(&path, data).unwrap();
+                path
+            };
+            let server = signed(vec!["localhost".into(), "127.0.0.1".into()], "etcd");
+            let client = signed(vec![], "vnas");
+            Pki {
+                ca: ca.pem().into_bytes(),
+                client_files: (write("client.pem", &client.0), write("client.key", &client.1)),
+                client,
+                server: ServerTls {
+                    cert: write("server.pem", &server.0),
+                    key: write("server.key", &server.1),
+                    client_ca: write("ca.pem", ca.pem().as_bytes()),
+                },
             }
         }
     }

@@ -56,7 +56,7 @@ enum ClusterCommand {
 #[derive(Subcommand)]
 enum NodeCommand {
     /// Run this machine as a node of the cluster.
-    Run(node::NodeArgs),
+    Run(Box<node::NodeArgs>),
     #[command(flatten)]
     Client(cli::commands::NodeCommand),
 }
@@ -100,7 +100,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Cluster { command: ClusterCommand::Up(args) } => cluster_up::run(args),
-        Command::Node { command: NodeCommand::Run(args) } => node::run(args),
+        Command::Node { command: NodeCommand::Run(args) } => node::run(*args),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api, command),
         Command::Status { api, json } => cli::commands::status(&api, json),

@@ -47,7 +47,8 @@ pub struct NodeArgs {
     #[arg(long)]
     interface: Option<String>,
     /// A node not seen for this long (ms) is down and its vservers fail
-    /// over; it fences itself after half of it (default 800).
+    /// over; it fences itself after half of it (default 800). On etcd the
+    /// lease etcd keeps is this rounded up to whole seconds.
     #[arg(long)]
     lease_ms: Option<u64>,
     /// How often (ms) the node renews its session (default 150).
@@ -64,6 +65,21 @@ pub struct NodeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificate of the etcd members: etcd over TLS (etcd store).
+    #[arg(long)]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd members that require one.
+    #[arg(long, requires_all = ["etcd_key", "etcd_ca"])]
+    etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert.
+    #[arg(long, requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user, for a cluster with authentication enabled.
+    #[arg(long, requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password (first line; keep it mode 600).
+    #[arg(long, requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -184,23 +200,58 @@ fn peer_client(tls: Option<&TlsFiles>) -> anyhow::Result<reqwest::Client> {
     builder.build().context("building the HTTP client for peers")
 }
 
-pub fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// How a node reaches an etcd store besides its addresses.
+#[derive(Default)]
+pub struct EtcdAccess {
+    ca: Option<PathBuf>,
+    cert: Option<(PathBuf, PathBuf)>,
+    user: Option<(String, PathBuf)>,
+}
+
+pub fn open_store(spec: &str, etcd: &EtcdAccess, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
     if spec.starts_with("etcd://") {
-        return open_etcd(spec);
+        return open_etcd(spec, etcd, lease);
+    }
+    if etcd.ca.is_some() || etcd.cert.is_some() || etcd.user.is_some() {
+        bail!("the --etcd-* settings go with an etcd:// store");
     }
     let store = DirStore::open(spec).with_context(|| format!("cannot open the store at {spec}"))?;
     Ok(Arc::new(store))
 }
 
 #[cfg(feature = "etcd")]
-fn open_etcd(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store =
-        vnas_store::EtcdStore::open(spec).with_context(|| format!("cannot open the store at {spec}"))?;
+fn open_etcd(spec: &str, etcd: &EtcdAccess, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
+    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let user = match &etcd.user {
+        Some((user, file)) => {
+            let text =
+                String::from_utf8(read(file)?).with_context(|| format!("{} is not text", file.display()))?;
+            let password = text.lines().next().unwrap_or("").to_string();
+            if password.is_empty() {
+                bail!("{} holds no password", file.display());
+            }
+            Some((user.clone(), password))
+        }
+        None => None,
+    };
+    let options = vnas_store::etcd::EtcdOptions {
+        ca: etcd.ca.as_ref().map(read).transpose()?,
+        identity: match &etcd.cert {
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        },
+        user,
+        // etcd counts leases in whole seconds; a node fences itself after
+        // half of --lease-ms, long before etcd can expire it.
+        lease_ttl_s: lease.as_millis().div_ceil(1000).max(1) as i64,
+    };
+    let store = vnas_store::EtcdStore::open_with(spec, options)
+        .with_context(|| format!("cannot open the store at {spec}"))?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "etcd"))]
-fn open_etcd(_spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+fn open_etcd(_spec: &str, _etcd: &EtcdAccess, _lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
     bail!("this vnas was built without the etcd store: build it with `--features etcd` (needs protoc)");
 }
 
@@ -251,7 +302,23 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             (Arc::new(linux), vec![111])
         }
     };
-    let store = open_store(&store_spec)?;
+    let etcd = EtcdAccess {
+        ca: args.etcd_ca.or(file.etcd_ca),
+        cert: match (args.etcd_cert.or(file.etcd_cert), args.etcd_key.or(file.etcd_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("--etcd-cert and --etcd-key go together"),
+        },
+        user: match (args.etcd_user.or(file.etcd_user), args.etcd_password_file.or(file.etcd_password_file)) {
+            (Some(user), Some(file)) => Some((user, file)),
+            (None, None) => None,
+            _ => bail!("--etcd-user and --etcd-password-file go together"),
+        },
+    };
+    if etcd.cert.is_some() && etcd.ca.is_none() {
+        bail!("--etcd-cert needs --etcd-ca (client certificates go over TLS)");
+    }
+    let store = open_store(&store_spec, &etcd, settings.lease)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Store calls and the data path's READ/WRITE/COMMIT share this

@@ -1,6 +1,7 @@
 //! The common volume on a real three-member etcd, when etcd itself
 //! fails: quorum lost and back, one node cut off from etcd alone, etcd
-//! restarted from its data. (The store suite, one member down, moves and
+//! restarted from its data; nodes reaching etcd over TLS with a user.
+//! (The store suite, one member down, moves and
 //! failover on etcd are tested with the directory store's tests.)
 #![cfg(feature = "etcd")]
 
@@ -193,5 +194,48 @@ fn etcd_restarted_from_its_data_keeps_the_cluster() {
     eventually(20, "the vserver to be served again", || answers(ip, Duration::from_millis(500)));
     let view = cli_json(&n1.api, &["vserver", "show", "r"]);
     assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n1"), Some("running")));
+    n1.stop();
+}
+
+#[test]
+fn nodes_reach_etcd_over_tls_with_a_client_certificate_and_a_user() {
+    use vnas_store::etcd::test_cluster::Pki;
+    use vnas_store::etcd::EtcdOptions;
+    let top = temp_dir();
+    let pki = Pki::new(&top.path().join("pki"));
+    let options =
+        EtcdOptions { ca: Some(pki.ca.clone()), identity: Some(pki.client.clone()), ..Default::default() };
+    let mut etcd = EtcdCluster::start_with(&top.path().join("etcd"), 3, Some(pki.server.clone()), options);
+    etcd.enable_auth("vnas", "s3cret", "secure");
+    let url = etcd.url("secure");
+    let node = |password: &str| {
+        let file = top.path().join(format!("password-{password}"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        let mut command = NodeProc::command("n1", &url);
+        command
+            .arg("--etcd-ca")
+            .arg(&pki.server.client_ca)
+            .arg("--etcd-cert")
+            .arg(&pki.client_files.0)
+            .arg("--etcd-key")
+            .arg(&pki.client_files.1)
+            .args(["--etcd-user", "vnas", "--etcd-password-file"])
+            .arg(&file);
+        command
+    };
+
+    // A wrong password: the node does not start, and says why in one line.
+    let output = node("wrong").stderr(std::process::Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+
+    let n1 = NodeProc::spawn(node("s3cret"));
+    let ip = "127.0.27.1";
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "t", "--ip", ip, "--volume", &volume(&top, "t"), "--node", "n1"],
+    );
+    eventually(10, "the vserver to answer", || answers(ip, Duration::from_millis(500)));
     n1.stop();
 }
