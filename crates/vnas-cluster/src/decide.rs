@@ -274,8 +274,13 @@ pub fn decide(view: &View) -> Vec<Action> {
                 epoch: record.ownership.epoch,
                 why: Why::Move,
             }),
+            // A logical unit is mounted by one node at a time: the target
+            // of a move mounts it once it owns the vserver, after the
+            // source's unmount, so it cannot start the server beforehand.
             Some(o) if o != me && up.contains_key(o) => {
-                actions.push(Action::Prepare { name: name.to_string(), epoch: record.ownership.epoch })
+                if !record.config.volumes.iter().any(|v| v.kind == vnas_store::VolumeKind::Block) {
+                    actions.push(Action::Prepare { name: name.to_string(), epoch: record.ownership.epoch })
+                }
             }
             _ => {
                 let previous_up = owner.is_some_and(|o| up.contains_key(o));
@@ -406,6 +411,20 @@ mod tests {
             &[Action::Take { name: "v".into(), expected: 0, why: Why::Start, since_ms: 1_100 }],
         );
         check("n2", &nodes, &records, &[], &[]);
+    }
+
+    #[test]
+    fn a_move_of_a_vserver_on_units_is_not_prepared_on_the_target() {
+        let nodes = [node("n1", true, false), node("n2", true, false)];
+        let mut records = [record("v", "n2", Some("n1"), 3, VserverState::Running)];
+        records[0].config.volumes = vec![vnas_store::Volume::block("/data", "/dev/sdb", None)];
+        check("n2", &nodes, &records, &[], &[]);
+        let handoff = Action::HandOff { name: "v".into(), epoch: 3, to: "n2".into(), since_ms: None };
+        check("n1", &nodes, &records, &[("v", 3, true)], &[handoff]);
+        let mut handed = [record("v", "n2", Some("n2"), 4, VserverState::Starting)];
+        handed[0].config.volumes = records[0].config.volumes.clone();
+        let activate = Action::Activate { name: "v".into(), epoch: 4, why: Why::Move };
+        check("n2", &nodes, &handed, &[], &[activate]);
     }
 
     #[test]

@@ -84,8 +84,15 @@ pub fn confirmed(
             .map(str::to_string),
         _ => None,
     };
-    let transfer =
-        Transfer { at_ms: now_ms, from, to: me.to_string(), why: why.as_str().into(), epoch, pause_ms };
+    let transfer = Transfer {
+        at_ms: now_ms,
+        from,
+        to: me.to_string(),
+        why: why.as_str().into(),
+        epoch,
+        pause_ms,
+        fence: None,
+    };
     (service, running, transfer)
 }
 

@@ -9,14 +9,46 @@ use utoipa::ToSchema;
 /// The format of every record written by this version.
 pub const FORMAT: u32 = 1;
 
-/// A volume in a vserver's mount table: a directory on shared storage that
-/// appears at `mount` in the vserver's namespace.
+/// A volume in a vserver's mount table: a directory on shared storage, or
+/// a logical unit (a block device holding a filesystem) that only its
+/// owner mounts, appearing at `mount` in the vserver's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Volume {
     /// Where clients see it, such as `/data`.
     pub mount: String,
-    /// The directory on shared storage.
+    /// The directory on shared storage, or the block device.
     pub path: String,
+    #[serde(default, skip_serializing_if = "VolumeKind::is_dir")]
+    pub kind: VolumeKind,
+    /// A block volume's filesystem (`ext4`, `xfs`); detected when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<String>,
+}
+
+impl Volume {
+    /// A directory every node reaches.
+    pub fn dir(mount: impl Into<String>, path: impl Into<String>) -> Volume {
+        Volume { mount: mount.into(), path: path.into(), kind: VolumeKind::Dir, fstype: None }
+    }
+
+    /// A logical unit mounted by its owner alone.
+    pub fn block(mount: impl Into<String>, device: impl Into<String>, fstype: Option<String>) -> Volume {
+        Volume { mount: mount.into(), path: device.into(), kind: VolumeKind::Block, fstype }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    #[default]
+    Dir,
+    Block,
+}
+
+impl VolumeKind {
+    pub fn is_dir(&self) -> bool {
+        *self == VolumeKind::Dir
+    }
 }
 
 /// Clients an export admits and how.
@@ -204,4 +236,8 @@ pub struct Transfer {
     /// How long clients could get no answer: from the moment the old owner
     /// stopped serving (or was last seen alive) to the new one serving.
     pub pause_ms: u64,
+    /// What fencing the previous owner took, when its units' guards showed
+    /// it had not released them (the fence command and its outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
 }

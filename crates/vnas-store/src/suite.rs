@@ -8,7 +8,7 @@ pub fn config(name: &str, address: &str) -> VserverConfig {
     VserverConfig {
         name: name.into(),
         addresses: vec![address.into()],
-        volumes: vec![Volume { mount: "/data".into(), path: "/srv/data".into() }],
+        volumes: vec![Volume::dir("/data", "/srv/data")],
         exports: vec![Export { path: "/data".into(), rules: vec![ClientRule::default()] }],
         routes: vec![],
         node: "n1".into(),
@@ -164,6 +164,7 @@ fn history_and_drain(store: &impl Store) {
             why: "move".into(),
             epoch,
             pause_ms: 10 * epoch,
+            fence: (epoch == 2).then(|| "n1 fenced".into()),
         };
         store.append_history("a", &entry).unwrap();
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use vnas_nfs::{Access, ExportConfig, Squash};
 use vnas_store::VserverConfig;
 
-use crate::volumes::Volumes;
+use crate::volumes::{Claim, Volumes};
 
 /// Export ids go into file handles: the same vserver and export path give
 /// the same id on every node and in every version (FNV-1a).
@@ -61,14 +61,26 @@ fn rule(rule: &vnas_store::ClientRule) -> Result<vnas_nfs::ClientRule, String> {
     })
 }
 
-/// The NFS exports of a vserver whose volumes are attached through
-/// `volumes`.
-pub fn exports(config: &VserverConfig, volumes: &dyn Volumes) -> Result<Vec<ExportConfig>, String> {
-    let mut config = config.clone();
-    for volume in &mut config.volumes {
-        volume.path = volumes.attach(volume)?.display().to_string();
+/// Attaches the vserver's volumes through `volumes` (all or, on an error,
+/// none) and returns its NFS exports.
+pub fn exports(
+    config: &VserverConfig,
+    volumes: &dyn Volumes,
+    claim: &Claim,
+) -> Result<Vec<ExportConfig>, String> {
+    let mut attached = config.clone();
+    for (i, volume) in attached.volumes.iter_mut().enumerate() {
+        match volumes.attach(volume, claim) {
+            Ok(path) => volume.path = path.display().to_string(),
+            Err(error) => {
+                for volume in &config.volumes[..i] {
+                    volumes.detach(volume);
+                }
+                return Err(error);
+            }
+        }
     }
-    let config = &config;
+    let config = &attached;
     let mut out = Vec::new();
     for export in &config.exports {
         let dir = export_dir(config, &export.path)
@@ -90,10 +102,7 @@ mod tests {
         VserverConfig {
             name: "v".into(),
             addresses: vec![],
-            volumes: volumes
-                .iter()
-                .map(|(m, p)| Volume { mount: m.to_string(), path: p.to_string() })
-                .collect(),
+            volumes: volumes.iter().map(|(m, p)| Volume::dir(*m, *p)).collect(),
             exports: vec![],
             routes: vec![],
             node: "n1".into(),

@@ -13,9 +13,11 @@ pub mod exports;
 pub mod monitor;
 pub mod network;
 pub mod running;
+pub mod units;
 pub mod volumes;
 
 pub use monitor::Failure;
 pub use network::{Attachment, Linux, Loopback, Network};
 pub use running::{Lease, Params, Running};
-pub use volumes::{Directories, Volumes};
+pub use units::{Units, UNIT_FILESYSTEMS};
+pub use volumes::{Claim, Directories, Volumes};

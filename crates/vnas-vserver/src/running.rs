@@ -14,7 +14,7 @@ use vnas_store::VserverConfig;
 
 use crate::monitor::{self, Failure};
 use crate::network::{Attachment, Network};
-use crate::volumes::Volumes;
+use crate::volumes::{Claim, Volumes};
 
 /// The node's session, as the gate sees it: calls are answered only while
 /// it is fresh (self-fencing).
@@ -45,6 +45,9 @@ pub struct Running {
     pub config: VserverConfig,
     /// Devices and addresses as applied, for the service state.
     pub devices: Vec<String>,
+    /// What attaching the volumes took (a previous owner fenced), for the
+    /// transfer's history.
+    pub notes: Vec<String>,
     attachment: Arc<dyn Attachment>,
     gate: Arc<VserverGate>,
     shutdown: CancellationToken,
@@ -89,17 +92,32 @@ impl Running {
         params: &Params,
     ) -> Result<Running, String> {
         let config = config.clone();
-        let mut server_config = ServerConfig::new(crate::exports::exports(&config, &*params.volumes)?);
+        let claim = Claim { vserver: config.name.clone(), epoch, ..Default::default() };
+        let exports = crate::exports::exports(&config, &*params.volumes, &claim)?;
+        let detach = |error: String| {
+            for volume in &config.volumes {
+                params.volumes.detach(volume);
+            }
+            error
+        };
+        let mut server_config = ServerConfig::new(exports);
         server_config.drain_timeout = params.drain_timeout;
         server_config.service_port = Some(params.nfs_port);
         let gate = Arc::new(VserverGate { lease: params.lease.clone(), state: AtomicU8::new(WAIT) });
         server_config.gate = Some(gate.clone());
         let write_verifier = server_config.write_verifier;
-        let attachment = params.network.attach(&config)?;
+        let attachment = params.network.attach(&config).map_err(detach)?;
         server_config.connection_mark = attachment.connection_mark();
-        let server = Server::new(server_config).map_err(|e| e.to_string())?;
+        let server = match Server::new(server_config) {
+            Ok(server) => server,
+            Err(error) => {
+                attachment.take_down();
+                return Err(detach(error.to_string()));
+            }
+        };
         let connections = server.connections();
         let mut running = Running {
+            notes: claim.notes.into_inner().unwrap_or_default(),
             epoch,
             write_verifier,
             devices: attachment.devices(),

@@ -4,11 +4,22 @@ use std::path::PathBuf;
 
 use vnas_store::Volume;
 
+/// Who attaches a volume: the vserver and the ownership epoch it is
+/// activated under (written to a unit's guard).
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub vserver: String,
+    pub epoch: u64,
+    /// What attaching took that the transfer's history should tell (a
+    /// previous owner fenced).
+    pub notes: std::sync::Mutex<Vec<String>>,
+}
+
 /// The storage side of a vserver: make each volume of its mount table
 /// available here, flush it, give it up.
 pub trait Volumes: Send + Sync {
     /// Where the volume's files are on this node.
-    fn attach(&self, volume: &Volume) -> Result<PathBuf, String>;
+    fn attach(&self, volume: &Volume, claim: &Claim) -> Result<PathBuf, String>;
     /// Whether an attached volume is still there (for the monitor).
     fn present(&self, volume: &Volume) -> bool;
     /// Makes what clients wrote reach stable storage (before a hand-off).
@@ -21,7 +32,7 @@ pub trait Volumes: Send + Sync {
 pub struct Directories;
 
 impl Volumes for Directories {
-    fn attach(&self, volume: &Volume) -> Result<PathBuf, String> {
+    fn attach(&self, volume: &Volume, _claim: &Claim) -> Result<PathBuf, String> {
         Ok(PathBuf::from(&volume.path))
     }
 

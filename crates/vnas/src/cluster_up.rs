@@ -123,7 +123,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             &CreateVserver {
                 name: "demo".into(),
                 addresses: vec![args.demo_ip.clone()],
-                volumes: vec![vnas_store::Volume { mount: "/demo".into(), path: demo.display().to_string() }],
+                volumes: vec![vnas_store::Volume::dir("/demo", demo.display().to_string())],
                 // Local clients only; root stays root, which only local
                 // root can claim: the export is `secure` (reserved ports).
                 exports: vec![vnas_store::Export {

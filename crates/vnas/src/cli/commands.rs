@@ -34,7 +34,9 @@ pub enum VserverCommand {
         /// network mode; ADDRESS/PREFIX (IPv4 or IPv6) in the linux mode.
         #[arg(long = "ip", required = true)]
         ips: Vec<String>,
-        /// MOUNT=PATH: the directory PATH appears at MOUNT (repeatable).
+        /// MOUNT=PATH: the directory PATH appears at MOUNT; or
+        /// MOUNT=block:DEVICE[:FSTYPE]: a logical unit (ext4 or xfs, detected
+        /// when not given) that the owner alone mounts (repeatable).
         #[arg(long = "volume", required = true)]
         volumes: Vec<String>,
         /// PATH[:OPTION...], e.g. /data:rw:root_squash:clients=127.0.0.0/8
@@ -120,10 +122,20 @@ pub enum NodeCommand {
     },
 }
 
+/// `MOUNT=DIR`, or `MOUNT=block:DEVICE[:FSTYPE]` for a logical unit.
 fn parse_volume(spec: &str) -> anyhow::Result<Volume> {
-    let (mount, path) = spec.split_once('=').with_context(|| format!("volume {spec:?} is not MOUNT=PATH"))?;
+    let (mount, path) = spec
+        .split_once('=')
+        .with_context(|| format!("volume {spec:?} is not MOUNT=PATH or MOUNT=block:DEVICE[:FSTYPE]"))?;
+    if let Some(unit) = path.strip_prefix("block:") {
+        let (device, fstype) = match unit.split_once(':') {
+            Some((device, fstype)) => (device, Some(fstype.to_string())),
+            None => (unit, None),
+        };
+        return Ok(Volume::block(mount, device, fstype));
+    }
     let path = std::path::absolute(path).with_context(|| format!("volume path {path}"))?;
-    Ok(Volume { mount: mount.to_string(), path: path.display().to_string() })
+    Ok(Volume::dir(mount, path.display().to_string()))
 }
 
 fn parse_route(spec: &str) -> anyhow::Result<vnas_store::Route> {

@@ -99,7 +99,13 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         lease: node.fence.clone(),
         extra_ports: node.extra_ports.clone(),
         network: node.network.clone(),
-        volumes: Arc::new(vnas_vserver::Directories),
+        // Units mount in this node's own mount namespace, so the path
+        // may be the same for every node on one machine.
+        volumes: Arc::new(vnas_vserver::Units::new(
+            &node.name,
+            format!("/run/vnas/{}/units", node.name),
+            node.fence_command.clone(),
+        )),
         failures,
     };
     let mut controller = Controller {
@@ -509,8 +515,11 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
     let name = record.config.name.clone();
     let epoch = vserver.epoch;
     let verifier: String = vserver.write_verifier.iter().map(|b| format!("{b:02x}")).collect();
-    let (service, running, transfer) =
+    let (service, running, mut transfer) =
         records::confirmed(record, &node.name, epoch, &verifier, vserver.devices.clone(), why, now_ms());
+    if !vserver.notes.is_empty() {
+        transfer.fence = Some(vserver.notes.join("; "));
+    }
     let pause_ms = transfer.pause_ms;
     let name2 = name.clone();
     let previous_owner = record.ownership.owner.clone();

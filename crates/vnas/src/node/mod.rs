@@ -80,6 +80,13 @@ pub struct NodeArgs {
     /// File holding the etcd user's password (first line; keep it mode 600).
     #[arg(long, requires = "etcd_user")]
     etcd_password_file: Option<PathBuf>,
+    /// Run (by `sh -c`) before mounting a logical unit whose last owner
+    /// never released it (dead, frozen, cut off); it must stop that node
+    /// writing to the unit: power it off, revoke its SCSI-3 persistent
+    /// reservation. Environment: VNAS_FENCE_NODE, VNAS_FENCE_UNIT,
+    /// VNAS_FENCE_VSERVER, VNAS_FENCE_EPOCH. Exit 0: fenced.
+    #[arg(long)]
+    fence_command: Option<String>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -146,6 +153,8 @@ pub struct Node {
     pub extra_ports: Vec<u16>,
     /// The interface whose carrier this node watches (linux mode).
     pub interface: Option<String>,
+    /// Fences a previous owner before its units are mounted here.
+    pub fence_command: Option<String>,
 }
 
 impl Node {
@@ -255,7 +264,28 @@ fn open_etcd(_spec: &str, _etcd: &EtcdAccess, _lease: Duration) -> anyhow::Resul
     bail!("this vnas was built without the etcd store: build it with `--features etcd` (needs protoc)");
 }
 
+/// As root, the node gets a mount namespace of its own (before any thread
+/// starts: a threaded process cannot unshare it): the units it mounts are
+/// nobody else's business, and they go when the node dies, as they would
+/// with a machine.
+fn own_mount_namespace() -> anyhow::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    // SAFETY: no other thread exists yet to see the namespace change.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .context("a mount namespace for the node")?;
+    // Nothing mounted here shows elsewhere, and the other way round.
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .context("making the node's mounts private")?;
+    Ok(())
+}
+
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    own_mount_namespace()?;
     let file: NodeArgs = match &args.config {
         Some(path) => {
             let text =
@@ -288,6 +318,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("the admin token file {}", token_file.display()))?;
     let peers = peer_client(tls.as_ref())?;
 
+    let fence_command = args.fence_command.or(file.fence_command);
     let mode = args.network.or(file.network).unwrap_or_default();
     let interface = args.interface.or(file.interface);
     let (network, extra_ports): (Arc<dyn vnas_vserver::Network>, Vec<u16>) = match (mode, &interface) {
@@ -353,6 +384,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             network,
             extra_ports,
             interface,
+            fence_command,
         });
         let weak = Arc::downgrade(&node);
         let watching = node.store.watch(Arc::new(move || {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use vnas_store::{ClientRule, Desired, Export, VserverConfig};
+use vnas_store::{ClientRule, Desired, Export, Volume, VolumeKind, VserverConfig};
 
 use crate::api::error::ApiError;
 use crate::api::types::CreateVserver;
@@ -94,12 +94,22 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
             ));
         }
         let path = Path::new(&volume.path);
-        if !path.is_absolute() || !path.is_dir() {
-            return Err(ApiError::bad_request(
-                "volume_path_missing",
-                format!("volume path {} does not exist or is not a directory", volume.path),
-            ));
+        match volume.kind {
+            VolumeKind::Dir if !path.is_absolute() || !path.is_dir() => {
+                return Err(ApiError::bad_request(
+                    "volume_path_missing",
+                    format!("volume path {} does not exist or is not a directory", volume.path),
+                ));
+            }
+            VolumeKind::Dir => {}
+            VolumeKind::Block => check_unit(volume, path)?,
         }
+    }
+    let mut devices = HashSet::new();
+    if let Some(volume) =
+        request.volumes.iter().find(|v| v.kind == VolumeKind::Block && !devices.insert(&v.path))
+    {
+        return Err(ApiError::bad_request("bad_volume", format!("unit {} is listed twice", volume.path)));
     }
     let exports = if request.exports.is_empty() {
         request
@@ -146,4 +156,26 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
     }
     config.exports = exports;
     Ok(config)
+}
+
+/// A block volume names a block device here (device paths such as
+/// /dev/disk/by-id/... are the same on every node of a SAN) and a
+/// filesystem vnas knows how to check and mount.
+fn check_unit(volume: &Volume, path: &Path) -> Result<(), ApiError> {
+    use std::os::unix::fs::FileTypeExt;
+    if !path.is_absolute() || !std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device()) {
+        return Err(ApiError::bad_request(
+            "volume_device_missing",
+            format!("{} is not a block device on this node", volume.path),
+        ));
+    }
+    if let Some(fstype) = &volume.fstype {
+        if !vnas_vserver::UNIT_FILESYSTEMS.contains(&fstype.as_str()) {
+            return Err(ApiError::bad_request(
+                "bad_volume",
+                format!("filesystem {fstype} is not one of {}", vnas_vserver::UNIT_FILESYSTEMS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }

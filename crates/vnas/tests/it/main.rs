@@ -13,4 +13,5 @@ mod rules;
 mod security;
 mod support;
 pub mod transfer;
+mod units;
 mod verifier;
