@@ -117,10 +117,10 @@ impl Running {
         };
         let connections = server.connections();
         let mut running = Running {
-            notes: claim.notes.into_inner().unwrap_or_default(),
+            notes: claim.notes.lock().unwrap().clone(),
             epoch,
             write_verifier,
-            devices: attachment.devices(),
+            devices: attachment.devices().into_iter().chain(claim.applied.lock().unwrap().clone()).collect(),
             attachment,
             config,
             gate,

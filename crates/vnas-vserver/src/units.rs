@@ -167,6 +167,7 @@ impl Units {
             let _ = rustix::mount::unmount(&target, UnmountFlags::empty());
             return Err(unit(format!("writing its guard: {error}")));
         }
+        claim.applied.lock().unwrap().push(format!("unit {device} {fstype} {}", target.display()));
         Ok(target)
     }
 

@@ -13,6 +13,9 @@ pub struct Claim {
     /// What attaching took that the transfer's history should tell (a
     /// previous owner fenced).
     pub notes: std::sync::Mutex<Vec<String>>,
+    /// Units as mounted (device, filesystem, mount point), for the
+    /// service state.
+    pub applied: std::sync::Mutex<Vec<String>>,
 }
 
 /// The storage side of a vserver: make each volume of its mount table

@@ -256,7 +256,17 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 println!("epoch:          {}", view.epoch);
                 println!("addresses:      {}", view.addresses.join(", "));
                 for volume in &view.volumes {
-                    println!("volume:         {} = {}", volume.mount, volume.path);
+                    match (&volume.kind, &volume.fstype) {
+                        (vnas_store::VolumeKind::Block, Some(fstype)) => {
+                            println!("volume:         {} = block {} ({fstype})", volume.mount, volume.path)
+                        }
+                        (vnas_store::VolumeKind::Block, None) => {
+                            println!("volume:         {} = block {}", volume.mount, volume.path)
+                        }
+                        (vnas_store::VolumeKind::Dir, _) => {
+                            println!("volume:         {} = {}", volume.mount, volume.path)
+                        }
+                    }
                 }
                 for export in &view.exports {
                     for rule in &export.rules {
@@ -330,10 +340,11 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                             t.why.clone(),
                             format!("{} ms", t.pause_ms),
                             t.epoch.to_string(),
+                            t.fence.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                     .collect();
-                table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH"], &rows);
+                table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH", "FENCE"], &rows);
             }
         }
         VserverCommand::Delete { name, json: as_json } => {

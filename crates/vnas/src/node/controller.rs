@@ -490,6 +490,11 @@ async fn activate(
     params: &Params,
 ) -> Option<Running> {
     let name = record.config.name.clone();
+    if why == Some(Why::Move) {
+        // A move's target that starts only once it owns the vserver (its
+        // units must be unmounted by the source first).
+        fault_point("target-activating");
+    }
     match Running::start(&record.config, epoch, true, params) {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {

@@ -43,9 +43,8 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// One unit test at a time: a loop device detached by one (a missing
-/// device) must not be attached to another's unit while a node still has
-/// its path bound.
+/// One unit test at a time: they make and mount filesystems by the
+/// dozen, and the machine has two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -110,6 +109,11 @@ impl Unit {
     /// A node on `store` whose mount namespace shows its own loop device
     /// at `self.path`.
     fn node(&mut self, name: &str, store: &Path) -> NodeProc {
+        self.node_with(name, store, None)
+    }
+
+    /// With `fault`: the node dies (abort) at that step of a transfer.
+    fn node_with(&mut self, name: &str, store: &Path, fault: Option<&str>) -> NodeProc {
         let device = run("losetup", &["-f", "--show", self.image.to_str().unwrap()]);
         self.loops.push((name.to_string(), device.clone()));
         let vnas = NodeProc::command(name, store);
@@ -124,6 +128,9 @@ impl Unit {
             .args(vnas.get_args())
             .args(["--fence-command", &self.fence_command()])
             .stderr(Stdio::inherit());
+        if let Some(fault) = fault {
+            command.env("VNAS_FAULT", fault);
+        }
         for (key, value) in vnas.get_envs() {
             if let Some(value) = value {
                 command.env(key, value);
@@ -204,6 +211,14 @@ fn moves_and_failover(fstype: &'static str, net: &str) {
     let n2 = unit.node("n2", &store);
     let ip = format!("{net}.1");
     create(&n1.api, "u", &ip, &unit, "n1");
+    // The service state tells how the unit is mounted (the next owner and
+    // the admin read it).
+    let view = cli_json(&n1.api, &["vserver", "show", "u"]);
+    let applied = view["applied"].as_array().cloned().unwrap_or_default();
+    assert!(
+        applied.iter().any(|d| d.as_str().is_some_and(|d| d.starts_with("unit ") && d.contains(fstype))),
+        "{view}"
+    );
     write_reference(&ip, "/reference");
     let probe = Probe::start(&ip, 12);
     for target in ["n2", "n1", "n2"] {
@@ -328,14 +343,21 @@ fn a_unit_that_cannot_be_mounted_fails_its_vserver_alone() {
     let (_, text, _) = cli(&n1.api, &["vserver", "show", "bad"]);
     assert!(text.contains("no filesystem found"), "{text}");
 
-    // A missing device: the node's path to the unit goes away.
+    // A missing device: the unit's path goes away (a LUN unmapped), while
+    // its vserver is stopped; starting it fails.
     cli_json(&n1.api, &["vserver", "delete", "bad"]);
-    run("losetup", &["-d", unit.loop_of("n1")]);
-    let (created, _, stderr) =
-        cli(&n1.api, &["vserver", "create", "gone", "--ip", ip, "--volume", &volume, "--node", "n1"]);
-    assert!(!created && stderr.contains("no medium"), "{stderr}");
+    run("mkfs.xfs", &["-q", "-f", unit.image.to_str().unwrap()]);
+    run("blockdev", &["--flushbufs", unit.loop_of("n1")]);
+    create(&n1.api, "gone", ip, &unit, "n1");
+    cli_json(&n1.api, &["vserver", "stop", "gone"]);
+    let ns = format!("--mount=/proc/{}/ns/mnt", n1.child.id());
+    run("nsenter", &[&ns, "umount", unit.path.to_str().unwrap()]);
+    std::fs::remove_file(&unit.path).unwrap();
+    let (started, _, stderr) = cli(&n1.api, &["vserver", "start", "gone"]);
+    assert!(!started && stderr.contains("No such file"), "{stderr}");
     let view = cli_json(&n1.api, &["vserver", "show", "gone"]);
-    assert!(view["reason"].as_str().is_some_and(|r| r.contains("no medium")), "{view}");
+    assert_eq!(view["state"], "failed");
+    assert!(view["reason"].as_str().is_some_and(|r| r.contains(&unit.path.display().to_string())), "{view}");
 
     // Nothing else stopped.
     assert_eq!(cli_json(&n1.api, &["vserver", "show", "plain"])["state"], "running");
@@ -346,4 +368,58 @@ fn a_unit_that_cannot_be_mounted_fails_its_vserver_alone() {
 fn check_served(ip: &str) {
     let out = Command::new(nfsprobe()).args(["probe", &url(ip), "1", "50"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A move of a vserver on a unit where one side dies at each step: the
+/// unit ends up mounted by exactly one live node, what the client had
+/// acknowledged is there, and the filesystem is clean.
+#[test]
+fn a_node_dying_at_each_step_of_a_move_of_a_unit() {
+    let _serial = serial();
+    if skip("dying at each step") {
+        return;
+    }
+    let cases = [
+        ("handoff-before-stop", "source", "ext4"),
+        ("handoff-after-stop", "source", "xfs"),
+        ("handoff-after-cas", "source", "ext4"),
+        ("target-activating", "target", "xfs"),
+    ];
+    for (i, (step, side, fstype)) in cases.into_iter().enumerate() {
+        let top = temp_dir();
+        let store = top.path().join("store");
+        let mut unit = Unit::new(top.path(), "u4", fstype);
+        let source_fault = (side == "source").then_some(step);
+        let target_fault = (side == "target").then_some(step);
+        let mut n1 = unit.node_with("n1", &store, source_fault);
+        let mut n2 = unit.node_with("n2", &store, target_fault);
+        let n3 = unit.node("n3", &store);
+        let ip = format!("127.0.30.{}", 21 + i);
+        create(&n3.api, "m", &ip, &unit, "n1");
+        write_reference(&ip, "/reference");
+        let probe = Probe::start(&ip, 6);
+        // The move itself may report a failure (a side died); what matters
+        // is where the vserver ends up.
+        let _ = cli(&n3.api, &["vserver", "move", "m", "--to", "n2"]);
+        let dead = if side == "source" { &mut n1 } else { &mut n2 };
+        eventually(10, &format!("{side} to die at {step}"), || dead.exited());
+        eventually(15, &format!("m to be served again after {step}"), || {
+            let view = cli_json(&n3.api, &["vserver", "show", "m"]);
+            view["state"] == "running"
+        });
+        probe.finish();
+        check_reference(&ip, "/reference");
+        let transfers = history(&n3.api, "m");
+        check_history(&transfers);
+        let nodes = cli_json(&n3.api, &["node", "list"]);
+        let serving: u64 = nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).sum();
+        assert_eq!(serving, 1, "{step}: exactly one node serves it: {nodes}");
+        // Stopped cleanly, the survivors release the unit.
+        for mut node in [n1, n2, n3] {
+            if !node.exited() {
+                node.stop();
+            }
+        }
+        unit.check_clean();
+    }
 }
