@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 # the etcd client. The linux network mode and the test bed need iproute2
 # and nftables; the kernel NFS client's guest (scripts/guest.sh) needs QEMU,
 # busybox, cpio, kmod and the decompressors of the kernel's modules. The
-# logical-unit tests make ext4 and XFS on loop devices (util-linux, xfsprogs)
-# with a device-mapper device per node (dmsetup).
+# logical-unit tests make ext4 and XFS (xfsprogs) on files with a loop
+# device per node, bound into the nodes' mount namespaces (util-linux).
 packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-          util-linux xfsprogs dmsetup)
+          util-linux xfsprogs)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

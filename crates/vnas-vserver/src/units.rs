@@ -163,7 +163,7 @@ impl Units {
             epoch: claim.epoch,
             released: false,
         };
-        if let Err(error) = write_guard(&target, &guard) {
+        if let Err(error) = write_guard(&target, &guard, true) {
             let _ = rustix::mount::unmount(&target, UnmountFlags::empty());
             return Err(unit(format!("writing its guard: {error}")));
         }
@@ -195,9 +195,14 @@ pub fn read_guard(root: &Path) -> Result<Option<Guard>, String> {
     }
 }
 
-fn write_guard(root: &Path, guard: &Guard) -> Result<(), String> {
+/// Writes the guard; with `checkpoint`, also to its home location at once
+/// (a release needs not: the unmount that follows checkpoints the journal).
+fn write_guard(root: &Path, guard: &Guard, checkpoint: bool) -> Result<(), String> {
     let value = serde_json::to_vec(guard).expect("guards serialize");
     rustix::fs::setxattr(root, GUARD, &value, rustix::fs::XattrFlags::empty()).map_err(|e| e.to_string())?;
+    if !checkpoint {
+        return Ok(());
+    }
     let dir = rustix::fs::open(root, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, 0.into())
         .map_err(|e| e.to_string())?;
     rustix::fs::syncfs(&dir).map_err(|e| e.to_string())?;
@@ -281,7 +286,7 @@ impl Volumes for Units {
         match read_guard(&target) {
             Ok(Some(mut guard)) if guard.node == self.node => {
                 guard.released = true;
-                if let Err(error) = write_guard(&target, &guard) {
+                if let Err(error) = write_guard(&target, &guard, false) {
                     tracing::error!(unit = %volume.path, %error, "cannot mark the unit released");
                 }
             }
