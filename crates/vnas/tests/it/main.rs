@@ -13,5 +13,6 @@ mod rules;
 mod security;
 mod support;
 pub mod transfer;
+mod unit_path;
 mod units;
 mod verifier;
