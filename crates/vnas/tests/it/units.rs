@@ -222,6 +222,11 @@ fn moves_and_failover(fstype: &'static str, net: &str) {
         applied.iter().any(|d| d.as_str().is_some_and(|d| d.starts_with("unit ") && d.contains(fstype))),
         "{view}"
     );
+    // Mounted in n1's own mount namespace, not in anyone else's.
+    let here = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!here.contains("/run/vnas/n1/units"), "the unit's mount shows outside its node");
+    let there = std::fs::read_to_string(format!("/proc/{}/mountinfo", n1.child.id())).unwrap();
+    assert!(there.contains("/run/vnas/n1/units"), "{there}");
     write_reference(&ip, "/reference");
     let probe = Probe::start(&ip, 12);
     for target in ["n2", "n1", "n2"] {
