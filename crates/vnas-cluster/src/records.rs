@@ -62,6 +62,8 @@ pub fn confirmed(
         write_verifier: write_verifier.to_string(),
         updated_ms: now_ms,
         connections: vec![],
+        // What the new owner started from, until it records its own.
+        counters: record.service.as_ref().and_then(|s| s.counters.clone()),
     };
     let running = Ownership {
         owner: Some(me.to_string()),

@@ -150,6 +150,9 @@ pub struct ServerConfig {
     /// the vserver's namespace (the listener stays unmarked, so the
     /// kernel's own resets to strangers are not).
     pub connection_mark: Option<u32>,
+    /// Counters to start from (a vserver's previous owner's), so they
+    /// continue across a move.
+    pub stats: Option<crate::StatsSnapshot>,
 }
 
 /// What a server may do with a call it has read.
@@ -176,6 +179,7 @@ impl ServerConfig {
             gate: None,
             service_port: None,
             connection_mark: None,
+            stats: None,
         }
     }
 }

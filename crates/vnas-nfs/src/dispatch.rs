@@ -66,7 +66,21 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
     };
     let args = &record[call.args_at..];
     match call.prog {
-        nfs3::PROGRAM => handle_nfs(state, conn, &call, args),
+        nfs3::PROGRAM => {
+            let started = std::time::Instant::now();
+            let outcome = handle_nfs(state, conn, &call, args);
+            if let Outcome::Reply(reply) = &outcome {
+                // Accepted and SUCCESS, then (past NULL) the procedure's status:
+                // 0 is NFS3_OK.
+                let word =
+                    |at: usize| reply.head.get(at..at + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
+                let failed = word(24) != Some(0) || (call.proc_ != 0 && word(28) != Some(0));
+                let sent = reply.head.len() + reply.file.as_ref().map_or(0, |f| f.len + reply.padding());
+                state.stats.call(call.proc_ as usize, started.elapsed(), failed);
+                state.stats.bytes(record.len(), sent);
+            }
+            outcome
+        }
         nfs3_types::mount::PROGRAM => {
             simple(&call, 3, |out| mount::run(state, conn.peer, call.proc_, args, out))
         }

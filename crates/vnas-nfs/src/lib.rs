@@ -21,6 +21,8 @@ mod nfs3;
 mod portmap;
 pub mod rpc;
 pub mod server;
+pub mod stats;
 
 pub use config::{Access, ClientRule, ExportConfig, Gate, GateState, ServerConfig, Squash};
 pub use server::{Connections, Server, ServerError};
+pub use stats::{Stats, StatsSnapshot};

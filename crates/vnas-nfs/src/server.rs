@@ -44,6 +44,7 @@ pub struct State {
     service_port: Option<u16>,
     connection_mark: Option<u32>,
     connections: Arc<Connections>,
+    pub(crate) stats: Arc<crate::Stats>,
 }
 
 /// The client connections a server holds, (server address, client
@@ -116,8 +117,14 @@ impl Server {
             service_port: config.service_port,
             connection_mark: config.connection_mark,
             connections: Arc::default(),
+            stats: Arc::new(config.stats.as_ref().map(crate::Stats::from_snapshot).unwrap_or_default()),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
+    }
+
+    /// Its counters, kept up to date while it runs.
+    pub fn stats(&self) -> Arc<crate::Stats> {
+        self.state.stats.clone()
     }
 
     /// The client connections it holds, kept up to date while it runs.

@@ -192,6 +192,11 @@ pub struct ServiceState {
     /// failover the next owner wakes them (tickle ACKs).
     #[serde(default)]
     pub connections: Vec<String>,
+    /// The NFS counters of the vserver as last recorded (at a hand-off,
+    /// and every few seconds): the next owner continues from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub counters: Option<serde_json::Value>,
 }
 
 /// Everything the store holds about one vserver.

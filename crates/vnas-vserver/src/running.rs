@@ -55,6 +55,8 @@ pub struct Running {
     pending: Option<Server>,
     server: Option<JoinHandle<()>>,
     connections: Arc<Connections>,
+    /// Its NFS counters.
+    pub stats: Arc<vnas_nfs::Stats>,
     monitor: Option<JoinHandle<()>>,
     params: Params,
 }
@@ -85,11 +87,13 @@ impl Gate for VserverGate {
 impl Running {
     /// Starts the server for `config`: answering under ownership `epoch`
     /// if `serve`, else listening and holding calls until [`open`](Self::open).
+    /// `counters`: where its NFS counters start (its previous owner's).
     pub fn start(
         config: &VserverConfig,
         epoch: u64,
         serve: bool,
         params: &Params,
+        counters: Option<vnas_nfs::StatsSnapshot>,
     ) -> Result<Running, String> {
         let config = config.clone();
         let claim = Claim { vserver: config.name.clone(), epoch, ..Default::default() };
@@ -101,6 +105,7 @@ impl Running {
             error
         };
         let mut server_config = ServerConfig::new(exports);
+        server_config.stats = counters;
         server_config.drain_timeout = params.drain_timeout;
         server_config.service_port = Some(params.nfs_port);
         let gate = Arc::new(VserverGate { lease: params.lease.clone(), state: AtomicU8::new(WAIT) });
@@ -116,6 +121,7 @@ impl Running {
             }
         };
         let connections = server.connections();
+        let stats = server.stats();
         let mut running = Running {
             notes: claim.notes.lock().unwrap().clone(),
             epoch,
@@ -128,6 +134,7 @@ impl Running {
             pending: Some(server),
             server: None,
             connections,
+            stats,
             monitor: None,
             params: params.clone(),
         };
@@ -160,6 +167,11 @@ impl Running {
     }
 
     /// The client connections it holds now, (server, client).
+    /// Its client connections as the server keeps them (for metrics).
+    pub fn connection_table(&self) -> Arc<Connections> {
+        self.connections.clone()
+    }
+
     pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr)> {
         self.connections.snapshot()
     }

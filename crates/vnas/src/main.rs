@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod cluster_up;
+mod metrics;
 mod node;
 mod serve;
 mod token;

@@ -32,11 +32,21 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/nodes/{name}/drain", post(drain_node))
         .route("/api/nodes/{name}/undrain", post(undrain_node))
         .route("/api/internal/wake", post(wake))
+        // Prometheus's default path; it scrapes with the token too
+        // (`authorization: {credentials_file: ...}` in its config).
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint") })
         // Outermost: nothing, not even "no such endpoint", answers a caller
         // without a valid token.
         .layer(axum::middleware::from_fn_with_state(node.clone(), super::auth::require_token))
         .with_state(node)
+}
+
+async fn metrics(State(node): Shared) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        node.metrics.encode(),
+    )
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -17,6 +17,8 @@ use vnas_store::{now_ms, NodeStatus, Session, VserverRecord, VserverState};
 use vnas_vserver::network::{format_connection, parse_connection};
 use vnas_vserver::{Failure, Params, Running};
 
+use crate::metrics::Meters;
+
 use super::Node;
 
 /// Fault injection for tests: a node started with `VNAS_FAULT=STEP` dies
@@ -39,6 +41,10 @@ const FULL_READ_EVERY: Duration = Duration::from_millis(300);
 /// How often the client connections of each vserver are recorded (when
 /// they changed), for the tickle ACKs of a next owner after a failover.
 const RECORD_CONNECTIONS_EVERY: Duration = Duration::from_millis(500);
+/// How often its NFS counters are (when they changed): after a failover
+/// the next owner continues from them, losing at most this much. A
+/// hand-off records them exactly.
+const RECORD_COUNTERS_EVERY: Duration = Duration::from_secs(10);
 
 /// Renews the node's session; the fence turns lapses into self-fencing.
 pub async fn keep_session(node: Arc<Node>, session: Box<dyn Session>, shutdown: CancellationToken) {
@@ -69,6 +75,7 @@ pub async fn keep_session(node: Arc<Node>, session: Box<dyn Session>, shutdown: 
         let renew = session.clone();
         match tokio::task::spawn_blocking(move || renew.renew()).await {
             Ok(Ok(())) => {
+                node.metrics.renewals.inc();
                 node.fence.renewed(started);
                 if node.fence.stalled() {
                     node.wake.notify_one();
@@ -86,6 +93,8 @@ struct Controller {
     failed_recently: HashMap<String, (u32, Instant)>,
     /// The client connections last recorded, per vserver.
     recorded: HashMap<String, Vec<String>>,
+    /// The NFS counters last recorded, per vserver.
+    recorded_counters: HashMap<String, vnas_nfs::StatsSnapshot>,
     /// How this node runs a vserver (its network and volume parts).
     params: Params,
 }
@@ -113,12 +122,15 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         running: HashMap::new(),
         failed_recently: HashMap::new(),
         recorded: HashMap::new(),
+        recorded_counters: HashMap::new(),
         params,
     };
     let mut seen_generation = None;
     let mut last_full_read = Instant::now();
     let mut last_recorded = Instant::now();
+    let mut last_counted = Instant::now();
     loop {
+        controller.publish();
         let mut woken = false;
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -140,7 +152,11 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         }
         if last_recorded.elapsed() >= RECORD_CONNECTIONS_EVERY {
             last_recorded = Instant::now();
-            controller.record_connections().await;
+            let with_counters = last_counted.elapsed() >= RECORD_COUNTERS_EVERY;
+            if with_counters {
+                last_counted = Instant::now();
+            }
+            controller.record_connections(with_counters).await;
         }
         // A store that watches wakes the controller itself; another is
         // asked whether anything changed.
@@ -175,6 +191,7 @@ impl Controller {
     /// After a stall or a lapse: drop everything; what is still ours is
     /// taken back (with a new epoch) by the next reconcile.
     async fn fence(&mut self) {
+        self.node.metrics.lapses.inc();
         if !self.running.is_empty() {
             tracing::warn!(node = %self.node.name, vservers = self.running.len(), "session lapsed: stopping every vserver (self-fencing)");
         }
@@ -185,22 +202,25 @@ impl Controller {
         self.node.wake.notify_one();
     }
 
-    /// Records each served vserver's client connections, where they
-    /// changed since the last time.
-    async fn record_connections(&mut self) {
+    /// Records each served vserver's client connections where they
+    /// changed since the last time and, `with_counters`, its NFS counters
+    /// where they changed (a next owner continues from them).
+    async fn record_connections(&mut self, with_counters: bool) {
         self.recorded.retain(|name, _| self.running.contains_key(name));
-        let changed: Vec<(String, u64, Vec<String>)> = self
+        self.recorded_counters.retain(|name, _| self.running.contains_key(name));
+        type Change = (String, u64, Vec<String>, Option<vnas_nfs::StatsSnapshot>);
+        let changed: Vec<Change> = self
             .running
             .iter()
             .filter(|(_, vserver)| vserver.serving())
             .map(|(name, vserver)| {
-                (
-                    name.clone(),
-                    vserver.epoch,
-                    vserver.connections().into_iter().map(format_connection).collect(),
-                )
+                let connections = vserver.connections().into_iter().map(format_connection).collect();
+                let counters = with_counters
+                    .then(|| vserver.stats.snapshot())
+                    .filter(|now| self.recorded_counters.get(name) != Some(now));
+                (name.clone(), vserver.epoch, connections, counters)
             })
-            .filter(|(name, _, now)| self.recorded.get(name) != Some(now))
+            .filter(|(name, _, now, counters)| counters.is_some() || self.recorded.get(name) != Some(now))
             .collect();
         if changed.is_empty() {
             return;
@@ -209,27 +229,57 @@ impl Controller {
             .node
             .store(move |s| {
                 let mut written = Vec::new();
-                for (name, epoch, connections) in changed {
+                for (name, epoch, connections, counters) in changed {
                     let Ok(record) = s.vserver(&name) else { continue };
                     let Some(mut service) = record.service.filter(|state| state.epoch == epoch) else {
                         continue;
                     };
                     service.connections = connections.clone();
+                    if let Some(counters) = &counters {
+                        service.counters = serde_json::to_value(counters).ok();
+                    }
                     service.updated_ms = now_ms();
                     if s.put_service_state(&name, &service).is_ok() {
-                        written.push((name, connections));
+                        written.push((name, connections, counters));
                     }
                 }
                 Ok(written)
             })
             .await;
         if let Ok(written) = written {
-            self.recorded.extend(written);
+            for (name, connections, counters) in written {
+                if let Some(counters) = counters {
+                    self.recorded_counters.insert(name.clone(), counters);
+                }
+                self.recorded.insert(name, connections);
+            }
         }
+    }
+
+    /// What `/metrics` reads: the vservers served here.
+    fn publish(&self) {
+        let meters = self
+            .running
+            .iter()
+            .filter(|(_, vserver)| vserver.serving())
+            .map(|(name, vserver)| {
+                let meters = Meters { stats: vserver.stats.clone(), connections: vserver.connection_table() };
+                (name.clone(), meters)
+            })
+            .collect();
+        self.node.metrics.serving(meters);
     }
 
     async fn reconcile(&mut self, records: &[VserverRecord], nodes: &[NodeStatus]) {
         let node = self.node.clone();
+        let mut owned: BTreeMap<&'static str, i64> = ["running", "starting", "stopping", "stopped", "failed"]
+            .into_iter()
+            .map(|state| (state, 0))
+            .collect();
+        for record in records.iter().filter(|r| r.ownership.owner.as_deref() == Some(node.name.as_str())) {
+            *owned.entry(state_name(record.ownership.state)).or_default() += 1;
+        }
+        node.metrics.owned(&owned);
         let local: BTreeMap<String, Local> = self
             .running
             .iter()
@@ -287,6 +337,10 @@ impl Controller {
                         continue;
                     };
                     fault_point("target-before-serving");
+                    // The source's final counters, recorded at its hand-off.
+                    if let Some(counters) = counters_of(record) {
+                        vserver.stats.restore(&counters);
+                    }
                     if let Err(reason) = vserver.open(epoch) {
                         tracing::error!(vserver = %name, epoch, %reason, "vserver failed to start");
                         vserver.stop().await;
@@ -302,7 +356,7 @@ impl Controller {
                 }
                 Action::Prepare { name, epoch } => {
                     let Some(record) = record else { continue };
-                    match Running::start(&record.config, epoch, false, &self.params) {
+                    match Running::start(&record.config, epoch, false, &self.params, counters_of(record)) {
                         Ok(vserver) => {
                             self.running.insert(name, vserver);
                             fault_point("target-prepared");
@@ -385,10 +439,14 @@ impl Controller {
         // (or began earlier, for a hand-off this node never served).
         let stopped_ms = since_ms.unwrap_or_else(now_ms);
         let mut connections = None;
+        let mut counters = None;
         if let Some(vserver) = self.running.remove(name) {
             fault_point("handoff-before-stop");
             connections = Some(vserver.connections());
+            let stats = vserver.stats.clone();
             vserver.stop_and_sync().await;
+            // After the drain: every call it answered is counted.
+            counters = serde_json::to_value(stats.snapshot()).ok();
             fault_point("handoff-after-stop");
         }
         let handed = records::handed_over(&self.node.name, target, epoch, stopped_ms);
@@ -398,6 +456,7 @@ impl Controller {
             if let Some(connections) = connections {
                 if let Some(mut service) = s.vserver(&name2)?.service.filter(|state| state.epoch == epoch) {
                     service.connections = connections.into_iter().map(format_connection).collect();
+                    service.counters = counters.or(service.counters);
                     s.put_service_state(&name2, &service)?;
                 }
             }
@@ -495,7 +554,7 @@ async fn activate(
         // units must be unmounted by the source first).
         fault_point("target-activating");
     }
-    match Running::start(&record.config, epoch, true, params) {
+    match Running::start(&record.config, epoch, true, params, counters_of(record)) {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
                 vserver.announce(&recorded_connections(record));
@@ -545,6 +604,7 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
         Ok(()) => {
             let why = why.as_str();
             tracing::info!(vserver = %name, epoch, why, pause_ms, addresses = ?record.config.addresses, "vserver serving");
+            node.metrics.transfer(why, pause_ms);
             true
         }
         Err(error) => {
@@ -567,5 +627,21 @@ async fn release(node: &Arc<Node>, name: &str, epoch: u64, state: VserverState, 
     let name_owned = name.to_string();
     if let Err(error) = node.store(move |s| s.swap_ownership(&name_owned, epoch, &ownership)).await {
         tracing::warn!(vserver = %name, %error, "could not record the vserver's state");
+    }
+}
+
+/// The NFS counters a vserver's previous owner recorded.
+fn counters_of(record: &VserverRecord) -> Option<vnas_nfs::StatsSnapshot> {
+    let counters = record.service.as_ref()?.counters.clone()?;
+    serde_json::from_value(counters).ok()
+}
+
+fn state_name(state: VserverState) -> &'static str {
+    match state {
+        VserverState::Running => "running",
+        VserverState::Starting => "starting",
+        VserverState::Stopped => "stopped",
+        VserverState::Stopping => "stopping",
+        VserverState::Failed => "failed",
     }
 }

@@ -155,6 +155,8 @@ pub struct Node {
     pub interface: Option<String>,
     /// Fences a previous owner before its units are mounted here.
     pub fence_command: Option<String>,
+    /// What `/metrics` shows.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Node {
@@ -385,6 +387,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             extra_ports,
             interface,
             fence_command,
+            metrics: crate::metrics::Metrics::new(&name),
         });
         let weak = Arc::downgrade(&node);
         let watching = node.store.watch(Arc::new(move || {

@@ -7,6 +7,7 @@ mod etcd;
 mod handles_at_scale;
 mod libnfs;
 mod lifecycle;
+mod metrics;
 mod procedures;
 mod restart;
 mod rules;
