@@ -10,6 +10,7 @@
 
 pub mod decide;
 pub mod placement;
+pub mod rebalance;
 pub mod records;
 pub mod sim;
 
