@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, Transfer, VserverConfig,
-    VserverRecord, FORMAT,
+    LoadReport, NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, Transfer,
+    VserverConfig, VserverRecord, FORMAT,
 };
 
 pub struct DirStore {
@@ -391,6 +391,24 @@ impl Store for DirStore {
         let session = DirSession { lock, path: lock_path };
         session.renew()?;
         Ok(Box::new(session))
+    }
+
+    fn put_load(&self, load: &LoadReport) -> Result<(), StoreError> {
+        check_name(&load.node)?;
+        self.write(&self.root.join("nodes").join(format!("{}.load", load.node)), load)
+    }
+
+    fn loads(&self) -> Result<Vec<LoadReport>, StoreError> {
+        let dir = self.root.join("nodes");
+        let mut loads = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| unavailable("cannot list", &dir, e))? {
+            let path = entry.map_err(|e| unavailable("cannot list", &dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("load") {
+                loads.extend(self.read::<LoadReport>(&path)?);
+            }
+        }
+        loads.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(loads)
     }
 
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {

@@ -35,8 +35,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_name, now_ms, NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store, StoreError, Transfer,
-    VserverConfig, VserverRecord, FORMAT,
+    check_name, now_ms, LoadReport, NodeInfo, NodeStatus, Ownership, ServiceState, Session, Store,
+    StoreError, Transfer, VserverConfig, VserverRecord, FORMAT,
 };
 
 /// How long one etcd call may take before the store is called unavailable
@@ -608,6 +608,27 @@ impl Store for EtcdStore {
             }
         }
         Ok(nodes.into_values().collect())
+    }
+
+    fn put_load(&self, load: &LoadReport) -> Result<(), StoreError> {
+        check_name(&load.node)?;
+        let key = self.key(&format!("nodes/{}/load", load.node));
+        self.call(|mut c| {
+            let (key, value) = (key.clone(), encode(load));
+            async move { c.put(key, value, None).await }
+        })?;
+        Ok(())
+    }
+
+    fn loads(&self) -> Result<Vec<LoadReport>, StoreError> {
+        let prefix = self.key("nodes/");
+        let mut loads = Vec::new();
+        for (key, value) in self.list(&prefix)? {
+            if key.ends_with("/load") {
+                loads.push(decode(&key, &value)?);
+            }
+        }
+        Ok(loads)
     }
 
     /// A watch on every vserver key. A broken watch (a member gone, a lost

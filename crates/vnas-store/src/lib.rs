@@ -76,6 +76,10 @@ pub trait Store: Send + Sync {
     /// Joins the cluster as `node`; fails if a live node has that name.
     fn join(&self, node: &NodeInfo) -> Result<Box<dyn Session>, StoreError>;
     fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError>;
+    /// Publishes a node's load (replacing its previous report).
+    fn put_load(&self, load: &LoadReport) -> Result<(), StoreError>;
+    /// Every node's last load report.
+    fn loads(&self) -> Result<Vec<LoadReport>, StoreError>;
     /// Calls `changed` soon after any vserver record changes, for as long
     /// as the store lives, so nodes need not poll for changes. `false`:
     /// this backend cannot watch (readers compare [`generation`](Self::generation)).

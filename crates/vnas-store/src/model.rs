@@ -199,6 +199,28 @@ pub struct ServiceState {
     pub counters: Option<serde_json::Value>,
 }
 
+/// A node's load as it last published it (smoothed over minutes): what
+/// the rebalancer plans from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LoadReport {
+    pub node: String,
+    pub at_ms: u64,
+    /// CPU the node process used, in cores.
+    pub cpu: f64,
+    pub ops_per_s: f64,
+    pub bytes_per_s: f64,
+    /// By vserver served there.
+    pub vservers: BTreeMap<String, VserverLoadReport>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VserverLoadReport {
+    pub ops_per_s: f64,
+    pub bytes_per_s: f64,
+    /// The node's CPU in the share of its calls this vserver answered.
+    pub cpu: f64,
+}
+
 /// Everything the store holds about one vserver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VserverRecord {

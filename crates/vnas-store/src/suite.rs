@@ -34,6 +34,7 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S, again: impl Fn(&S) -> S) {
     service_state_needs_the_current_epoch(&fresh());
     bad_names_are_refused(&fresh());
     history_and_drain(&fresh());
+    loads_are_published(&fresh());
     let store = fresh();
     store_is_shared(&store, &again(&store));
     sessions_end_with_their_holder(&store, &again(&store));
@@ -178,4 +179,19 @@ fn history_and_drain(store: &impl Store) {
     store.set_drained("n1", false).unwrap();
     assert!(!store.nodes().unwrap()[0].drained);
     assert!(matches!(store.set_drained("n9", true), Err(StoreError::NodeNotFound(_))));
+}
+
+fn loads_are_published(store: &impl Store) {
+    assert!(store.loads().unwrap().is_empty());
+    let mut load =
+        LoadReport { node: "n1".into(), at_ms: 5, cpu: 0.5, ops_per_s: 100.0, ..Default::default() };
+    load.vservers.insert("a".into(), VserverLoadReport { ops_per_s: 100.0, bytes_per_s: 4096.0, cpu: 0.5 });
+    store.put_load(&load).unwrap();
+    load.ops_per_s = 120.0;
+    store.put_load(&load).unwrap();
+    store.put_load(&LoadReport { node: "n2".into(), ..Default::default() }).unwrap();
+    let loads = store.loads().unwrap();
+    assert_eq!(loads.len(), 2, "one report per node, the last: {loads:?}");
+    assert_eq!(loads[0], load);
+    assert!(store.put_load(&LoadReport { node: "../x".into(), ..Default::default() }).is_err());
 }

@@ -52,6 +52,23 @@ enum Command {
 enum ClusterCommand {
     /// Start a local cluster and keep it running until Ctrl-C.
     Up(cluster_up::UpArgs),
+    /// Even out the nodes' loads: print the plan (--dry-run, the default)
+    /// with the reason for each move, or carry it out (--apply).
+    Rebalance {
+        /// Only print the plan.
+        #[arg(long, conflicts_with = "apply")]
+        dry_run: bool,
+        /// Carry the plan out, one move at a time.
+        #[arg(long)]
+        apply: bool,
+        /// Moves in the plan at most (default 4).
+        #[arg(long)]
+        max_moves: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: cli::commands::ApiUrl,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +118,9 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Cluster { command: ClusterCommand::Up(args) } => cluster_up::run(args),
+        Command::Cluster {
+            command: ClusterCommand::Rebalance { dry_run: _, apply, max_moves, json, api },
+        } => cli::commands::rebalance(&api, apply, max_moves, json),
         Command::Node { command: NodeCommand::Run(args) } => node::run(*args),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api, command),

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod rebalance;
 pub mod routes;
 pub mod tls;
 pub mod types;

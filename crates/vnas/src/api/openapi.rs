@@ -21,7 +21,8 @@ use super::types::*;
         move_vserver,
         vserver_history,
         drain_node,
-        undrain_node
+        undrain_node,
+        super::rebalance::plan
     ),
     components(schemas(
         CreateVserver,
@@ -31,6 +32,9 @@ use super::types::*;
         ErrorBody,
         MoveVserver,
         MoveResult,
+        RebalancePlan,
+        NodeLoadView,
+        PlannedMove,
         vnas_store::Transfer
     ))
 )]

@@ -31,6 +31,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/vservers/{name}/history", get(vserver_history))
         .route("/api/nodes/{name}/drain", post(drain_node))
         .route("/api/nodes/{name}/undrain", post(undrain_node))
+        .route("/api/cluster/rebalance", get(super::rebalance::plan))
         .route("/api/internal/wake", post(wake))
         // Prometheus's default path; it scrapes with the token too
         // (`authorization: {credentials_file: ...}` in its config).

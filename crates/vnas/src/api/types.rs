@@ -119,3 +119,35 @@ pub struct MoveResult {
     /// closing its connections to the target serving.
     pub pause_ms: u64,
 }
+
+/// What `vnas cluster rebalance` would do now, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RebalancePlan {
+    /// (most loaded - least loaded) / mean, over the nodes that may take
+    /// vservers.
+    pub spread: f64,
+    /// A plan starts above this spread and goes on above `stop`.
+    pub start: f64,
+    pub stop: f64,
+    pub nodes: Vec<NodeLoadView>,
+    pub moves: Vec<PlannedMove>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeLoadView {
+    pub node: String,
+    /// NFS calls per second, smoothed over about a minute.
+    pub ops_per_s: f64,
+    pub bytes_per_s: f64,
+    /// CPU of the node process, in cores.
+    pub cpu: f64,
+    pub vservers: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlannedMove {
+    pub vserver: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}

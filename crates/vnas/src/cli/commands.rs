@@ -469,3 +469,75 @@ pub fn status(api: &ApiUrl, as_json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `vnas cluster rebalance`: the plan, or (`apply`) its moves one by one.
+pub fn rebalance(api: &ApiUrl, apply: bool, max_moves: Option<usize>, as_json: bool) -> anyhow::Result<()> {
+    use crate::api::types::RebalancePlan;
+    let client = Client::new(api)?;
+    let query = max_moves.map(|n| format!("?max_moves={n}")).unwrap_or_default();
+    let plan: RebalancePlan = client.get(&format!("/api/cluster/rebalance{query}"))?;
+    if !apply {
+        if as_json {
+            json(&plan);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = plan
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.node.clone(),
+                    n.vservers.to_string(),
+                    format!("{:.0}", n.ops_per_s),
+                    format!("{:.1} MB/s", n.bytes_per_s / 1e6),
+                    format!("{:.2}", n.cpu),
+                ]
+            })
+            .collect();
+        table::print(&["NODE", "VSERVERS", "OPS/S", "BYTES", "CPU"], &rows);
+        println!(
+            "spread {:.0}% (a plan starts above {:.0}% and goes on above {:.0}%)",
+            plan.spread * 100.0,
+            plan.start * 100.0,
+            plan.stop * 100.0
+        );
+        if plan.moves.is_empty() {
+            println!("no moves: the load is even enough");
+        } else {
+            let rows: Vec<Vec<String>> = plan
+                .moves
+                .iter()
+                .map(|m| vec![m.vserver.clone(), m.from.clone(), m.to.clone(), m.reason.clone()])
+                .collect();
+            table::print(&["VSERVER", "FROM", "TO", "REASON"], &rows);
+        }
+        return Ok(());
+    }
+    let mut done = Vec::new();
+    for (i, planned) in plan.moves.iter().enumerate() {
+        let result: MoveResult = client
+            .post(
+                &format!("/api/vservers/{}/move", planned.vserver),
+                &MoveVserver { to: Some(planned.to.clone()) },
+            )
+            .with_context(|| format!("moving {} ({} of {})", planned.vserver, i + 1, plan.moves.len()))?;
+        if !as_json {
+            println!(
+                "[{}/{}] {} moved from {} to {}: clients paused {} ms",
+                i + 1,
+                plan.moves.len(),
+                planned.vserver,
+                result.from,
+                result.to,
+                result.pause_ms
+            );
+        }
+        done.push(result);
+    }
+    if as_json {
+        json(&done);
+    } else if done.is_empty() {
+        println!("no moves: the load is even enough");
+    }
+    Ok(())
+}

@@ -41,6 +41,8 @@ const FULL_READ_EVERY: Duration = Duration::from_millis(300);
 /// How often the client connections of each vserver are recorded (when
 /// they changed), for the tickle ACKs of a next owner after a failover.
 const RECORD_CONNECTIONS_EVERY: Duration = Duration::from_millis(500);
+/// How often the node publishes its load for the rebalancer.
+const PUBLISH_LOAD_EVERY: Duration = Duration::from_secs(5);
 /// How often its NFS counters are (when they changed): after a failover
 /// the next owner continues from them, losing at most this much. A
 /// hand-off records them exactly.
@@ -129,6 +131,8 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let mut last_full_read = Instant::now();
     let mut last_recorded = Instant::now();
     let mut last_counted = Instant::now();
+    let mut load = super::load::LoadMeter::new();
+    let mut last_published = Instant::now();
     loop {
         controller.publish();
         let mut woken = false;
@@ -149,6 +153,10 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         ) {
             controller.fence().await;
             continue;
+        }
+        if last_published.elapsed() >= PUBLISH_LOAD_EVERY {
+            last_published = Instant::now();
+            controller.publish_load(&mut load).await;
         }
         if last_recorded.elapsed() >= RECORD_CONNECTIONS_EVERY {
             last_recorded = Instant::now();
@@ -253,6 +261,20 @@ impl Controller {
                 }
                 self.recorded.insert(name, connections);
             }
+        }
+    }
+
+    /// Publishes this node's load (smoothed) to the store.
+    async fn publish_load(&self, meter: &mut super::load::LoadMeter) {
+        let serving: Vec<(String, vnas_nfs::StatsSnapshot)> = self
+            .running
+            .iter()
+            .filter(|(_, vserver)| vserver.serving())
+            .map(|(name, vserver)| (name.clone(), vserver.stats.snapshot()))
+            .collect();
+        let report = meter.report(&self.node.name, &serving);
+        if let Err(error) = self.node.store(move |s| s.put_load(&report)).await {
+            tracing::warn!(%error, "cannot publish this node's load");
         }
     }
 

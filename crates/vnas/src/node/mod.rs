@@ -4,6 +4,7 @@
 
 mod controller;
 pub mod fence;
+mod load;
 pub mod validate;
 
 use std::net::SocketAddr;

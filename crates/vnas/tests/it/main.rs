@@ -9,6 +9,7 @@ mod libnfs;
 mod lifecycle;
 mod metrics;
 mod procedures;
+mod rebalance;
 mod restart;
 mod rules;
 mod security;

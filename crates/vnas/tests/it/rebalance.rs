@@ -1,0 +1,79 @@
+//! Transfer by load with processes: 3 nodes, 30 vservers all on one node
+//! under load; `vnas cluster rebalance` prints a plan with a reason for
+//! each move, and `--apply` spreads them with no client error.
+
+use std::process::{Child, Command, Stdio};
+
+use crate::support::*;
+use crate::transfer::volume;
+
+#[test]
+fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let n2 = NodeProc::start("n2", &store);
+    let n3 = NodeProc::start("n3", &store);
+    let ips: Vec<String> = (1..=30).map(|i| format!("127.0.34.{i}")).collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("r{i}");
+        cli_json(
+            &n1.api,
+            &[
+                "vserver",
+                "create",
+                &name,
+                "--ip",
+                ip,
+                "--volume",
+                &volume(&top, &name),
+                "--export",
+                "/data:rw:no_root_squash:insecure",
+                "--node",
+                "n1",
+            ],
+        );
+    }
+    // Every vserver busy: a write+COMMIT+read round trip every 30 ms.
+    let probes: Vec<Child> = ips
+        .iter()
+        .map(|ip| {
+            Command::new(nfsprobe())
+                .args(["probe", &format!("nfs://{ip}/data?nfsport=2049&mountport=2049"), "30", "30"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+
+    // The load reaches the store (every 5 s) and the plan sees it.
+    let mut plan = serde_json::Value::Null;
+    eventually(30, "a plan from the published load", || {
+        plan = cli_json(&n1.api, &["cluster", "rebalance", "--dry-run", "--max-moves", "20"]);
+        plan["moves"].as_array().is_some_and(|m| m.len() == 20)
+    });
+    let n1_load = plan["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "n1").unwrap().clone();
+    assert!(n1_load["ops_per_s"].as_f64().unwrap() > 100.0, "{plan}");
+    assert!(plan["spread"].as_f64().unwrap() > plan["start"].as_f64().unwrap(), "{plan}");
+    let (_, text, _) = cli(&n1.api, &["cluster", "rebalance", "--max-moves", "20"]);
+    assert!(text.contains("REASON") && text.contains("n1 carries"), "{text}");
+
+    let (applied, out, err) = cli(&n1.api, &["cluster", "rebalance", "--apply", "--max-moves", "20"]);
+    assert!(applied, "{out}{err}");
+    assert!(out.contains("[20/20]"), "{out}");
+    let nodes = cli_json(&n1.api, &["node", "list"]);
+    let counts: Vec<u64> =
+        nodes.as_array().unwrap().iter().map(|n| n["vservers"].as_u64().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 30, "{nodes}");
+    assert!(counts.iter().all(|c| (8..=12).contains(c)), "spread evenly: {counts:?}");
+
+    for probe in probes {
+        let output = probe.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+    }
+    n1.stop();
+    n2.stop();
+    n3.stop();
+}
