@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vnas_store::{Desired, NodeStatus, Ownership, VserverConfig, VserverRecord, VserverState};
 
-use crate::placement::{place, Candidate};
+use crate::placement::{place_allowed, Candidate};
 
 /// One vserver this node runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,7 +197,8 @@ pub fn decide(view: &View) -> Vec<Action> {
                 if mine && wanted && assigned == me && drained {
                     // Draining: placement picks where each vserver goes;
                     // the moves themselves are ordinary hand-offs.
-                    if let Some(target) = place(&candidates, &loads, Some(me)) {
+                    let allowed = &record.config.allowed_nodes;
+                    if let Some(target) = place_allowed(&candidates, &loads, Some(me), allowed) {
                         *loads.entry(target).or_default() += 1;
                         drain_moves.push((name.to_string(), target.to_string()));
                     }
@@ -250,7 +251,7 @@ pub fn decide(view: &View) -> Vec<Action> {
             // Failover: placement picks a survivor; only that node acts.
             // Every node computes the same placements in the same order.
             let exclude = failed_there.then_some(assigned);
-            let target = place(&candidates, &loads, exclude);
+            let target = place_allowed(&candidates, &loads, exclude, &record.config.allowed_nodes);
             if let Some(target) = target {
                 *loads.entry(target).or_default() += 1;
             }
@@ -358,6 +359,8 @@ mod tests {
                 routes: vec![],
                 node: assigned.into(),
                 desired: Desired::Running,
+                home: None,
+                allowed_nodes: vec![],
             },
             ownership: Ownership {
                 owner: owner.map(str::to_string),

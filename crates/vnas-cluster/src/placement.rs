@@ -18,9 +18,20 @@ pub fn place<'a>(
     loads: &HashMap<&str, usize>,
     exclude: Option<&str>,
 ) -> Option<&'a str> {
+    place_allowed(nodes, loads, exclude, &[])
+}
+
+/// The same among `allowed` (empty: any).
+pub fn place_allowed<'a>(
+    nodes: &[Candidate<'a>],
+    loads: &HashMap<&str, usize>,
+    exclude: Option<&str>,
+    allowed: &[String],
+) -> Option<&'a str> {
     nodes
         .iter()
         .filter(|n| n.up && !n.drained && Some(n.name) != exclude)
+        .filter(|n| allowed.is_empty() || allowed.iter().any(|a| a == n.name))
         .min_by_key(|n| (loads.get(n.name).copied().unwrap_or(0), n.name))
         .map(|n| n.name)
 }

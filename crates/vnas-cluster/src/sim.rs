@@ -683,6 +683,8 @@ impl Sim {
             routes: vec![],
             node: node.clone(),
             desired: Desired::Running,
+            home: None,
+            allowed_nodes: vec![],
         };
         self.store.configs.insert(name.clone(), config);
         let mut unowned = Ownership::unowned();

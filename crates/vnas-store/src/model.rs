@@ -137,6 +137,14 @@ pub struct VserverConfig {
     /// The node that should host it.
     pub node: String,
     pub desired: Desired,
+    /// Its preferred node: with failback on, it goes back there once that
+    /// node has been up for the settle time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// The nodes it may run on (empty: any). Failover, drains, moves and
+    /// the rebalancer keep to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_nodes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -13,6 +13,8 @@ pub fn config(name: &str, address: &str) -> VserverConfig {
         routes: vec![],
         node: "n1".into(),
         desired: Desired::Running,
+        home: None,
+        allowed_nodes: vec![],
     }
 }
 

@@ -107,6 +107,8 @@ mod tests {
             routes: vec![],
             node: "n1".into(),
             desired: Desired::Running,
+            home: None,
+            allowed_nodes: vec![],
         }
     }
 

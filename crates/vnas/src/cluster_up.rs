@@ -136,6 +136,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 }],
                 routes: vec![],
                 node: Some("n1".into()),
+                home: None,
+                allowed_nodes: vec![],
             },
         )?,
     };

@@ -33,6 +33,14 @@ pub async fn plan(
         Some(max) => settings.max_moves = max,
         None => {}
     }
+    build(&node, settings).await.map(Json)
+}
+
+/// The plan now, from the store.
+pub async fn build(
+    node: &std::sync::Arc<crate::node::Node>,
+    settings: Settings,
+) -> Result<RebalancePlan, ApiError> {
     let (records, nodes, loads) = node.store(|s| Ok((s.vservers()?, s.nodes()?, s.loads()?))).await?;
     // When each vserver last moved (a start is no move).
     let names: Vec<String> = records.iter().map(|r| r.config.name.clone()).collect();
@@ -48,7 +56,20 @@ pub async fn plan(
                 .collect())
         })
         .await?;
+    // A vserver's load from the newest report that measured it: right
+    // after a move its new node has not measured it yet, its old node's
+    // last report still has it.
+    let mut measured: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    for report in &loads {
+        for (name, load) in &report.vservers {
+            let entry = measured.entry(name.as_str()).or_insert((report.at_ms, load.ops_per_s));
+            if report.at_ms > entry.0 {
+                *entry = (report.at_ms, load.ops_per_s);
+            }
+        }
+    }
     let loads: BTreeMap<&str, &vnas_store::LoadReport> = loads.iter().map(|l| (l.node.as_str(), l)).collect();
+    let mut waiting = Vec::new();
     let eligible: Vec<NodeLoad> = nodes
         .iter()
         .filter(|n| node.is_up(n) && !n.drained)
@@ -62,17 +83,23 @@ pub async fn plan(
                 })
                 .map(|r| VserverLoad {
                     name: r.config.name.clone(),
-                    load: loads
-                        .get(n.info.name.as_str())
-                        .and_then(|l| l.vservers.get(&r.config.name))
-                        .map_or(0.0, |v| v.ops_per_s),
+                    load: measured.get(r.config.name.as_str()).map_or_else(
+                        || {
+                            waiting.push(r.config.name.clone());
+                            0.0
+                        },
+                        |(_, load)| *load,
+                    ),
                     moved_ms: moved.get(&r.config.name).copied().flatten(),
-                    allowed: vec![],
+                    allowed: r.config.allowed_nodes.clone(),
                 })
                 .collect(),
         })
         .collect();
-    let moves = rebalance::plan(&eligible, vnas_store::now_ms(), &settings)
+    // A plan on loads not all measured would move too much.
+    let moves =
+        if waiting.is_empty() { rebalance::plan(&eligible, vnas_store::now_ms(), &settings) } else { vec![] };
+    let moves = moves
         .into_iter()
         .map(|m| PlannedMove { vserver: m.vserver, from: m.from, to: m.to, reason: m.reason })
         .collect();
@@ -89,11 +116,12 @@ pub async fn plan(
             }
         })
         .collect();
-    Ok(Json(RebalancePlan {
+    Ok(RebalancePlan {
         spread: rebalance::spread(&eligible),
         start: settings.start,
         stop: settings.stop,
         nodes: views,
         moves,
-    }))
+        waiting,
+    })
 }

@@ -152,6 +152,13 @@ async fn move_vserver(
             if !node.is_up(status) {
                 return Err(ApiError::new(StatusCode::CONFLICT, "node_down", format!("node {to} is down")));
             }
+            if !record.config.allowed_nodes.is_empty() && !record.config.allowed_nodes.contains(&to) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "node_not_allowed",
+                    format!("vserver {name} may run on {} only", record.config.allowed_nodes.join(", ")),
+                ));
+            }
             to
         }
         None => {
@@ -167,11 +174,16 @@ async fn move_vserver(
             for r in &records {
                 *loads.entry(r.config.node.as_str()).or_default() += 1;
             }
-            vnas_cluster::placement::place(&candidates, &loads, Some(&from))
-                .ok_or_else(|| {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no other live node to move to")
-                })?
-                .to_string()
+            vnas_cluster::placement::place_allowed(
+                &candidates,
+                &loads,
+                Some(&from),
+                &record.config.allowed_nodes,
+            )
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_node", "no other live node to move to")
+            })?
+            .to_string()
         }
     };
     if to == from {
@@ -181,7 +193,19 @@ async fn move_vserver(
             format!("vserver {name} is already on {to}"),
         ));
     }
-    let epoch_before = record.ownership.epoch;
+    carry_out_move(&node, &name, record.ownership.epoch, from, to).await.map(Json)
+}
+
+/// Assigns `name` to `to` and waits until it serves there: the move of
+/// `vnas vserver move`, the rebalancer's and failback's.
+pub async fn carry_out_move(
+    node: &Arc<Node>,
+    name: &str,
+    epoch_before: u64,
+    from: String,
+    to: String,
+) -> Result<MoveResult, ApiError> {
+    let name = name.to_string();
     let (name2, to2) = (name.clone(), to.clone());
     node.store(move |s| {
         let mut config = s.vserver(&name2)?.config;
@@ -192,7 +216,7 @@ async fn move_vserver(
     node.wake.notify_one();
     node.wake_peers(vec![from.clone(), to.clone()]).await;
     let to2 = to.clone();
-    let record = wait_for(&node, &name, move |r| {
+    let record = wait_for(node, &name, move |r| {
         r.ownership.epoch > epoch_before
             && ((r.ownership.owner.as_deref() == Some(&to2) && r.ownership.state == VserverState::Running)
                 || r.ownership.state == VserverState::Failed)
@@ -209,7 +233,7 @@ async fn move_vserver(
     let history = node.store(move |s| s.history(&name2)).await?;
     let pause_ms = history.last().map_or(0, |t| t.pause_ms);
     tracing::info!(vserver = %name, %from, %to, pause_ms, "vserver moved");
-    Ok(Json(MoveResult { vserver: record.into(), from, to, pause_ms }))
+    Ok(MoveResult { vserver: record.into(), from, to, pause_ms })
 }
 
 #[utoipa::path(get, path = "/api/vservers/{name}/history", params(("name" = String, Path)),
@@ -270,7 +294,9 @@ async fn create_vserver(
 ) -> Result<(StatusCode, Json<VserverView>), ApiError> {
     let Json(request) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
     let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
-    let assigned = match &request.node {
+    let allowed =
+        |name: &str| request.allowed_nodes.is_empty() || request.allowed_nodes.iter().any(|a| a == name);
+    let assigned = match request.node.as_ref().or(request.home.as_ref()) {
         Some(name) => {
             if !nodes.iter().any(|n| &n.info.name == name) {
                 return Err(ApiError::new(
@@ -283,7 +309,7 @@ async fn create_vserver(
         }
         None => nodes
             .iter()
-            .filter(|n| node.is_up(n) && !n.drained)
+            .filter(|n| node.is_up(n) && !n.drained && allowed(&n.info.name))
             .min_by_key(|n| {
                 (records.iter().filter(|r| r.config.node == n.info.name).count(), n.info.name.clone())
             })

@@ -20,9 +20,16 @@ pub struct CreateVserver {
     pub exports: Vec<Export>,
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// The node to host it; by default the least loaded live node.
+    /// The node to host it; by default its home node if it has one, else
+    /// the least loaded live node it may run on.
     #[serde(default)]
     pub node: Option<String>,
+    /// Its preferred node (failback goes back there).
+    #[serde(default)]
+    pub home: Option<String>,
+    /// The nodes it may run on (empty: any).
+    #[serde(default)]
+    pub allowed_nodes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -49,6 +56,10 @@ pub struct VserverView {
     /// Client connections at the last record.
     #[serde(default)]
     pub connections: usize,
+    #[serde(default)]
+    pub home: Option<String>,
+    #[serde(default)]
+    pub allowed_nodes: Vec<String>,
 }
 
 impl From<VserverRecord> for VserverView {
@@ -70,6 +81,8 @@ impl From<VserverRecord> for VserverView {
             applied: service.as_ref().map(|s| s.devices.clone()).unwrap_or_default(),
             connections: service.as_ref().map_or(0, |s| s.connections.len()),
             write_verifier: service.map(|s| s.write_verifier),
+            home: config.home,
+            allowed_nodes: config.allowed_nodes,
         }
     }
 }
@@ -131,6 +144,9 @@ pub struct RebalancePlan {
     pub stop: f64,
     pub nodes: Vec<NodeLoadView>,
     pub moves: Vec<PlannedMove>,
+    /// Vservers whose load no node has measured yet (just started or
+    /// moved): no moves are planned until every load is known.
+    pub waiting: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

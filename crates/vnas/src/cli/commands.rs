@@ -47,9 +47,17 @@ pub enum VserverCommand {
         /// (DESTINATION a network or `default`; applied in linux mode).
         #[arg(long = "route")]
         routes: Vec<String>,
-        /// Node to host it (default: the least loaded live node).
+        /// Node to host it (default: its home node, else the least loaded
+        /// live node it may run on).
         #[arg(long)]
         node: Option<String>,
+        /// Its preferred node: with failback on (`--failback-after-s` on
+        /// the nodes), it goes back there after a failover.
+        #[arg(long)]
+        home: Option<String>,
+        /// The nodes it may run on, comma-separated (default: any).
+        #[arg(long, value_delimiter = ',')]
+        allowed_nodes: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -197,7 +205,17 @@ fn report(verb: &str, view: &VserverView) -> anyhow::Result<()> {
 pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
     let client = Client::new(api)?;
     match command {
-        VserverCommand::Create { name, ips, volumes, exports: export_specs, routes, node, json: as_json } => {
+        VserverCommand::Create {
+            name,
+            ips,
+            volumes,
+            exports: export_specs,
+            routes,
+            node,
+            home,
+            allowed_nodes,
+            json: as_json,
+        } => {
             let request = CreateVserver {
                 name,
                 addresses: ips,
@@ -205,6 +223,8 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 exports: export_specs.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
                 routes: routes.iter().map(|r| parse_route(r)).collect::<anyhow::Result<_>>()?,
                 node,
+                home,
+                allowed_nodes,
             };
             let view: VserverView = client.post("/api/vservers", &request)?;
             if as_json {
@@ -253,6 +273,12 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 println!("state:          {}", state(&view));
                 println!("node:           {}", view.node.as_deref().unwrap_or("-"));
                 println!("assigned node:  {}", view.assigned_node);
+                if let Some(home) = &view.home {
+                    println!("home node:      {home}");
+                }
+                if !view.allowed_nodes.is_empty() {
+                    println!("allowed nodes:  {}", view.allowed_nodes.join(", "));
+                }
                 println!("epoch:          {}", view.epoch);
                 println!("addresses:      {}", view.addresses.join(", "));
                 for volume in &view.volumes {
@@ -501,7 +527,12 @@ pub fn rebalance(api: &ApiUrl, apply: bool, max_moves: Option<usize>, as_json: b
             plan.start * 100.0,
             plan.stop * 100.0
         );
-        if plan.moves.is_empty() {
+        if !plan.waiting.is_empty() {
+            println!(
+                "no moves yet: waiting for the load of {} vserver(s) to be measured",
+                plan.waiting.len()
+            );
+        } else if plan.moves.is_empty() {
             println!("no moves: the load is even enough");
         } else {
             let rows: Vec<Vec<String>> = plan

@@ -2,6 +2,7 @@
 //! the common volume, serves the management API, and runs the controller
 //! that starts and stops the vservers assigned to it.
 
+mod auto;
 mod controller;
 pub mod fence;
 mod load;
@@ -81,6 +82,19 @@ pub struct NodeArgs {
     /// File holding the etcd user's password (first line; keep it mode 600).
     #[arg(long, requires = "etcd_user")]
     etcd_password_file: Option<PathBuf>,
+    /// `auto`: carry out the rebalancer's plan without an admin (the live
+    /// node with the lowest name does); `off` (the default): only
+    /// `vnas cluster rebalance --apply` moves vservers by load.
+    #[arg(long, value_enum)]
+    rebalance: Option<RebalanceMode>,
+    /// How often (s) the acting node looks at the load and the home nodes
+    /// (default 60).
+    #[arg(long)]
+    rebalance_every_s: Option<u64>,
+    /// Send a vserver back to its home node once that node has been up this
+    /// long (s) after a failover; off by default.
+    #[arg(long)]
+    failback_after_s: Option<u64>,
     /// Run (by `sh -c`) before mounting a logical unit whose last owner
     /// never released it (dead, frozen, cut off); it must stop that node
     /// writing to the unit: power it off, revoke its SCSI-3 persistent
@@ -92,6 +106,14 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RebalanceMode {
+    #[default]
+    Off,
+    Auto,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -116,6 +138,12 @@ pub struct Settings {
     pub lease: Duration,
     /// How often the node renews its session.
     pub renew_every: Duration,
+    /// Carry out the rebalancer's plans without an admin.
+    pub rebalance_auto: bool,
+    /// How often the acting node looks (rebalance and failback).
+    pub rebalance_every: Duration,
+    /// Send vservers back to their home node once it has been up this long.
+    pub failback_after: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -127,6 +155,9 @@ impl Default for Settings {
             failures_max: 3,
             lease: Duration::from_millis(800),
             renew_every: Duration::from_millis(150),
+            rebalance_auto: false,
+            rebalance_every: Duration::from_secs(60),
+            failback_after: None,
         }
     }
 }
@@ -305,8 +336,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         nfs_port: args.nfs_port.or(file.nfs_port).unwrap_or(2049),
         lease: args.lease_ms.or(file.lease_ms).map_or(defaults.lease, Duration::from_millis),
         renew_every: args.renew_ms.or(file.renew_ms).map_or(defaults.renew_every, Duration::from_millis),
+        rebalance_auto: args.rebalance.or(file.rebalance).unwrap_or_default() == RebalanceMode::Auto,
+        rebalance_every: args
+            .rebalance_every_s
+            .or(file.rebalance_every_s)
+            .map_or(defaults.rebalance_every, Duration::from_secs),
+        failback_after: args.failback_after_s.or(file.failback_after_s).map(Duration::from_secs),
         ..defaults
     };
+    if settings.rebalance_every.is_zero() {
+        bail!("--rebalance-every-s is at least 1");
+    }
     if settings.renew_every * 3 > settings.lease {
         bail!("--renew-ms must be at most a third of --lease-ms, so a node renews several times per lease");
     }
@@ -400,6 +440,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(controller::keep_session(node.clone(), session, shutdown.clone()));
         let controller = tokio::spawn(controller::run(node.clone(), shutdown.clone()));
+        tokio::spawn(auto::run(node.clone(), shutdown.clone()));
         tracing::info!(node = %name, api = %info.api, store = %store_spec, token_file = %token_file.display(),
             "node started");
         println!("node {name} api {}", info.api);

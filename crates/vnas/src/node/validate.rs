@@ -73,6 +73,20 @@ fn check_rule(rule: &ClientRule) -> Result<(), ApiError> {
 
 pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<VserverConfig, ApiError> {
     vnas_store::check_name(&request.name).map_err(ApiError::from)?;
+    for name in request.home.iter().chain(&request.allowed_nodes) {
+        vnas_store::check_name(name).map_err(ApiError::from)?;
+    }
+    let allowed =
+        |name: &str| request.allowed_nodes.is_empty() || request.allowed_nodes.iter().any(|a| a == name);
+    if let Some(home) = request.home.as_deref().filter(|home| !allowed(home)) {
+        return Err(ApiError::bad_request(
+            "bad_node",
+            format!("home node {home} is not among the allowed nodes"),
+        ));
+    }
+    if !allowed(&node) {
+        return Err(ApiError::bad_request("bad_node", format!("node {node} is not among the allowed nodes")));
+    }
     if request.addresses.is_empty() {
         return Err(ApiError::bad_request("bad_address", "a vserver needs at least one address"));
     }
@@ -128,6 +142,8 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
         routes: request.routes,
         node,
         desired: Desired::Running,
+        home: request.home,
+        allowed_nodes: request.allowed_nodes,
     };
     for export in &exports {
         if !export.path.starts_with('/') || export.path.contains("..") {

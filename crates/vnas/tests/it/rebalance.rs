@@ -77,3 +77,140 @@ fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
     n2.stop();
     n3.stop();
 }
+
+/// Allowed nodes bound failover and moves; with failback on, a vserver
+/// goes back to its home node once that node has been up for the settle
+/// time.
+#[test]
+fn allowed_nodes_and_failback_to_the_home_node() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let start = |name: &str| {
+        let mut command = NodeProc::command(name, &store);
+        command.args(["--failback-after-s", "1", "--rebalance-every-s", "1"]);
+        NodeProc::spawn(command)
+    };
+    let n1 = start("n1");
+    let n2 = start("n2");
+    let n3 = start("n3");
+    let ip = "127.0.35.1";
+    let view = cli_json(
+        &n2.api,
+        &[
+            "vserver",
+            "create",
+            "h",
+            "--ip",
+            ip,
+            "--volume",
+            &volume(&top, "h"),
+            "--export",
+            "/data:rw:no_root_squash:insecure",
+            "--home",
+            "n1",
+            "--allowed-nodes",
+            "n1,n3",
+        ],
+    );
+    assert_eq!(view["node"], "n1", "placed on its home: {view}");
+    // A node it may not run on is refused, with the reason.
+    let (moved, _, stderr) = cli(&n2.api, &["vserver", "move", "h", "--to", "n2"]);
+    assert!(!moved && stderr.contains("may run on n1, n3 only"), "{stderr}");
+    // A bad home is refused at creation.
+    let (created, _, stderr) = cli(
+        &n2.api,
+        &[
+            "vserver",
+            "create",
+            "x",
+            "--ip",
+            "127.0.35.2",
+            "--volume",
+            &volume(&top, "x"),
+            "--home",
+            "n2",
+            "--allowed-nodes",
+            "n1,n3",
+        ],
+    );
+    assert!(!created && stderr.contains("not among the allowed nodes"), "{stderr}");
+
+    let probe = Probe::start(ip, 12);
+    // Its home dies: it fails over to n3 (n2, first by name, is not allowed).
+    n1.kill();
+    eventually(10, "h on n3", || {
+        let view = cli_json(&n2.api, &["vserver", "show", "h"]);
+        view["node"] == "n3" && view["state"] == "running"
+    });
+    // Home again: after the settle time it goes back, by an ordinary move.
+    let n1 = start("n1");
+    eventually(15, "h back on n1", || {
+        let view = cli_json(&n2.api, &["vserver", "show", "h"]);
+        view["node"] == "n1" && view["state"] == "running"
+    });
+    probe.finish();
+    let last = crate::transfer::history(&n2.api, "h").last().cloned().unwrap();
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str(), last["why"].as_str()),
+        (Some("n3"), Some("n1"), Some("move"))
+    );
+    n1.stop();
+    n2.stop();
+    n3.stop();
+}
+
+/// `--rebalance auto`: the nodes even out the load themselves.
+#[test]
+fn automatic_rebalance_spreads_loaded_vservers() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let start = |name: &str| {
+        let mut command = NodeProc::command(name, &store);
+        command.args(["--rebalance", "auto", "--rebalance-every-s", "2"]);
+        NodeProc::spawn(command)
+    };
+    let n1 = start("n1");
+    let ips: Vec<String> = (1..=6).map(|i| format!("127.0.36.{i}")).collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("a{i}");
+        cli_json(
+            &n1.api,
+            &[
+                "vserver",
+                "create",
+                &name,
+                "--ip",
+                ip,
+                "--volume",
+                &volume(&top, &name),
+                "--export",
+                "/data:rw:no_root_squash:insecure",
+                "--node",
+                "n1",
+            ],
+        );
+    }
+    let probes: Vec<Child> = ips
+        .iter()
+        .map(|ip| {
+            Command::new(nfsprobe())
+                .args(["probe", &format!("nfs://{ip}/data?nfsport=2049&mountport=2049"), "30", "20"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let n2 = start("n2");
+    eventually(25, "the load spread over both nodes", || {
+        let nodes = cli_json(&n1.api, &["node", "list"]);
+        nodes.as_array().unwrap().iter().all(|n| (2..=4).contains(&n["vservers"].as_u64().unwrap()))
+    });
+    for probe in probes {
+        let output = probe.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+    }
+    n1.stop();
+    n2.stop();
+}
