@@ -73,7 +73,8 @@ pub fn smooth(average: Option<f64>, sample: f64, weight: f64) -> f64 {
 }
 
 fn total(node: &NodeLoad) -> f64 {
-    node.vservers.iter().map(|v| v.load).sum()
+    // + 0.0: the sum of nothing is -0.0, which prints as "-0".
+    node.vservers.iter().map(|v| v.load).sum::<f64>() + 0.0
 }
 
 /// The spread of loads against their mean (0 when all are equal or idle).
@@ -98,25 +99,34 @@ pub fn plan(nodes: &[NodeLoad], now_ms: u64, settings: &Settings) -> Vec<Move> {
     let mut moves = Vec::new();
     while moves.len() < settings.max_moves && spread(&nodes) > settings.stop {
         let totals: BTreeMap<usize, f64> = nodes.iter().enumerate().map(|(i, n)| (i, total(n))).collect();
-        // Ties go to the first name, so every node computes the same plan.
-        let hot = *totals.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0))).unwrap().0;
-        let cold = *totals.iter().min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(b.0))).unwrap().0;
-        let gap = totals[&hot] - totals[&cold];
         let mean = totals.values().sum::<f64>() / totals.len() as f64;
+        // Ties go to the first name, so every node computes the same plan.
+        let cold = *totals.iter().min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(b.0))).unwrap().0;
         let to = nodes[cold].name.clone();
-        // The vserver that leaves the two closest: |gap - 2 load| smallest,
-        // and smaller than the gap (else the move does not help).
-        let best = nodes[hot]
-            .vservers
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.load > 0.0)
-            .filter(|(_, v)| v.moved_ms.is_none_or(|at| now_ms.saturating_sub(at) >= settings.cooldown_ms))
-            .filter(|(_, v)| v.allowed.is_empty() || v.allowed.contains(&to))
-            .map(|(i, v)| (i, (gap - 2.0 * v.load).abs()))
-            .filter(|(_, after)| gap - *after >= settings.stop * mean)
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let Some((i, _)) = best else { break };
+        // The most loaded node that has a move worth making to the least
+        // loaded (the most loaded may run one big vserver that cannot
+        // move usefully, while the next one can give).
+        let mut hot_first: Vec<usize> = totals.keys().copied().filter(|i| *i != cold).collect();
+        hot_first.sort_by(|a, b| totals[b].total_cmp(&totals[a]).then(a.cmp(b)));
+        let found = hot_first.into_iter().find_map(|hot| {
+            let gap = totals[&hot] - totals[&cold];
+            // The vserver that leaves the two closest: |gap - 2 load|
+            // smallest, and narrowing the gap by the least gain.
+            nodes[hot]
+                .vservers
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.load > 0.0)
+                .filter(|(_, v)| {
+                    v.moved_ms.is_none_or(|at| now_ms.saturating_sub(at) >= settings.cooldown_ms)
+                })
+                .filter(|(_, v)| v.allowed.is_empty() || v.allowed.contains(&to))
+                .map(|(i, v)| (i, (gap - 2.0 * v.load).abs()))
+                .filter(|(_, after)| gap - *after >= settings.stop * mean)
+                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+                .map(|(i, _)| (hot, i))
+        });
+        let Some((hot, i)) = found else { break };
         let mut vserver = nodes[hot].vservers.remove(i);
         let reason = format!(
             "{} carries {:.0} ops/s, {} {:.0}: moving {} ({:.0} ops/s) leaves {:.0} and {:.0}",
@@ -168,6 +178,21 @@ mod tests {
         assert_eq!(moves[0].vserver, "a", "{moves:?}");
         assert_eq!((moves[0].from.as_str(), moves[0].to.as_str()), ("n1", "n2"));
         assert!(moves[0].reason.contains("n1 carries 450 ops/s"), "{}", moves[0].reason);
+    }
+
+    #[test]
+    fn a_node_with_one_big_vserver_does_not_stop_the_others_giving() {
+        let nodes = [
+            node("n1", vec![vserver("a", 100.0), vserver("b", 75.0), vserver("c", 60.0), vserver("d", 50.0)]),
+            node("n2", vec![vserver("big", 300.0)]),
+            node("n3", vec![vserver("e", 150.0)]),
+        ];
+        let moves = plan(&nodes, 0, &Settings { start: 0.3, ..Settings::default() });
+        assert_eq!(moves.len(), 1, "{moves:?}");
+        assert_eq!(
+            (moves[0].from.as_str(), moves[0].to.as_str(), moves[0].vserver.as_str()),
+            ("n1", "n3", "b")
+        );
     }
 
     #[test]

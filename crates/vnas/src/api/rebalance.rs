@@ -109,7 +109,7 @@ pub async fn build(
             let load = loads.get(n.name.as_str());
             NodeLoadView {
                 node: n.name.clone(),
-                ops_per_s: n.vservers.iter().map(|v| v.load).sum(),
+                ops_per_s: n.vservers.iter().map(|v| v.load).sum::<f64>() + 0.0,
                 bytes_per_s: load.map_or(0.0, |l| l.bytes_per_s),
                 cpu: load.map_or(0.0, |l| l.cpu),
                 vservers: n.vservers.len(),
