@@ -80,6 +80,9 @@ pub enum Action {
     Stop { name: String, release: Option<u64>, reason: &'static str },
     /// A new configuration: restart under the same ownership.
     Restart { name: String, epoch: u64 },
+    /// A new configuration whose addresses, volumes and routes are the
+    /// same: apply it while serving (exports, client rules).
+    Reconfigure { name: String, epoch: u64 },
     /// The source of a move: stop accepting, drain, sync, then hand
     /// ownership to `to` with epoch + 1 (one compare-and-swap). Also for a
     /// vserver this node owns but no longer runs (it fenced itself, or
@@ -112,6 +115,7 @@ impl Action {
             Action::Fence | Action::Assign { .. } => None,
             Action::Stop { name, .. }
             | Action::Restart { name, .. }
+            | Action::Reconfigure { name, .. }
             | Action::HandOff { name, .. }
             | Action::Release { name, .. }
             | Action::Open { name, .. }
@@ -213,7 +217,16 @@ pub fn decide(view: &View) -> Vec<Action> {
                     let reason = if !mine { "no longer owned here" } else { "stopped" };
                     actions.push(stop(mine.then_some(local.epoch), reason));
                 } else if record.config != local.config {
-                    actions.push(Action::Restart { name: name.to_string(), epoch: local.epoch });
+                    let (new, old) = (&record.config, &local.config);
+                    let live = new.addresses == old.addresses
+                        && new.volumes == old.volumes
+                        && new.routes == old.routes;
+                    let (name, epoch) = (name.to_string(), local.epoch);
+                    actions.push(if live {
+                        Action::Reconfigure { name, epoch }
+                    } else {
+                        Action::Restart { name, epoch }
+                    });
                 }
             } else if owner == Some(me) && state == VserverState::Starting {
                 actions.push(Action::Open { name: name.to_string(), epoch: record.ownership.epoch });

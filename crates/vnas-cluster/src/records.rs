@@ -62,6 +62,7 @@ pub fn confirmed(
         write_verifier: write_verifier.to_string(),
         updated_ms: now_ms,
         connections: vec![],
+        exports: config.exports.clone(),
         // What the new owner started from, until it records its own.
         counters: record.service.as_ref().and_then(|s| s.counters.clone()),
     };

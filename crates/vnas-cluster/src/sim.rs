@@ -532,6 +532,13 @@ impl Sim {
                     }
                 }
             }
+            Action::Reconfigure { name, epoch } => {
+                if let (Some(local), Some(record)) = (self.nodes[i].local.get_mut(&name), record) {
+                    if local.epoch == epoch {
+                        local.config = record.config.clone();
+                    }
+                }
+            }
             Action::HandOff { name, epoch, to, since_ms } => {
                 self.nodes[i].local.remove(&name);
                 let handed = records::handed_over(&me, &to, epoch, since_ms.unwrap_or(clock));

@@ -51,7 +51,7 @@ fn fixture() -> Fixture {
     let mut export = ExportConfig::new("/data", dir.path());
     export.rules = vec![ClientRule::parse_options("no_root_squash,insecure").unwrap()];
     let server = Server::new(ServerConfig::new(vec![export])).unwrap();
-    let export = &server.state.exports[0];
+    let export = server.state.exports()[0].clone();
     let root = export.handle_of(&export.root_obj().unwrap()).data.to_vec();
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     Fixture { _dir: dir, server, root, conn: Conn { peer, local_port: 2049 } }

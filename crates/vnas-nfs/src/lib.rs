@@ -24,5 +24,5 @@ pub mod server;
 pub mod stats;
 
 pub use config::{Access, ClientRule, ExportConfig, Gate, GateState, ServerConfig, Squash};
-pub use server::{Connections, Server, ServerError};
+pub use server::{Connections, Server, ServerControl, ServerError};
 pub use stats::{Stats, StatsSnapshot};

@@ -76,8 +76,8 @@ fn mnt(state: &State, peer: SocketAddr, args: &[u8], out: &mut Reply) -> Result<
 
 /// The handle for `path`: an export's name, or a directory below it.
 fn mount_path(state: &State, peer: SocketAddr, path: &str) -> Result<Vec<u8>, mountstat3> {
-    let export = state
-        .exports
+    let exports = state.exports();
+    let export = exports
         .iter()
         .filter(|e| is_within(path, &e.name))
         .max_by_key(|e| e.name.len())
@@ -122,13 +122,15 @@ fn dump(state: &State, out: &mut Reply) {
 
 fn export(state: &State, out: &mut Reply) {
     let list: Vec<_> = state
-        .exports
+        .exports()
         .iter()
         .map(|export| export_node {
             ex_dir: dirpath(Opaque::owned(export.name.clone().into_bytes())),
             ex_groups: List(
                 export
                     .rules
+                    .read()
+                    .expect("not poisoned")
                     .iter()
                     .flat_map(|rule| rule.clients.iter())
                     .map(|net| name(Opaque::owned(net.to_string().into_bytes())))

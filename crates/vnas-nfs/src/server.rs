@@ -22,6 +22,7 @@ use crate::drc::Drc;
 use crate::fs::{Export, ExportError};
 use crate::limits::{CONNECTIONS_MAX, INFLIGHT_MAX, INFLIGHT_PER_CONNECTION_MAX, RECORD_MAX};
 use crate::rpc::{RecordError, RecordReader};
+use crate::ExportConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -35,7 +36,9 @@ pub enum ServerError {
 
 /// What every call may use.
 pub struct State {
-    pub exports: Vec<Export>,
+    /// Replaced whole when the vserver's exports change; a call holds the
+    /// list it started with.
+    exports: std::sync::RwLock<Arc<Vec<Arc<Export>>>>,
     pub write_verifier: [u8; 8],
     pub drc: Drc,
     pub mounts: Mutex<BTreeSet<(IpAddr, String)>>,
@@ -67,9 +70,35 @@ impl Connections {
     }
 }
 
+/// Opens `configs`, reusing what `current` already has open.
+fn open_exports(configs: &[ExportConfig], current: &[Arc<Export>]) -> Result<Vec<Arc<Export>>, ServerError> {
+    let mut exports: Vec<Arc<Export>> = Vec::new();
+    for config in configs {
+        let kept = current
+            .iter()
+            .find(|e| e.name == config.name && e.path == config.path && Some(e.id) == config.id);
+        let export = match kept {
+            Some(export) => {
+                *export.rules.write().expect("not poisoned") = config.rules.clone();
+                export.clone()
+            }
+            None => Arc::new(Export::open(config)?),
+        };
+        if exports.iter().any(|e| e.name == export.name || e.id == export.id) {
+            return Err(ServerError::DuplicateExport(export.name.clone()));
+        }
+        exports.push(export);
+    }
+    Ok(exports)
+}
+
 impl State {
-    pub fn export_by_id(&self, id: u32) -> Option<&Export> {
-        self.exports.iter().find(|e| e.id == id)
+    pub fn export_by_id(&self, id: u32) -> Option<Arc<Export>> {
+        self.exports.read().expect("not poisoned").iter().find(|e| e.id == id).cloned()
+    }
+
+    pub fn exports(&self) -> Arc<Vec<Arc<Export>>> {
+        self.exports.read().expect("not poisoned").clone()
     }
 }
 
@@ -99,16 +128,9 @@ impl Server {
         // Clients send the mode they want; the server's umask must not
         // change it.
         rustix::process::umask(rustix::fs::Mode::empty());
-        let mut exports: Vec<Export> = Vec::new();
-        for export in &config.exports {
-            let export = Export::open(export)?;
-            if exports.iter().any(|e| e.name == export.name || e.id == export.id) {
-                return Err(ServerError::DuplicateExport(export.name));
-            }
-            exports.push(export);
-        }
+        let exports = open_exports(&config.exports, &[])?;
         let state = State {
-            exports,
+            exports: std::sync::RwLock::new(Arc::new(exports)),
             write_verifier: config.write_verifier,
             drc: Drc::default(),
             mounts: Mutex::new(BTreeSet::new()),
@@ -132,8 +154,13 @@ impl Server {
         self.state.connections.clone()
     }
 
-    pub fn exports(&self) -> &[Export] {
-        &self.state.exports
+    pub fn exports(&self) -> Arc<Vec<Arc<Export>>> {
+        self.state.exports()
+    }
+
+    /// A handle that changes the exports while the server runs.
+    pub fn control(&self) -> ServerControl {
+        ServerControl(self.state.clone())
     }
 
     /// Serves on `listeners` until `shutdown` is cancelled, then stops
@@ -454,4 +481,22 @@ async fn send_file(
         }
     }
     Ok(sent)
+}
+
+/// Changes a running server's exports.
+#[derive(Clone)]
+pub struct ServerControl(Arc<State>);
+
+impl ServerControl {
+    /// Serves `configs` from now on: an export kept (same name, directory
+    /// and id) keeps its open state and takes the new rules, which the
+    /// next call sees; a new one is opened; one left out is no longer found
+    /// (its handles are answered NFS3ERR_BADHANDLE). On an error nothing
+    /// changes.
+    pub fn set_exports(&self, configs: &[ExportConfig]) -> Result<(), ServerError> {
+        let current = self.0.exports();
+        let exports = open_exports(configs, &current)?;
+        *self.0.exports.write().expect("not poisoned") = Arc::new(exports);
+        Ok(())
+    }
 }

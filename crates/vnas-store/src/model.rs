@@ -200,6 +200,9 @@ pub struct ServiceState {
     /// failover the next owner wakes them (tickle ACKs).
     #[serde(default)]
     pub connections: Vec<String>,
+    /// The exports as served (changed live: `vnas vserver modify`).
+    #[serde(default)]
+    pub exports: Vec<Export>,
     /// The NFS counters of the vserver as last recorded (at a hand-off,
     /// and every few seconds): the next owner continues from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -118,6 +118,7 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
         write_verifier: "0011223344556677".into(),
         updated_ms: 5,
         connections: vec!["198.18.1.10:2049>198.18.0.101:801".into()],
+        exports: vec![],
         counters: Some(serde_json::json!({"bytes_in": 7})),
     };
     assert!(matches!(store.put_service_state("a", &state), Err(StoreError::StaleEpoch { .. })));

@@ -62,12 +62,8 @@ fn rule(rule: &vnas_store::ClientRule) -> Result<vnas_nfs::ClientRule, String> {
 }
 
 /// Attaches the vserver's volumes through `volumes` (all or, on an error,
-/// none) and returns its NFS exports.
-pub fn exports(
-    config: &VserverConfig,
-    volumes: &dyn Volumes,
-    claim: &Claim,
-) -> Result<Vec<ExportConfig>, String> {
+/// none): the configuration with each volume's path where it is here.
+pub fn attach(config: &VserverConfig, volumes: &dyn Volumes, claim: &Claim) -> Result<VserverConfig, String> {
     let mut attached = config.clone();
     for (i, volume) in attached.volumes.iter_mut().enumerate() {
         match volumes.attach(volume, claim) {
@@ -80,7 +76,12 @@ pub fn exports(
             }
         }
     }
-    let config = &attached;
+    Ok(attached)
+}
+
+/// The NFS exports of a configuration whose volumes are attached.
+pub fn exports(attached: &VserverConfig) -> Result<Vec<ExportConfig>, String> {
+    let config = attached;
     let mut out = Vec::new();
     for export in &config.exports {
         let dir = export_dir(config, &export.path)

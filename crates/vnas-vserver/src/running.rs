@@ -57,6 +57,10 @@ pub struct Running {
     connections: Arc<Connections>,
     /// Its NFS counters.
     pub stats: Arc<vnas_nfs::Stats>,
+    /// Changes its exports while it runs.
+    control: vnas_nfs::ServerControl,
+    /// Its configuration with each volume where it is on this node.
+    attached: VserverConfig,
     monitor: Option<JoinHandle<()>>,
     params: Params,
 }
@@ -97,13 +101,14 @@ impl Running {
     ) -> Result<Running, String> {
         let config = config.clone();
         let claim = Claim { vserver: config.name.clone(), epoch, ..Default::default() };
-        let exports = crate::exports::exports(&config, &*params.volumes, &claim)?;
+        let attached = crate::exports::attach(&config, &*params.volumes, &claim)?;
         let detach = |error: String| {
             for volume in &config.volumes {
                 params.volumes.detach(volume);
             }
             error
         };
+        let exports = crate::exports::exports(&attached).map_err(detach)?;
         let mut server_config = ServerConfig::new(exports);
         server_config.stats = counters;
         server_config.drain_timeout = params.drain_timeout;
@@ -122,6 +127,7 @@ impl Running {
         };
         let connections = server.connections();
         let stats = server.stats();
+        let control = server.control();
         let mut running = Running {
             notes: claim.notes.lock().unwrap().clone(),
             epoch,
@@ -135,6 +141,8 @@ impl Running {
             server: None,
             connections,
             stats,
+            control,
+            attached,
             monitor: None,
             params: params.clone(),
         };
@@ -167,6 +175,25 @@ impl Running {
     }
 
     /// The client connections it holds now, (server, client).
+    /// Takes a configuration that differs from the running one in its
+    /// exports and client rules only, without stopping: calls of other
+    /// exports go on, a changed rule applies from the next call.
+    pub fn reconfigure(&mut self, config: &VserverConfig) -> Result<(), String> {
+        let same = |a: &VserverConfig, b: &VserverConfig| {
+            a.addresses == b.addresses && a.volumes == b.volumes && a.routes == b.routes
+        };
+        if !same(&self.config, config) {
+            return Err("only exports and client rules change live".into());
+        }
+        let mut attached = self.attached.clone();
+        attached.exports = config.exports.clone();
+        let exports = crate::exports::exports(&attached)?;
+        self.control.set_exports(&exports).map_err(|e| e.to_string())?;
+        self.attached = attached;
+        self.config = config.clone();
+        Ok(())
+    }
+
     /// Its client connections as the server keeps them (for metrics).
     pub fn connection_table(&self) -> Arc<Connections> {
         self.connections.clone()

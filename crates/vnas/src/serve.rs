@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             // One line on stdout per address, for scripts and tests that
             // asked for port 0.
             println!("listening {addr}");
-            for export in server.exports() {
+            for export in server.exports().iter() {
                 tracing::info!(
                     export = %export.name,
                     dir = %export.path.display(),

@@ -110,7 +110,9 @@ pub struct Export {
     pub id: u32,
     pub name: String,
     pub path: PathBuf,
-    pub rules: Vec<ClientRule>,
+    /// Replaced in place when the vserver's rules change (the next call
+    /// sees the new ones).
+    pub rules: std::sync::RwLock<Vec<ClientRule>>,
     root: Arc<OwnedFd>,
     root_stat: Statx,
     /// Directories reached before, by inode: a directory's descriptor stays
@@ -158,7 +160,7 @@ impl Export {
         Ok(Export {
             mount_fd,
             id,
-            rules: config.rules.clone(),
+            rules: std::sync::RwLock::new(config.rules.clone()),
             nodes: Mutex::new(Nodes::new(root_stat.stx_ino)),
             root: Arc::new(root),
             root_stat,
@@ -180,8 +182,8 @@ impl Export {
     }
 
     /// The first rule that admits `client`, if any.
-    pub fn rule_for(&self, client: std::net::IpAddr) -> Option<&ClientRule> {
-        self.rules.iter().find(|rule| rule.matches(client))
+    pub fn rule_for(&self, client: std::net::IpAddr) -> Option<ClientRule> {
+        self.rules.read().expect("not poisoned").iter().find(|rule| rule.matches(client)).cloned()
     }
 
     /// The handle of `name` in directory `dir` (`name` empty: `dir`

@@ -31,6 +31,7 @@ mod write;
 
 use std::io::Cursor;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use nfs3_types::nfs3::{fattr3, nfs_fh3, nfsstat3, post_op_attr, pre_op_attr, wcc_data, Nfs3Option};
 use nfs3_types::xdr_codec::{Pack, Unpack, Void};
@@ -105,7 +106,10 @@ pub struct Req<'a> {
 
 /// A handle checked against its export and the client's rights.
 pub struct Target<'a> {
-    pub export: &'a Export,
+    /// Held for the call: a change of the exports meanwhile does not pull
+    /// it from under the call.
+    pub export: Arc<Export>,
+    _call: std::marker::PhantomData<&'a State>,
     pub fh: FileHandle,
     pub creds: Creds,
 }
@@ -162,6 +166,7 @@ impl<'a> Req<'a> {
         let export = self.state.export_by_id(decoded.export_id).ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
         let fh = export.verify(&fh.data)?;
         let rule = export.rule_for(self.client).ok_or(nfsstat3::NFS3ERR_ACCES)?;
+        let rule = &rule;
         if !rule.port_allowed(self.port, creds::can_switch()) {
             // knfsd's answer to a call from an unreserved port (nfserr_perm).
             return Err(nfsstat3::NFS3ERR_PERM);
@@ -169,7 +174,7 @@ impl<'a> Req<'a> {
         if self.proc_.modifies && rule.access == Access::ReadOnly {
             return Err(nfsstat3::NFS3ERR_ROFS);
         }
-        Ok(Target { export, fh, creds: self.creds(rule) })
+        Ok(Target { creds: self.creds(rule), export, fh, _call: std::marker::PhantomData })
     }
 
     /// Two handles of one call (RENAME, LINK) must name the same export.

@@ -19,6 +19,7 @@ use super::types::*;
         stop_vserver,
         delete_vserver,
         move_vserver,
+        modify_vserver,
         vserver_history,
         drain_node,
         undrain_node,
@@ -33,6 +34,7 @@ use super::types::*;
         MoveVserver,
         MoveResult,
         RebalancePlan,
+        ModifyVserver,
         NodeLoadView,
         PlannedMove,
         vnas_store::Transfer

@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use vnas_store::{Desired, Ownership, VserverRecord, VserverState};
 
 use super::error::ApiError;
-use super::types::{CreateVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView};
+use super::types::{
+    CreateVserver, ModifyVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView,
+};
 use crate::node::{validate, Node};
 
 type Shared = State<Arc<Node>>;
@@ -24,7 +26,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/status", get(status))
         .route("/api/nodes", get(list_nodes))
         .route("/api/vservers", get(list_vservers).post(create_vserver))
-        .route("/api/vservers/{name}", get(show_vserver).delete(delete_vserver))
+        .route("/api/vservers/{name}", get(show_vserver).delete(delete_vserver).patch(modify_vserver))
         .route("/api/vservers/{name}/start", post(start_vserver))
         .route("/api/vservers/{name}/stop", post(stop_vserver))
         .route("/api/vservers/{name}/move", post(move_vserver))
@@ -386,11 +388,64 @@ async fn delete_vserver(
     Ok(Json(record.into()))
 }
 
+#[utoipa::path(patch, path = "/api/vservers/{name}", params(("name" = String, Path)), request_body = ModifyVserver,
+    responses((status = 200, body = VserverView), (status = 400, body = super::types::ErrorBody),
+              (status = 404, body = super::types::ErrorBody)))]
+async fn modify_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<ModifyVserver>, JsonRejection>,
+) -> Result<Json<VserverView>, ApiError> {
+    let Json(change) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let name2 = name.clone();
+    let record = node.store(move |s| s.vserver(&name2)).await?;
+    let mut exports = record.config.exports.clone();
+    for path in &change.remove_exports {
+        let before = exports.len();
+        exports.retain(|e| e.path.trim_end_matches('/') != path.trim_end_matches('/'));
+        if exports.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "export_not_found",
+                format!("vserver {name} has no export {path}"),
+            ));
+        }
+    }
+    for export in change.add_exports {
+        match exports.iter_mut().find(|e| e.path.trim_end_matches('/') == export.path.trim_end_matches('/')) {
+            Some(existing) => *existing = export,
+            None => exports.push(export),
+        }
+    }
+    validate::check_exports(&record.config, &exports)?;
+    let mut config = record.config.clone();
+    config.exports = exports.clone();
+    node.store(move |s| s.update_config(&config)).await?;
+    tracing::info!(vserver = %name, "vserver exports changed");
+    node.wake.notify_one();
+    if let Some(owner) = record.ownership.owner.clone() {
+        node.wake_peers(vec![owner]).await;
+    }
+    // A running vserver: back once its owner serves the new exports, so
+    // the caller's next call sees them.
+    let record = if record.ownership.state == VserverState::Running {
+        wait_for(&node, &name, move |r| {
+            r.ownership.state != VserverState::Running
+                || r.service.as_ref().is_some_and(|s| s.exports == exports)
+        })
+        .await?
+    } else {
+        record
+    };
+    Ok(Json(record.into()))
+}
+
 pub mod paths {
     //! Re-exports for the OpenAPI document.
     pub use super::{
         __path_create_vserver, __path_delete_vserver, __path_drain_node, __path_list_nodes,
-        __path_list_vservers, __path_move_vserver, __path_show_vserver, __path_start_vserver, __path_status,
-        __path_stop_vserver, __path_undrain_node, __path_vserver_history,
+        __path_list_vservers, __path_modify_vserver, __path_move_vserver, __path_show_vserver,
+        __path_start_vserver, __path_status, __path_stop_vserver, __path_undrain_node,
+        __path_vserver_history,
     };
 }

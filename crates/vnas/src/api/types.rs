@@ -167,3 +167,15 @@ pub struct PlannedMove {
     pub to: String,
     pub reason: String,
 }
+
+/// A change to a running vserver's exports, applied without stopping it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ModifyVserver {
+    /// Exports to add; one whose path is exported already replaces it
+    /// (new client rules).
+    #[serde(default)]
+    pub add_exports: Vec<Export>,
+    /// Paths of exports to remove.
+    #[serde(default)]
+    pub remove_exports: Vec<String>,
+}

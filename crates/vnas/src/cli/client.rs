@@ -70,6 +70,10 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    pub fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+    }
+
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.delete(format!("{}{path}", self.base)))
     }

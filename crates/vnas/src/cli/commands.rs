@@ -6,7 +6,9 @@ use vnas_store::{ClientRule, Export, Volume, VserverState};
 
 use super::client::Client;
 use super::table;
-use crate::api::types::{CreateVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView};
+use crate::api::types::{
+    CreateVserver, ModifyVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView,
+};
 
 /// Which node's API the CLI talks to (any node serves any request), and
 /// how it proves it may.
@@ -96,6 +98,21 @@ pub enum VserverCommand {
     /// Every transfer of a vserver: when, from, to, why, pause.
     History {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a vserver's exports and client rules while it serves: the
+    /// other exports' clients see no pause; a changed rule applies from the
+    /// next call.
+    Modify {
+        name: String,
+        /// PATH[:OPTION...] as for `create`; an export already at PATH is
+        /// replaced (its rules change) (repeatable).
+        #[arg(long = "add-export")]
+        add_exports: Vec<String>,
+        /// PATH of an export to remove (repeatable).
+        #[arg(long = "remove-export")]
+        remove_exports: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -371,6 +388,25 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                     })
                     .collect();
                 table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH", "FENCE"], &rows);
+            }
+        }
+        VserverCommand::Modify { name, add_exports, remove_exports, json: as_json } => {
+            if add_exports.is_empty() && remove_exports.is_empty() {
+                anyhow::bail!("nothing to change: give --add-export or --remove-export");
+            }
+            let change = ModifyVserver {
+                add_exports: add_exports.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
+                remove_exports,
+            };
+            let view: VserverView = client.patch(&format!("/api/vservers/{name}"), &change)?;
+            if as_json {
+                json(&view);
+            } else {
+                println!(
+                    "vserver {} changed while serving: exports {}",
+                    view.name,
+                    view.exports.iter().map(|e| e.path.as_str()).collect::<Vec<_>>().join(", ")
+                );
             }
         }
         VserverCommand::Delete { name, json: as_json } => {

@@ -347,6 +347,45 @@ impl Controller {
                         self.running.insert(name, v);
                     }
                 }
+                Action::Reconfigure { name, epoch } => {
+                    let Some(record) = record else { continue };
+                    let Some(vserver) = self.running.get_mut(&name).filter(|v| v.epoch == epoch) else {
+                        continue;
+                    };
+                    match vserver.reconfigure(&record.config) {
+                        Ok(()) => {
+                            tracing::info!(vserver = %name, epoch, "vserver changed while serving");
+                            // What is served now, for whoever waits on the change.
+                            let (name2, exports) = (name.clone(), record.config.exports.clone());
+                            let written = node
+                                .store(move |s| {
+                                    let record = s.vserver(&name2)?;
+                                    if let Some(mut service) =
+                                        record.service.filter(|state| state.epoch == epoch)
+                                    {
+                                        service.exports = exports;
+                                        service.updated_ms = now_ms();
+                                        s.put_service_state(&name2, &service)?;
+                                    }
+                                    Ok(())
+                                })
+                                .await;
+                            if let Err(error) = written {
+                                tracing::warn!(vserver = %name, %error, "cannot record the exports served");
+                            }
+                        }
+                        Err(reason) => {
+                            // Not live after all: the slow way, a restart.
+                            tracing::warn!(vserver = %name, %reason, "cannot change it live; restarting it");
+                            if let Some(vserver) = self.running.remove(&name) {
+                                vserver.stop().await;
+                                if let Some(v) = activate(&node, record, epoch, None, &self.params).await {
+                                    self.running.insert(name, v);
+                                }
+                            }
+                        }
+                    }
+                }
                 Action::HandOff { name, epoch, to, since_ms } => {
                     self.hand_off(&name, epoch, &to, since_ms).await
                 }

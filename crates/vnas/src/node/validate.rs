@@ -145,21 +145,7 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
         home: request.home,
         allowed_nodes: request.allowed_nodes,
     };
-    for export in &exports {
-        if !export.path.starts_with('/') || export.path.contains("..") {
-            return Err(ApiError::bad_request(
-                "bad_export",
-                format!("export path {:?} is not absolute", export.path),
-            ));
-        }
-        if vnas_vserver::exports::export_dir(&config, &export.path).is_none() {
-            return Err(ApiError::bad_request(
-                "export_outside_volumes",
-                format!("export {} is not at or below any volume's mount point", export.path),
-            ));
-        }
-        export.rules.iter().try_for_each(check_rule)?;
-    }
+    check_exports(&config, &exports)?;
     for route in &config.routes {
         let destination_ok =
             route.destination == "default" || route.destination.parse::<ipnet::IpNet>().is_ok();
@@ -172,6 +158,34 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
     }
     config.exports = exports;
     Ok(config)
+}
+
+/// Each export lies at or below a volume's mount point, once, with rules
+/// that parse.
+pub fn check_exports(config: &VserverConfig, exports: &[Export]) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for export in exports {
+        if !export.path.starts_with('/') || export.path.contains("..") {
+            return Err(ApiError::bad_request(
+                "bad_export",
+                format!("export path {:?} is not absolute", export.path),
+            ));
+        }
+        if !seen.insert(export.path.trim_end_matches('/')) {
+            return Err(ApiError::bad_request(
+                "bad_export",
+                format!("export {} is listed twice", export.path),
+            ));
+        }
+        if vnas_vserver::exports::export_dir(config, &export.path).is_none() {
+            return Err(ApiError::bad_request(
+                "export_outside_volumes",
+                format!("export {} is not at or below any volume's mount point", export.path),
+            ));
+        }
+        export.rules.iter().try_for_each(check_rule)?;
+    }
+    Ok(())
 }
 
 /// A block volume names a block device here (device paths such as

@@ -8,6 +8,7 @@ mod handles_at_scale;
 mod libnfs;
 mod lifecycle;
 mod metrics;
+mod modify;
 mod procedures;
 mod rebalance;
 mod restart;

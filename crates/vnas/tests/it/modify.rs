@@ -1,0 +1,112 @@
+//! `vnas vserver modify` under a probing client: exports and client rules
+//! change while the vserver serves. The untouched export's client sees no
+//! pause and no error, a tightened rule applies to the next call, an export
+//! added or removed is there or gone at once, and an invalid change is
+//! refused with a code and changes nothing.
+
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+fn url(ip: &str, export: &str) -> String {
+    format!("nfs://{ip}{export}?nfsport=2049&mountport=2049")
+}
+
+/// Writes 1 MiB to `name` under `export` (COMMITted, read back): success?
+fn writes(ip: &str, export: &str, name: &str) -> bool {
+    Command::new(nfsprobe())
+        .args(["write", &url(ip, export), name, "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn exports_and_rules_change_live_under_a_probing_client() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let n1 = NodeProc::start("n1", &store);
+    let (a, b) = (top.path().join("a"), top.path().join("b"));
+    std::fs::create_dir_all(a.join("sub")).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let ip = "127.0.38.1";
+    let created = cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "create",
+            "m",
+            "--ip",
+            ip,
+            "--volume",
+            &format!("/a={}", a.display()),
+            "--volume",
+            &format!("/b={}", b.display()),
+            "--export",
+            "/a:rw:no_root_squash:insecure",
+            "--export",
+            "/b:rw:no_root_squash:insecure",
+        ],
+    );
+    assert!(writes(ip, "/a", "/before"));
+    // A client of /b, at work the whole time.
+    let probe = Command::new(nfsprobe())
+        .args(["probe", &url(ip, "/b"), "6", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // Tightened: /a read-only from the next call on.
+    cli_json(&n1.api, &["vserver", "modify", "m", "--add-export", "/a:ro:no_root_squash:insecure"]);
+    assert!(!writes(ip, "/a", "/after"), "a write to a read-only export went through");
+    // Loosened again, and a new export below a volume, there at once.
+    cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "modify",
+            "m",
+            "--add-export",
+            "/a:rw:no_root_squash:insecure",
+            "--add-export",
+            "/a/sub:rw:no_root_squash:insecure",
+        ],
+    );
+    assert!(writes(ip, "/a", "/again"));
+    assert!(writes(ip, "/a/sub", "/new"));
+    assert!(a.join("sub/new").exists());
+    // Removed: /a is gone at once (its subdirectory export stays).
+    cli_json(&n1.api, &["vserver", "modify", "m", "--remove-export", "/a"]);
+    assert!(!writes(ip, "/a", "/gone"), "a removed export still served");
+    assert!(writes(ip, "/a/sub", "/still"));
+
+    // Invalid changes: refused with a code, nothing changed.
+    let before = cli_json(&n1.api, &["vserver", "show", "m"]);
+    let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "m", "--add-export", "/elsewhere:rw"]);
+    assert!(!ok && stderr.contains("export_outside_volumes"), "{stderr}");
+    let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "m", "--remove-export", "/nope"]);
+    assert!(!ok && stderr.contains("export_not_found"), "{stderr}");
+    let (ok, _, stderr) =
+        cli(&n1.api, &["vserver", "modify", "m", "--add-export", "/a:rw:clients=not-a-network"]);
+    assert!(!ok && stderr.contains("bad"), "{stderr}");
+    let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "nobody", "--remove-export", "/b"]);
+    assert!(!ok && stderr.contains("vserver_not_found"), "{stderr}");
+    assert_eq!(cli_json(&n1.api, &["vserver", "show", "m"])["exports"], before["exports"]);
+
+    // The client of /b never noticed: no error, no pause beyond its own
+    // rhythm; and the vserver was never restarted (same epoch, one entry
+    // of history).
+    let output = probe.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+    let gap: u64 = stdout.split("max_gap_ms=").nth(1).and_then(|v| v.trim().parse().ok()).unwrap();
+    assert!(gap < 100, "the client of /b paused {gap} ms");
+    let after = cli_json(&n1.api, &["vserver", "show", "m"]);
+    assert_eq!(after["epoch"], created["epoch"]);
+    assert_eq!(crate::transfer::history(&n1.api, "m").len(), 1);
+    n1.stop();
+}
