@@ -80,8 +80,8 @@ pub enum Action {
     Stop { name: String, release: Option<u64>, reason: &'static str },
     /// A new configuration: restart under the same ownership.
     Restart { name: String, epoch: u64 },
-    /// A new configuration whose addresses, volumes and routes are the
-    /// same: apply it while serving (exports, client rules).
+    /// A new configuration whose addresses and routes are the same: apply
+    /// it while serving (volumes, exports, client rules).
     Reconfigure { name: String, epoch: u64 },
     /// The source of a move: stop accepting, drain, sync, then hand
     /// ownership to `to` with epoch + 1 (one compare-and-swap). Also for a

@@ -175,20 +175,53 @@ impl Running {
     }
 
     /// The client connections it holds now, (server, client).
-    /// Takes a configuration that differs from the running one in its
-    /// exports and client rules only, without stopping: calls of other
-    /// exports go on, a changed rule applies from the next call.
+    /// Takes a configuration whose addresses and routes are the running
+    /// one's, without stopping: volumes added are attached (a unit
+    /// mounted) before the exports change, volumes removed detached after;
+    /// calls of the other exports go on, a changed rule applies from the
+    /// next call. On an error nothing changes.
     pub fn reconfigure(&mut self, config: &VserverConfig) -> Result<(), String> {
-        let same = |a: &VserverConfig, b: &VserverConfig| {
-            a.addresses == b.addresses && a.volumes == b.volumes && a.routes == b.routes
-        };
-        if !same(&self.config, config) {
-            return Err("only exports and client rules change live".into());
+        if self.config.addresses != config.addresses || self.config.routes != config.routes {
+            return Err("addresses and routes do not change live".into());
         }
-        let mut attached = self.attached.clone();
-        attached.exports = config.exports.clone();
-        let exports = crate::exports::exports(&attached)?;
-        self.control.set_exports(&exports).map_err(|e| e.to_string())?;
+        let added: Vec<&vnas_store::Volume> =
+            config.volumes.iter().filter(|v| !self.config.volumes.contains(v)).collect();
+        let removed: Vec<vnas_store::Volume> =
+            self.config.volumes.iter().filter(|v| !config.volumes.contains(v)).cloned().collect();
+        let claim = Claim { vserver: config.name.clone(), epoch: self.epoch, ..Default::default() };
+        let mut attached = config.clone();
+        let mut newly = Vec::new();
+        for volume in attached.volumes.iter_mut() {
+            let before = self.config.volumes.iter().position(|v| v == volume);
+            let path = match before {
+                Some(i) => self.attached.volumes[i].path.clone(),
+                None => match self.params.volumes.attach(volume, &claim) {
+                    Ok(path) => {
+                        newly.push(volume.clone());
+                        path.display().to_string()
+                    }
+                    Err(error) => {
+                        newly.iter().for_each(|v| self.params.volumes.detach(v));
+                        return Err(error);
+                    }
+                },
+            };
+            volume.path = path;
+        }
+        let undo = |error: String| {
+            newly.iter().for_each(|v| self.params.volumes.detach(v));
+            error
+        };
+        let exports = crate::exports::exports(&attached).map_err(undo)?;
+        self.control.set_exports(&exports).map_err(|e| undo(e.to_string()))?;
+        for volume in &removed {
+            self.params.volumes.sync(volume);
+            self.params.volumes.detach(volume);
+        }
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(vserver = %config.name, added = added.len(), removed = removed.len(), "volumes changed live");
+        }
+        self.devices.extend(claim.applied.lock().unwrap().iter().cloned());
         self.attached = attached;
         self.config = config.clone();
         Ok(())

@@ -417,21 +417,36 @@ async fn modify_vserver(
             None => exports.push(export),
         }
     }
-    validate::check_exports(&record.config, &exports)?;
     let mut config = record.config.clone();
+    for mount in &change.remove_volumes {
+        let before = config.volumes.len();
+        config.volumes.retain(|v| v.mount.trim_end_matches('/') != mount.trim_end_matches('/'));
+        if config.volumes.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "volume_not_found",
+                format!("vserver {name} has no volume at {mount}"),
+            ));
+        }
+    }
+    config.volumes.extend(change.add_volumes);
+    validate::check_volumes(&config.volumes)?;
+    validate::check_exports(&config, &exports)?;
     config.exports = exports.clone();
+    let config_volumes = config.volumes.clone();
     node.store(move |s| s.update_config(&config)).await?;
-    tracing::info!(vserver = %name, "vserver exports changed");
+    tracing::info!(vserver = %name, "vserver changed");
     node.wake.notify_one();
     if let Some(owner) = record.ownership.owner.clone() {
         node.wake_peers(vec![owner]).await;
     }
     // A running vserver: back once its owner serves the new exports, so
     // the caller's next call sees them.
+    let volumes = config_volumes;
     let record = if record.ownership.state == VserverState::Running {
         wait_for(&node, &name, move |r| {
             r.ownership.state != VserverState::Running
-                || r.service.as_ref().is_some_and(|s| s.exports == exports)
+                || r.service.as_ref().is_some_and(|s| s.exports == exports && s.mount_table == volumes)
         })
         .await?
     } else {

@@ -168,7 +168,8 @@ pub struct PlannedMove {
     pub reason: String,
 }
 
-/// A change to a running vserver's exports, applied without stopping it.
+/// A change to a running vserver's volumes and exports, applied without
+/// stopping it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct ModifyVserver {
     /// Exports to add; one whose path is exported already replaces it
@@ -178,4 +179,10 @@ pub struct ModifyVserver {
     /// Paths of exports to remove.
     #[serde(default)]
     pub remove_exports: Vec<String>,
+    /// Volumes to add (their exports come with `add_exports`).
+    #[serde(default)]
+    pub add_volumes: Vec<Volume>,
+    /// Mount points of volumes to remove (their exports must go too).
+    #[serde(default)]
+    pub remove_volumes: Vec<String>,
 }

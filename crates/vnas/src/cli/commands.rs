@@ -101,9 +101,9 @@ pub enum VserverCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a vserver's exports and client rules while it serves: the
-    /// other exports' clients see no pause; a changed rule applies from the
-    /// next call.
+    /// Change a vserver's volumes, exports and client rules while it
+    /// serves: the other exports' clients see no pause; a changed rule
+    /// applies from the next call.
     Modify {
         name: String,
         /// PATH[:OPTION...] as for `create`; an export already at PATH is
@@ -113,6 +113,14 @@ pub enum VserverCommand {
         /// PATH of an export to remove (repeatable).
         #[arg(long = "remove-export")]
         remove_exports: Vec<String>,
+        /// MOUNT=PATH or MOUNT=block:DEVICE[:FSTYPE], a volume to add
+        /// (export it with --add-export) (repeatable).
+        #[arg(long = "add-volume")]
+        add_volumes: Vec<String>,
+        /// MOUNT of a volume to remove, once its exports are removed too
+        /// (repeatable).
+        #[arg(long = "remove-volume")]
+        remove_volumes: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -390,13 +398,28 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH", "FENCE"], &rows);
             }
         }
-        VserverCommand::Modify { name, add_exports, remove_exports, json: as_json } => {
-            if add_exports.is_empty() && remove_exports.is_empty() {
-                anyhow::bail!("nothing to change: give --add-export or --remove-export");
+        VserverCommand::Modify {
+            name,
+            add_exports,
+            remove_exports,
+            add_volumes,
+            remove_volumes,
+            json: as_json,
+        } => {
+            if add_exports.is_empty()
+                && remove_exports.is_empty()
+                && add_volumes.is_empty()
+                && remove_volumes.is_empty()
+            {
+                anyhow::bail!(
+                    "nothing to change: give --add-export, --remove-export, --add-volume or --remove-volume"
+                );
             }
             let change = ModifyVserver {
                 add_exports: add_exports.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
                 remove_exports,
+                add_volumes: add_volumes.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
+                remove_volumes,
             };
             let view: VserverView = client.patch(&format!("/api/vservers/{name}"), &change)?;
             if as_json {

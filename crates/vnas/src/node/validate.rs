@@ -97,34 +97,7 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
             return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
         }
     }
-    if request.volumes.is_empty() {
-        return Err(ApiError::bad_request("bad_volume", "a vserver needs at least one volume"));
-    }
-    for volume in &request.volumes {
-        if !volume.mount.starts_with('/') || volume.mount.contains("..") {
-            return Err(ApiError::bad_request(
-                "bad_volume",
-                format!("mount point {:?} must be an absolute path without ..", volume.mount),
-            ));
-        }
-        let path = Path::new(&volume.path);
-        match volume.kind {
-            VolumeKind::Dir if !path.is_absolute() || !path.is_dir() => {
-                return Err(ApiError::bad_request(
-                    "volume_path_missing",
-                    format!("volume path {} does not exist or is not a directory", volume.path),
-                ));
-            }
-            VolumeKind::Dir => {}
-            VolumeKind::Block => check_unit(volume, path)?,
-        }
-    }
-    let mut devices = HashSet::new();
-    if let Some(volume) =
-        request.volumes.iter().find(|v| v.kind == VolumeKind::Block && !devices.insert(&v.path))
-    {
-        return Err(ApiError::bad_request("bad_volume", format!("unit {} is listed twice", volume.path)));
-    }
+    check_volumes(&request.volumes)?;
     let exports = if request.exports.is_empty() {
         request
             .volumes
@@ -158,6 +131,45 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
     }
     config.exports = exports;
     Ok(config)
+}
+
+/// Volumes: at least one; absolute mount points; directories that exist
+/// here, or block devices with a known filesystem, each unit once.
+pub fn check_volumes(volumes: &[Volume]) -> Result<(), ApiError> {
+    if volumes.is_empty() {
+        return Err(ApiError::bad_request("bad_volume", "a vserver needs at least one volume"));
+    }
+    for volume in volumes {
+        if !volume.mount.starts_with('/') || volume.mount.contains("..") {
+            return Err(ApiError::bad_request(
+                "bad_volume",
+                format!("mount point {:?} must be an absolute path without ..", volume.mount),
+            ));
+        }
+        let path = Path::new(&volume.path);
+        match volume.kind {
+            VolumeKind::Dir if !path.is_absolute() || !path.is_dir() => {
+                return Err(ApiError::bad_request(
+                    "volume_path_missing",
+                    format!("volume path {} does not exist or is not a directory", volume.path),
+                ));
+            }
+            VolumeKind::Dir => {}
+            VolumeKind::Block => check_unit(volume, path)?,
+        }
+    }
+    let mut devices = HashSet::new();
+    if let Some(volume) = volumes.iter().find(|v| v.kind == VolumeKind::Block && !devices.insert(&v.path)) {
+        return Err(ApiError::bad_request("bad_volume", format!("unit {} is listed twice", volume.path)));
+    }
+    let mut mounts = HashSet::new();
+    if let Some(volume) = volumes.iter().find(|v| !mounts.insert(v.mount.trim_end_matches('/'))) {
+        return Err(ApiError::bad_request(
+            "bad_volume",
+            format!("mount point {} is listed twice", volume.mount),
+        ));
+    }
+    Ok(())
 }
 
 /// Each export lies at or below a volume's mount point, once, with rules

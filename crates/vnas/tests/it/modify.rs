@@ -1,5 +1,5 @@
-//! `vnas vserver modify` under a probing client: exports and client rules
-//! change while the vserver serves. The untouched export's client sees no
+//! `vnas vserver modify` under a probing client: volumes, exports and
+//! client rules change while the vserver serves. The untouched export's client sees no
 //! pause and no error, a tightened rule applies to the next call, an export
 //! added or removed is there or gone at once, and an invalid change is
 //! refused with a code and changes nothing.
@@ -84,6 +84,29 @@ fn exports_and_rules_change_live_under_a_probing_client() {
     assert!(!writes(ip, "/a", "/gone"), "a removed export still served");
     assert!(writes(ip, "/a/sub", "/still"));
 
+    // A volume added with its export, served at once; then removed.
+    let c = top.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "modify",
+            "m",
+            "--add-volume",
+            &format!("/c={}", c.display()),
+            "--add-export",
+            "/c:rw:no_root_squash:insecure",
+        ],
+    );
+    assert!(writes(ip, "/c", "/in-c"));
+    assert!(c.join("in-c").exists());
+    // A volume whose export stays cannot go.
+    let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "m", "--remove-volume", "/c"]);
+    assert!(!ok && stderr.contains("export_outside_volumes"), "{stderr}");
+    cli_json(&n1.api, &["vserver", "modify", "m", "--remove-export", "/c", "--remove-volume", "/c"]);
+    assert!(!writes(ip, "/c", "/gone"));
+
     // Invalid changes: refused with a code, nothing changed.
     let before = cli_json(&n1.api, &["vserver", "show", "m"]);
     let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "m", "--add-export", "/elsewhere:rw"]);
@@ -93,9 +116,12 @@ fn exports_and_rules_change_live_under_a_probing_client() {
     let (ok, _, stderr) =
         cli(&n1.api, &["vserver", "modify", "m", "--add-export", "/a:rw:clients=not-a-network"]);
     assert!(!ok && stderr.contains("bad"), "{stderr}");
+    let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "m", "--add-volume", "/d=/no/such/dir"]);
+    assert!(!ok && stderr.contains("volume_path_missing"), "{stderr}");
     let (ok, _, stderr) = cli(&n1.api, &["vserver", "modify", "nobody", "--remove-export", "/b"]);
     assert!(!ok && stderr.contains("vserver_not_found"), "{stderr}");
-    assert_eq!(cli_json(&n1.api, &["vserver", "show", "m"])["exports"], before["exports"]);
+    let unchanged = cli_json(&n1.api, &["vserver", "show", "m"]);
+    assert_eq!((&unchanged["exports"], &unchanged["volumes"]), (&before["exports"], &before["volumes"]));
 
     // The client of /b never noticed: no error, no pause beyond its own
     // rhythm; and the vserver was never restarted (same epoch, one entry
