@@ -300,6 +300,10 @@ impl Running {
             let _ = server.await;
         }
         let drained = started.elapsed();
+        // Nothing of the server may hold the volumes' files any more (its
+        // exports' open directories): a unit must unmount at once.
+        drop(self.control);
+        drop(self.pending);
         let attachment = self.attachment;
         let _ = tokio::task::spawn_blocking(move || attachment.take_down()).await;
         tracing::debug!(vserver = %self.config.name, ?drained, taken_down = ?started.elapsed() - drained, "stopped");

@@ -241,6 +241,11 @@ fn moves_and_failover(fstype: &'static str, net: &str) {
     probe.finish();
     let transfers = history(&n1.api, "u");
     check_history(&transfers);
+    // Unmount and mount are in each move's pause: well under a second (a
+    // unit kept busy, detached lazily after 2 s, once made it 2 s).
+    for moved in transfers.iter().filter(|t| t["why"] == "move") {
+        assert!(moved["pause_ms"].as_u64().unwrap() < 1000, "{moved}");
+    }
     let last = transfers.last().unwrap();
     assert_eq!(last["why"], "node down", "{last}");
     assert!(last["fence"].as_str().is_some_and(|f| f.starts_with("n2 fenced in")), "{last}");
