@@ -169,7 +169,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let exited = runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let signal = crate::serve::wait_for_signal();
+        let signal = crate::serve::Signals::catch().wait();
         tokio::pin!(signal);
         loop {
             tokio::select! {

@@ -38,6 +38,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
+        let signals = Signals::catch();
         let server = Server::new(config)?;
         let listeners = args.listen.iter().map(|a| vnas_nfs::server::bind(*a)).collect::<Result<Vec<_>, _>>()?;
         for listener in &listeners {
@@ -57,7 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             tracing::info!("stopping: draining calls in flight");
             stop.cancel();
         });
@@ -67,12 +68,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("signal handler");
-    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this exists: make it before
+/// telling anyone the process is up, or an early SIGTERM kills it
+/// unclean.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("signal handler"),
+            int: signal(SignalKind::interrupt()).expect("signal handler"),
+        }
+    }
+
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

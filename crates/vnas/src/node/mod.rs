@@ -401,6 +401,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        let signals = crate::serve::Signals::catch();
         let listener = std::net::TcpListener::bind(api).with_context(|| format!("cannot listen on {api}"))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let info = NodeInfo {
@@ -448,7 +449,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let app = crate::api::routes::router(node.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            crate::serve::wait_for_signal().await;
+            signals.wait().await;
             tracing::info!(node = %name, "stopping: vservers drain and stop");
             stop.cancel();
         });
