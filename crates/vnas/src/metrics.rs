@@ -116,28 +116,22 @@ impl Collector for Served {
             .iter()
             .map(|(name, m)| (name.clone(), m.stats.snapshot(), m.connections.snapshot().len()))
             .collect();
-        let mut calls = encoder.encode_descriptor(
-            "nfs_calls",
-            "NFSv3 calls answered, by vserver and procedure",
-            None,
-            MetricType::Counter,
-        )?;
-        for (vserver, snapshot, _) in &serving {
-            for (procedure, p) in &snapshot.procedures {
-                let labels: Labels = vec![("vserver", vserver.clone()), ("procedure", procedure.clone())];
-                ConstCounter::new(p.calls).encode(calls.encode_family(&labels)?)?;
-            }
-        }
-        let mut errors = encoder.encode_descriptor(
-            "nfs_errors",
-            "NFSv3 calls answered with an error status (or none), by vserver and procedure",
-            None,
-            MetricType::Counter,
-        )?;
-        for (vserver, snapshot, _) in &serving {
-            for (procedure, p) in &snapshot.procedures {
-                let labels: Labels = vec![("vserver", vserver.clone()), ("procedure", procedure.clone())];
-                ConstCounter::new(p.errors).encode(errors.encode_family(&labels)?)?;
+        type Pick = fn(&vnas_nfs::stats::ProcedureSnapshot) -> u64;
+        let counters: [(&str, &str, Pick); 2] = [
+            ("nfs_calls", "NFSv3 calls answered, by vserver and procedure", |p| p.calls),
+            (
+                "nfs_errors",
+                "NFSv3 calls answered with an error status (or none), by vserver and procedure",
+                |p| p.errors,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (vserver, snapshot, _) in &serving {
+                for (procedure, p) in &snapshot.procedures {
+                    let labels: Labels = vec![("vserver", vserver.clone()), ("procedure", procedure.clone())];
+                    ConstCounter::new(pick(p)).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
         let mut latency = encoder.encode_descriptor(

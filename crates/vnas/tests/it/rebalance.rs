@@ -7,6 +7,44 @@ use std::process::{Child, Command, Stdio};
 use crate::support::*;
 use crate::transfer::volume;
 
+/// Vservers PREFIX0, PREFIX1, ... at `ips`, on n1, each exported to all.
+fn create_on_n1(api: &str, top: &tempfile::TempDir, prefix: &str, ips: &[String]) {
+    for (i, ip) in ips.iter().enumerate() {
+        let name = format!("{prefix}{i}");
+        let volume = volume(top, &name);
+        let args = ["vserver", "create", &name, "--ip", ip, "--volume", &volume];
+        cli_json(
+            api,
+            &[&args[..], &["--export", "/data:rw:no_root_squash:insecure", "--node", "n1"]].concat(),
+        );
+    }
+}
+
+/// A libnfs probe on each address: a write+COMMIT+read round trip every
+/// `interval_ms` for `seconds`.
+fn start_probes(ips: &[String], seconds: u32, interval_ms: u32) -> Vec<Child> {
+    ips.iter()
+        .map(|ip| {
+            let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
+            Command::new(nfsprobe())
+                .args(["probe", &url, &seconds.to_string(), &interval_ms.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Every probe ends with no failed call and no mismatch.
+fn finish_probes(probes: Vec<Child>) {
+    for probe in probes {
+        let output = probe.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
+    }
+}
+
 #[test]
 fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
     let top = temp_dir();
@@ -15,37 +53,9 @@ fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
     let n2 = NodeProc::start("n2", &store);
     let n3 = NodeProc::start("n3", &store);
     let ips: Vec<String> = (1..=30).map(|i| format!("127.0.34.{i}")).collect();
-    for (i, ip) in ips.iter().enumerate() {
-        let name = format!("r{i}");
-        cli_json(
-            &n1.api,
-            &[
-                "vserver",
-                "create",
-                &name,
-                "--ip",
-                ip,
-                "--volume",
-                &volume(&top, &name),
-                "--export",
-                "/data:rw:no_root_squash:insecure",
-                "--node",
-                "n1",
-            ],
-        );
-    }
+    create_on_n1(&n1.api, &top, "r", &ips);
     // Every vserver busy: a write+COMMIT+read round trip every 30 ms.
-    let probes: Vec<Child> = ips
-        .iter()
-        .map(|ip| {
-            Command::new(nfsprobe())
-                .args(["probe", &format!("nfs://{ip}/data?nfsport=2049&mountport=2049"), "30", "30"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let probes = start_probes(&ips, 30, 30);
 
     // The load reaches the store (every 5 s) and the plan sees it.
     let mut plan = serde_json::Value::Null;
@@ -68,11 +78,7 @@ fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
     assert_eq!(counts.iter().sum::<u64>(), 30, "{nodes}");
     assert!(counts.iter().all(|c| (8..=12).contains(c)), "spread evenly: {counts:?}");
 
-    for probe in probes {
-        let output = probe.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
-    }
+    finish_probes(probes);
     n1.stop();
     n2.stop();
     n3.stop();
@@ -171,46 +177,14 @@ fn automatic_rebalance_spreads_loaded_vservers() {
     };
     let n1 = start("n1");
     let ips: Vec<String> = (1..=6).map(|i| format!("127.0.36.{i}")).collect();
-    for (i, ip) in ips.iter().enumerate() {
-        let name = format!("a{i}");
-        cli_json(
-            &n1.api,
-            &[
-                "vserver",
-                "create",
-                &name,
-                "--ip",
-                ip,
-                "--volume",
-                &volume(&top, &name),
-                "--export",
-                "/data:rw:no_root_squash:insecure",
-                "--node",
-                "n1",
-            ],
-        );
-    }
-    let probes: Vec<Child> = ips
-        .iter()
-        .map(|ip| {
-            Command::new(nfsprobe())
-                .args(["probe", &format!("nfs://{ip}/data?nfsport=2049&mountport=2049"), "30", "20"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    create_on_n1(&n1.api, &top, "a", &ips);
+    let probes = start_probes(&ips, 30, 20);
     let n2 = start("n2");
     eventually(25, "the load spread over both nodes", || {
         let nodes = cli_json(&n1.api, &["node", "list"]);
         nodes.as_array().unwrap().iter().all(|n| (2..=4).contains(&n["vservers"].as_u64().unwrap()))
     });
-    for probe in probes {
-        let output = probe.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && stdout.contains("failed_ops=0 mismatches=0"), "{stdout}");
-    }
+    finish_probes(probes);
     n1.stop();
     n2.stop();
 }
