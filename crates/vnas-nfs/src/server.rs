@@ -79,7 +79,7 @@ fn open_exports(configs: &[ExportConfig], current: &[Arc<Export>]) -> Result<Vec
             .find(|e| e.name == config.name && e.path == config.path && Some(e.id) == config.id);
         let export = match kept {
             Some(export) => {
-                *export.rules.write().expect("not poisoned") = config.rules.clone();
+                *export.rules.write().expect("not poisoned") = Arc::new(config.rules.clone());
                 export.clone()
             }
             None => Arc::new(Export::open(config)?),

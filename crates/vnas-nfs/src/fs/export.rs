@@ -112,7 +112,7 @@ pub struct Export {
     pub path: PathBuf,
     /// Replaced in place when the vserver's rules change (the next call
     /// sees the new ones).
-    pub rules: std::sync::RwLock<Vec<ClientRule>>,
+    pub rules: std::sync::RwLock<Arc<Vec<ClientRule>>>,
     root: Arc<OwnedFd>,
     root_stat: Statx,
     /// Directories reached before, by inode: a directory's descriptor stays
@@ -160,7 +160,7 @@ impl Export {
         Ok(Export {
             mount_fd,
             id,
-            rules: std::sync::RwLock::new(config.rules.clone()),
+            rules: std::sync::RwLock::new(Arc::new(config.rules.clone())),
             nodes: Mutex::new(Nodes::new(root_stat.stx_ino)),
             root: Arc::new(root),
             root_stat,
@@ -182,8 +182,12 @@ impl Export {
     }
 
     /// The first rule that admits `client`, if any.
-    pub fn rule_for(&self, client: std::net::IpAddr) -> Option<ClientRule> {
-        self.rules.read().expect("not poisoned").iter().find(|rule| rule.matches(client)).cloned()
+    /// The first rule that admits `client` (the rules as they were when
+    /// the call began: an Arc, not a copy, on every call).
+    pub fn rule_for(&self, client: std::net::IpAddr) -> Option<Rule> {
+        let rules = self.rules.read().expect("not poisoned").clone();
+        let at = rules.iter().position(|rule| rule.matches(client))?;
+        Some(Rule { rules, at })
     }
 
     /// The handle of `name` in directory `dir` (`name` empty: `dir`
@@ -544,5 +548,19 @@ fn load_key(path: &Path) -> std::io::Result<HandleKey> {
         // Another server created it first: use theirs.
         Err(Errno::EXIST) => load_key(path),
         Err(errno) => Err(errno.into()),
+    }
+}
+
+/// One rule of an export's rules, held for the length of a call.
+pub struct Rule {
+    rules: Arc<Vec<ClientRule>>,
+    at: usize,
+}
+
+impl std::ops::Deref for Rule {
+    type Target = ClientRule;
+
+    fn deref(&self) -> &ClientRule {
+        &self.rules[self.at]
     }
 }
