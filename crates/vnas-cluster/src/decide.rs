@@ -78,10 +78,8 @@ pub enum Action {
     /// Stop the local instance. `release`: this node owns it under that
     /// epoch and gives it back, stopped.
     Stop { name: String, release: Option<u64>, reason: &'static str },
-    /// A new configuration: restart under the same ownership.
-    Restart { name: String, epoch: u64 },
-    /// A new configuration whose addresses and routes are the same: apply
-    /// it while serving (volumes, exports, client rules).
+    /// A new configuration: apply it while serving (addresses, routes,
+    /// volumes, exports, client rules).
     Reconfigure { name: String, epoch: u64 },
     /// The source of a move: stop accepting, drain, sync, then hand
     /// ownership to `to` with epoch + 1 (one compare-and-swap). Also for a
@@ -114,7 +112,6 @@ impl Action {
         match self {
             Action::Fence | Action::Assign { .. } => None,
             Action::Stop { name, .. }
-            | Action::Restart { name, .. }
             | Action::Reconfigure { name, .. }
             | Action::HandOff { name, .. }
             | Action::Release { name, .. }
@@ -217,16 +214,7 @@ pub fn decide(view: &View) -> Vec<Action> {
                     let reason = if !mine { "no longer owned here" } else { "stopped" };
                     actions.push(stop(mine.then_some(local.epoch), reason));
                 } else if record.config != local.config {
-                    let (new, old) = (&record.config, &local.config);
-                    let live = new.addresses == old.addresses
-                        && new.volumes == old.volumes
-                        && new.routes == old.routes;
-                    let (name, epoch) = (name.to_string(), local.epoch);
-                    actions.push(if live {
-                        Action::Reconfigure { name, epoch }
-                    } else {
-                        Action::Restart { name, epoch }
-                    });
+                    actions.push(Action::Reconfigure { name: name.to_string(), epoch: local.epoch });
                 }
             } else if owner == Some(me) && state == VserverState::Starting {
                 actions.push(Action::Open { name: name.to_string(), epoch: record.ownership.epoch });
@@ -441,6 +429,38 @@ mod tests {
         handed[0].config.volumes = records[0].config.volumes.clone();
         let activate = Action::Activate { name: "v".into(), epoch: 4, why: Why::Move };
         check("n2", &nodes, &handed, &[], &[activate]);
+    }
+
+    #[test]
+    fn any_change_to_a_served_vserver_is_made_live() {
+        let nodes = [node("n1", true, false)];
+        let records = [record("v", "n1", Some("n1"), 3, VserverState::Running)];
+        let changes: [fn(&mut VserverConfig); 4] = [
+            |c| c.addresses.push("127.0.9.2".into()),
+            |c| {
+                c.routes
+                    .push(vnas_store::Route { destination: "default".into(), gateway: "127.0.9.254".into() })
+            },
+            |c| c.volumes.push(vnas_store::Volume::dir("/b", "/srv/b")),
+            |c| c.exports.push(vnas_store::Export { path: "/b".into(), rules: vec![] }),
+        ];
+        for change in changes {
+            let mut running = records[0].config.clone();
+            change(&mut running);
+            let local =
+                BTreeMap::from([("v".to_string(), Local { epoch: 3, serving: true, config: running })]);
+            let view = View {
+                me: "n1",
+                now_ms: 1_100,
+                lease_ms: 800,
+                nodes: &nodes,
+                records: &records,
+                local: &local,
+                session_fresh: true,
+                stalled: false,
+            };
+            assert_eq!(decide(&view), [Action::Reconfigure { name: "v".into(), epoch: 3 }]);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What each step of a transfer writes to the store: the same records
 //! whether the node's controller or the simulation carries the step out.
 
-use vnas_store::{Ownership, ServiceState, Transfer, VserverRecord, VserverState};
+use vnas_store::{Ownership, ServiceState, Transfer, VserverConfig, VserverRecord, VserverState};
 
 use crate::decide::Why;
 
@@ -38,6 +38,17 @@ pub fn released(me: &str, epoch: u64, state: VserverState, reason: Option<String
     Ownership { owner, epoch, state, reason, failures: 0, since_ms: now_ms }
 }
 
+/// The service state of a vserver changed while it serves: what it
+/// serves now, with the devices its network applied.
+pub fn reconfigured(service: &mut ServiceState, config: &VserverConfig, devices: Vec<String>, now_ms: u64) {
+    service.addresses = config.addresses.clone();
+    service.mount_table = config.volumes.clone();
+    service.routing_table = config.routes.clone();
+    service.exports = config.exports.clone();
+    service.devices = devices;
+    service.updated_ms = now_ms;
+}
+
 /// What a node writes once it serves a vserver under `epoch`: the service
 /// state (with the devices its network applied), running ownership, and a
 /// history entry with the pause. A
@@ -63,6 +74,7 @@ pub fn confirmed(
         updated_ms: now_ms,
         connections: vec![],
         exports: config.exports.clone(),
+        addresses: config.addresses.clone(),
         // What the new owner started from, until it records its own.
         counters: record.service.as_ref().and_then(|s| s.counters.clone()),
     };

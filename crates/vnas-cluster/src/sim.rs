@@ -525,13 +525,6 @@ impl Sim {
                     }
                 }
             }
-            Action::Restart { name, epoch } => {
-                if self.nodes[i].local.remove(&name).is_some() {
-                    if let Some(record) = record {
-                        self.activate(i, &record, epoch, Why::Restart)?;
-                    }
-                }
-            }
             Action::Reconfigure { name, epoch } => {
                 if let (Some(local), Some(record)) = (self.nodes[i].local.get_mut(&name), record) {
                     if local.epoch == epoch {

@@ -5,7 +5,7 @@
 //! is pushed back by TCP), runs each call on the blocking pool, and a writer
 //! that sends replies in the order they complete.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +48,43 @@ pub struct State {
     connection_mark: Option<u32>,
     connections: Arc<Connections>,
     pub(crate) stats: Arc<crate::Stats>,
+    /// While the server runs: where listeners come and go.
+    listening: Mutex<Option<Listening>>,
+}
+
+/// What a running server's listeners share; addresses join and leave
+/// while it runs.
+struct Listening {
+    runtime: tokio::runtime::Handle,
+    tracker: TaskTracker,
+    /// Connection slots, shared by every listener.
+    slots: Arc<Semaphore>,
+    drain_timeout: Duration,
+    shutdown: CancellationToken,
+    /// By local address: cancelled when the address leaves (its listeners
+    /// stop, its connections drain and close), or with the server.
+    addresses: HashMap<IpAddr, CancellationToken>,
+}
+
+impl Listening {
+    fn spawn(&mut self, state: &Arc<State>, listener: std::net::TcpListener) -> std::io::Result<()> {
+        let ip = listener.local_addr()?.ip();
+        let _runtime = self.runtime.enter();
+        let listener = TcpListener::from_std(listener)?;
+        let stop = self.addresses.entry(ip).or_insert_with(|| self.shutdown.child_token()).clone();
+        self.tracker.spawn_on(
+            accept_loop(
+                listener,
+                state.clone(),
+                self.slots.clone(),
+                self.tracker.clone(),
+                stop,
+                self.drain_timeout,
+            ),
+            &self.runtime,
+        );
+        Ok(())
+    }
 }
 
 /// The client connections a server holds, (server address, client
@@ -140,6 +177,7 @@ impl Server {
             connection_mark: config.connection_mark,
             connections: Arc::default(),
             stats: Arc::new(config.stats.as_ref().map(crate::Stats::from_snapshot).unwrap_or_default()),
+            listening: Mutex::new(None),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
     }
@@ -171,20 +209,22 @@ impl Server {
         listeners: Vec<std::net::TcpListener>,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
-        let tracker = TaskTracker::new();
-        let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+        let mut listening = Listening {
+            runtime: tokio::runtime::Handle::current(),
+            tracker: TaskTracker::new(),
+            slots: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
+            drain_timeout: self.drain_timeout,
+            shutdown: shutdown.clone(),
+            addresses: HashMap::new(),
+        };
         for listener in listeners {
-            let listener = TcpListener::from_std(listener)?;
-            tracker.spawn(accept_loop(
-                listener,
-                self.state.clone(),
-                connections.clone(),
-                tracker.clone(),
-                shutdown.clone(),
-                self.drain_timeout,
-            ));
+            listening.spawn(&self.state, listener)?;
         }
+        let tracker = listening.tracker.clone();
+        *self.state.listening.lock().expect("not poisoned") = Some(listening);
         shutdown.cancelled().await;
+        // No listener joins from here on.
+        self.state.listening.lock().expect("not poisoned").take();
         tracker.close();
         if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the drain timeout; closing them");
@@ -498,5 +538,28 @@ impl ServerControl {
         let exports = open_exports(configs, &current)?;
         *self.0.exports.write().expect("not poisoned") = Arc::new(exports);
         Ok(())
+    }
+
+    /// Serves `listeners` too, from now on (an address joins the vserver).
+    /// An error if the server is not running.
+    pub fn listen_more(&self, listeners: Vec<std::net::TcpListener>) -> std::io::Result<()> {
+        let mut listening = self.0.listening.lock().expect("not poisoned");
+        let Some(listening) = listening.as_mut() else {
+            return Err(std::io::Error::other("the server is not running"));
+        };
+        for listener in listeners {
+            listening.spawn(&self.0, listener)?;
+        }
+        Ok(())
+    }
+
+    /// Stops serving on `ip` (the address leaves the vserver): its
+    /// listeners close, and its connections end as at a stop (calls read
+    /// are answered first). Connections on other addresses are untouched.
+    pub fn close_address(&self, ip: IpAddr) {
+        let mut listening = self.0.listening.lock().expect("not poisoned");
+        if let Some(stop) = listening.as_mut().and_then(|l| l.addresses.remove(&ip)) {
+            stop.cancel();
+        }
     }
 }

@@ -203,6 +203,9 @@ pub struct ServiceState {
     /// The exports as served (changed live: `vnas vserver modify`).
     #[serde(default)]
     pub exports: Vec<Export>,
+    /// The addresses as served (changed live: `vnas vserver modify`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
     /// The NFS counters of the vserver as last recorded (at a hand-off,
     /// and every few seconds): the next owner continues from them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

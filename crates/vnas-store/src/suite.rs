@@ -119,6 +119,7 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
         updated_ms: 5,
         connections: vec!["198.18.1.10:2049>198.18.0.101:801".into()],
         exports: vec![],
+        addresses: vec!["127.0.0.10".into()],
         counters: Some(serde_json::json!({"bytes_in": 7})),
     };
     assert!(matches!(store.put_service_state("a", &state), Err(StoreError::StaleEpoch { .. })));

@@ -22,7 +22,7 @@ pub struct Failure {
 }
 
 pub async fn watch(
-    config: VserverConfig,
+    mut config: tokio::sync::watch::Receiver<VserverConfig>,
     epoch: u64,
     params: Params,
     attachment: Arc<dyn Attachment>,
@@ -33,11 +33,14 @@ pub async fn watch(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(params.monitor_interval) => {}
         }
-        if let Err(reason) = check(&config, &params, &*attachment).await {
-            if shutdown.is_cancelled() {
-                return;
+        let checked = config.borrow_and_update().clone();
+        if let Err(reason) = check(&checked, &params, &*attachment).await {
+            // A vserver stopping, or changed while it was checked (an
+            // address or a volume gone): nothing failed.
+            if shutdown.is_cancelled() || config.has_changed().unwrap_or(false) {
+                continue;
             }
-            let _ = params.failures.send(Failure { name: config.name.clone(), epoch, reason }).await;
+            let _ = params.failures.send(Failure { name: checked.name.clone(), epoch, reason }).await;
             return;
         }
     }

@@ -1,7 +1,7 @@
 //! One vserver running on this node: its NFS server on its addresses, with
 //! the exports its mount table maps to directories, its gate, its monitor.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +13,9 @@ use vnas_nfs::{Connections, Gate, GateState, Server, ServerConfig};
 use vnas_store::VserverConfig;
 
 use crate::monitor::{self, Failure};
-use crate::network::{Attachment, Network};
+use crate::network::{parse_address, Attachment, Network};
 use crate::volumes::{Claim, Volumes};
+use ipnet::IpNet;
 
 /// The node's session, as the gate sees it: calls are answered only while
 /// it is fresh (self-fencing).
@@ -61,6 +62,10 @@ pub struct Running {
     control: vnas_nfs::ServerControl,
     /// Its configuration with each volume where it is on this node.
     attached: VserverConfig,
+    /// What attaching its units applied (for `devices`).
+    unit_devices: Vec<String>,
+    /// Its configuration, for the monitor (which checks what it is now).
+    watched: tokio::sync::watch::Sender<VserverConfig>,
     monitor: Option<JoinHandle<()>>,
     params: Params,
 }
@@ -128,11 +133,14 @@ impl Running {
         let connections = server.connections();
         let stats = server.stats();
         let control = server.control();
+        let unit_devices = claim.applied.lock().unwrap().clone();
         let mut running = Running {
             notes: claim.notes.lock().unwrap().clone(),
             epoch,
             write_verifier,
-            devices: attachment.devices().into_iter().chain(claim.applied.lock().unwrap().clone()).collect(),
+            devices: attachment.devices().into_iter().chain(unit_devices.iter().cloned()).collect(),
+            unit_devices,
+            watched: tokio::sync::watch::Sender::new(config.clone()),
             attachment,
             config,
             gate,
@@ -159,9 +167,7 @@ impl Running {
     /// gate until `open`).
     fn listen(&mut self) -> Result<(), String> {
         let Some(server) = self.pending.take() else { return Ok(()) };
-        let mut ports = vec![self.params.nfs_port];
-        ports.extend(self.params.extra_ports.iter().filter(|p| **p != self.params.nfs_port));
-        let listeners = self.attachment.listen(&ports)?;
+        let listeners = self.attachment.listen(&self.ports())?;
         let (shutdown, failures, name, epoch) =
             (self.shutdown.clone(), self.params.failures.clone(), self.config.name.clone(), self.epoch);
         self.server = Some(tokio::spawn(async move {
@@ -174,16 +180,30 @@ impl Running {
         Ok(())
     }
 
-    /// The client connections it holds now, (server, client).
-    /// Takes a configuration whose addresses and routes are the running
-    /// one's, without stopping: volumes added are attached (a unit
-    /// mounted) before the exports change, volumes removed detached after;
-    /// calls of the other exports go on, a changed rule applies from the
-    /// next call. On an error nothing changes.
+    /// Takes a new configuration without stopping: calls on the kept
+    /// addresses and exports go on, a changed rule applies from the next
+    /// call. In order: volumes added are attached (a unit mounted),
+    /// addresses added listen and answer, routes change, exports change;
+    /// then addresses removed stop answering (their connections close) and
+    /// volumes removed are detached. On an error nothing changes.
     pub fn reconfigure(&mut self, config: &VserverConfig) -> Result<(), String> {
-        if self.config.addresses != config.addresses || self.config.routes != config.routes {
-            return Err("addresses and routes do not change live".into());
-        }
+        let nets =
+            |c: &VserverConfig| c.addresses.iter().map(|a| parse_address(a)).collect::<Result<Vec<_>, _>>();
+        let (old_nets, new_nets) = (nets(&self.config)?, nets(config)?);
+        let nets_added: Vec<IpNet> = new_nets.iter().filter(|n| !old_nets.contains(n)).copied().collect();
+        let nets_removed: Vec<IpNet> = old_nets.iter().filter(|n| !new_nets.contains(n)).copied().collect();
+        // Listeners go by address: one whose prefix changes keeps them.
+        let ips_added: Vec<IpAddr> = nets_added
+            .iter()
+            .map(|n| n.addr())
+            .filter(|ip| !old_nets.iter().any(|n| n.addr() == *ip))
+            .collect();
+        let ips_removed: Vec<IpAddr> = nets_removed
+            .iter()
+            .map(|n| n.addr())
+            .filter(|ip| !new_nets.iter().any(|n| n.addr() == *ip))
+            .collect();
+
         let added: Vec<&vnas_store::Volume> =
             config.volumes.iter().filter(|v| !self.config.volumes.contains(v)).collect();
         let removed: Vec<vnas_store::Volume> =
@@ -208,12 +228,55 @@ impl Running {
             };
             volume.path = path;
         }
-        let undo = |error: String| {
-            newly.iter().for_each(|v| self.params.volumes.detach(v));
+        let attachment = self.attachment.clone();
+        let (volumes, old_routes) = (self.params.volumes.clone(), self.config.routes.clone());
+        // Undoes what went in so far: routes (if `routes`), addresses, volumes.
+        let undo = |error: String, addresses: &[IpNet], routes: bool| {
+            if routes {
+                if let Err(e) = attachment.set_routes(&old_routes) {
+                    tracing::warn!(error = %e, "cannot put the routes back");
+                }
+            }
+            for net in addresses {
+                let _ = attachment.remove_address(*net);
+            }
+            newly.iter().for_each(|v| volumes.detach(v));
             error
         };
-        let exports = crate::exports::exports(&attached).map_err(undo)?;
-        self.control.set_exports(&exports).map_err(|e| undo(e.to_string()))?;
+        let exports = crate::exports::exports(&attached).map_err(|e| undo(e, &[], false))?;
+        // New addresses: listeners first (while the server has not yet
+        // started listening at all, it will listen on every address).
+        let mut listeners = Vec::new();
+        if self.pending.is_none() {
+            for ip in &ips_added {
+                let net = nets_added.iter().find(|n| n.addr() == *ip).expect("from nets_added");
+                match attachment.listen_on(*net, &self.ports()) {
+                    Ok(more) => listeners.extend(more),
+                    Err(error) => return Err(undo(error, &nets_added, false)),
+                }
+            }
+        }
+        for (i, net) in nets_added.iter().enumerate() {
+            if let Err(error) = attachment.add_address(*net) {
+                return Err(undo(error, &nets_added[..i], false));
+            }
+        }
+        attachment.set_routes(&config.routes).map_err(|e| undo(e, &nets_added, false))?;
+        self.control.set_exports(&exports).map_err(|e| undo(e.to_string(), &nets_added, true))?;
+        // From here nothing fails.
+        if !listeners.is_empty() {
+            if let Err(error) = self.control.listen_more(listeners) {
+                tracing::warn!(vserver = %config.name, %error, "cannot serve the new addresses");
+            }
+        }
+        for ip in &ips_removed {
+            self.control.close_address(*ip);
+        }
+        for net in &nets_removed {
+            if let Err(error) = self.attachment.remove_address(*net) {
+                tracing::warn!(vserver = %config.name, address = %net, %error, "cannot remove the address");
+            }
+        }
         for volume in &removed {
             self.params.volumes.sync(volume);
             self.params.volumes.detach(volume);
@@ -221,12 +284,34 @@ impl Running {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(vserver = %config.name, added = added.len(), removed = removed.len(), "volumes changed live");
         }
-        self.devices.extend(claim.applied.lock().unwrap().iter().cloned());
+        if !nets_added.is_empty() || !nets_removed.is_empty() || config.routes != self.config.routes {
+            tracing::info!(
+                vserver = %config.name,
+                added = ?nets_added.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                removed = ?nets_removed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                routes = config.routes.len(),
+                "addresses and routes changed live"
+            );
+        }
+        self.unit_devices
+            .retain(|line| !removed.iter().any(|v| line.starts_with(&format!("unit {} ", v.path))));
+        self.unit_devices.extend(claim.applied.lock().unwrap().iter().cloned());
+        self.devices =
+            self.attachment.devices().into_iter().chain(self.unit_devices.iter().cloned()).collect();
         self.attached = attached;
         self.config = config.clone();
+        self.watched.send_replace(config.clone());
         Ok(())
     }
 
+    /// The ports it answers on.
+    fn ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.params.nfs_port];
+        ports.extend(self.params.extra_ports.iter().filter(|p| **p != self.params.nfs_port));
+        ports
+    }
+
+    /// The client connections it holds now, (server, client).
     /// Its client connections as the server keeps them (for metrics).
     pub fn connection_table(&self) -> Arc<Connections> {
         self.connections.clone()
@@ -253,7 +338,7 @@ impl Running {
         self.gate.state.store(SERVE, Ordering::SeqCst);
         if self.monitor.is_none() {
             self.monitor = Some(tokio::spawn(monitor::watch(
-                self.config.clone(),
+                self.watched.subscribe(),
                 epoch,
                 self.params.clone(),
                 self.attachment.clone(),

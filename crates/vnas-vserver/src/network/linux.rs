@@ -28,7 +28,8 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -99,6 +100,10 @@ impl Network for Linux {
                 ("ipv6/conf/default/accept_dad", "0"),
                 ("ipv6/conf/default/accept_ra", "0"),
                 ("ipv6/conf/default/router_solicitations", "0"),
+                // An address removed live takes no other with it (the
+                // kernel drops an address's secondaries with it otherwise).
+                ("ipv4/conf/all/promote_secondaries", "1"),
+                ("ipv4/conf/default/promote_secondaries", "1"),
             ] {
                 std::fs::write(format!("/proc/sys/net/{key}"), value)?;
             }
@@ -124,8 +129,9 @@ impl Network for Linux {
             listeners: Default::default(),
             interface: self.interface.clone(),
             mac,
-            addresses,
-            routes: config.routes.clone(),
+            addresses: Mutex::new(addresses),
+            routes: Mutex::new(config.routes.clone()),
+            routed: AtomicBool::new(false),
         }))
     }
 }
@@ -134,11 +140,21 @@ struct OnLinux {
     ns: NetNs,
     /// The listening sockets (duplicates of the server's), to mark them
     /// closing.
-    listeners: std::sync::Mutex<Vec<TcpListener>>,
+    listeners: Mutex<Vec<TcpListener>>,
     interface: String,
     mac: String,
-    addresses: Vec<IpNet>,
-    routes: Vec<Route>,
+    addresses: Mutex<Vec<IpNet>>,
+    routes: Mutex<Vec<Route>>,
+    /// The link is up and the routes applied (routes need the link up).
+    routed: AtomicBool,
+}
+
+fn route_add(route: &Route) -> String {
+    format!("route add {} via {} dev {DEVICE}", route.destination, route.gateway)
+}
+
+fn route_del(route: &Route) -> String {
+    format!("route del {} via {} dev {DEVICE}", route.destination, route.gateway)
 }
 
 impl Attachment for OnLinux {
@@ -153,38 +169,97 @@ impl Attachment for OnLinux {
     fn listen(&self, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
         // Listen first, then bring the link up: no moment where the
         // address answers and nothing listens.
-        let addresses: Vec<SocketAddr> = self
-            .addresses
-            .iter()
-            .flat_map(|a| ports.iter().map(move |port| SocketAddr::new(a.addr(), *port)))
-            .collect();
-        let listeners = self
-            .ns
-            .run(|| addresses.iter().map(|a| listener(*a)).collect::<Result<Vec<_>, String>>())
-            .map_err(|e| e.to_string())??;
-        let copies = listeners.iter().map(TcpListener::try_clone).collect::<Result<Vec<_>, _>>();
-        *self.listeners.lock().expect("not poisoned") =
-            copies.map_err(|e| format!("cannot keep the listeners: {e}"))?;
+        let addresses: Vec<IpNet> = self.addresses.lock().expect("not poisoned").clone();
+        let mut listeners = Vec::new();
+        for address in addresses {
+            listeners.extend(self.listen_on(address, ports)?);
+        }
         self.ns
             .run(|| link::set_up(DEVICE, true))
             .and_then(|r| r)
             .map_err(|e| format!("cannot bring {DEVICE} up: {e}"))?;
-        if !self.routes.is_empty() {
-            let commands: Vec<String> = self
-                .routes
-                .iter()
-                .map(|r| format!("route add {} via {} dev {DEVICE}", r.destination, r.gateway))
-                .collect();
-            ip(Some(&self.ns), &commands)?;
+        let routes = self.routes.lock().expect("not poisoned");
+        if !routes.is_empty() {
+            ip(Some(&self.ns), &routes.iter().map(route_add).collect::<Vec<_>>())?;
         }
+        self.routed.store(true, Ordering::SeqCst);
         Ok(listeners)
     }
 
+    fn listen_on(&self, address: IpNet, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
+        let addresses: Vec<SocketAddr> =
+            ports.iter().map(|port| SocketAddr::new(address.addr(), *port)).collect();
+        let listeners = self
+            .ns
+            .run(|| addresses.iter().map(|a| listener(*a)).collect::<Result<Vec<_>, String>>())
+            .map_err(|e| e.to_string())??;
+        let copies = listeners
+            .iter()
+            .map(TcpListener::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot keep the listeners: {e}"))?;
+        self.listeners.lock().expect("not poisoned").extend(copies);
+        Ok(listeners)
+    }
+
+    fn add_address(&self, address: IpNet) -> Result<(), String> {
+        if address.addr().is_ipv6() {
+            // The namespace began without IPv6 if the vserver had no IPv6
+            // address then.
+            self.ns
+                .run(|| std::fs::write(format!("/proc/sys/net/ipv6/conf/{DEVICE}/disable_ipv6"), "0"))
+                .and_then(|r| r)
+                .map_err(|e| format!("cannot enable IPv6 on {DEVICE}: {e}"))?;
+        }
+        ip(Some(&self.ns), &[format!("address add {address} dev {DEVICE}")])?;
+        self.addresses.lock().expect("not poisoned").push(address);
+        Ok(())
+    }
+
+    fn remove_address(&self, address: IpNet) -> Result<(), String> {
+        // Its listeners' last copies: the server closed its own.
+        self.listeners
+            .lock()
+            .expect("not poisoned")
+            .retain(|l| l.local_addr().map_or(true, |a| a.ip() != address.addr()));
+        self.addresses.lock().expect("not poisoned").retain(|a| *a != address);
+        ip(Some(&self.ns), &[format!("address del {address} dev {DEVICE}")])
+    }
+
+    fn set_routes(&self, routes: &[Route]) -> Result<(), String> {
+        let mut current = self.routes.lock().expect("not poisoned");
+        if self.routed.load(Ordering::SeqCst) {
+            let removed: Vec<String> =
+                current.iter().filter(|r| !routes.contains(r)).map(route_del).collect();
+            let added: Vec<&Route> = routes.iter().filter(|r| !current.contains(r)).collect();
+            if !removed.is_empty() {
+                ip(Some(&self.ns), &removed)?;
+            }
+            if !added.is_empty() {
+                if let Err(error) =
+                    ip(Some(&self.ns), &added.iter().map(|r| route_add(r)).collect::<Vec<_>>())
+                {
+                    // Back to the old table, whatever of the new one went in.
+                    let undo: Vec<String> = added
+                        .iter()
+                        .map(|r| route_del(r))
+                        .chain(current.iter().filter(|r| !routes.contains(r)).map(route_add))
+                        .collect();
+                    let _ = ip_force(&self.ns, &undo);
+                    return Err(error);
+                }
+            }
+        }
+        *current = routes.to_vec();
+        Ok(())
+    }
+
     fn announce(&self, connections: &[(SocketAddr, SocketAddr)]) {
+        let addresses = self.addresses.lock().expect("not poisoned").clone();
         let ours: Vec<_> = connections
             .iter()
             .copied()
-            .filter(|(server, _)| self.addresses.iter().any(|a| a.addr() == server.ip()))
+            .filter(|(server, _)| addresses.iter().any(|a| a.addr() == server.ip()))
             .collect();
         if ours.is_empty() {
             return;
@@ -197,8 +272,9 @@ impl Attachment for OnLinux {
 
     fn devices(&self) -> Vec<String> {
         let mut devices = vec![format!("{DEVICE} macvlan on {} {}", self.interface, self.mac)];
-        devices.extend(self.addresses.iter().map(|a| format!("{DEVICE} {a}")));
-        devices.extend(self.routes.iter().map(|r| format!("route {} via {}", r.destination, r.gateway)));
+        devices.extend(self.addresses.lock().expect("not poisoned").iter().map(|a| format!("{DEVICE} {a}")));
+        let routes = self.routes.lock().expect("not poisoned");
+        devices.extend(routes.iter().map(|r| format!("route {} via {}", r.destination, r.gateway)));
         devices
     }
 
@@ -301,6 +377,11 @@ fn ip(ns: Option<&NetNs>, commands: &[String]) -> Result<(), String> {
         None => Command::new("ip"),
     };
     feed(command, &["-batch", "-"], &commands.join("\n"))
+}
+
+/// Runs `ip -force -batch -` in `ns`: every command, whatever fails.
+fn ip_force(ns: &NetNs, commands: &[String]) -> Result<(), String> {
+    feed(ns.command("ip"), &["-force", "-batch", "-"], &commands.join("\n"))
 }
 
 fn nft(ns: &NetNs, ruleset: &str) -> Result<(), String> {

@@ -1,10 +1,12 @@
 //! The embedded default: addresses in 127.0.0.0/8, which every Linux
-//! kernel answers already; nothing to add or remove.
+//! kernel answers already; nothing to add or remove. Routes are kept as
+//! configured but have nothing to route (every address is local).
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use vnas_store::VserverConfig;
+use ipnet::IpNet;
+use vnas_store::{Route, VserverConfig};
 
 use super::{parse_address, Attachment, Network};
 
@@ -17,12 +19,19 @@ impl Network for Loopback {
             .iter()
             .map(|a| parse_address(a).map(|net| net.addr()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Arc::new(OnLoopback { addresses }))
+        Ok(Arc::new(OnLoopback { addresses: Mutex::new(addresses) }))
     }
 }
 
 struct OnLoopback {
-    addresses: Vec<IpAddr>,
+    addresses: Mutex<Vec<IpAddr>>,
+}
+
+fn bind_all(ip: IpAddr, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
+    ports
+        .iter()
+        .map(|port| vnas_nfs::server::bind(SocketAddr::new(ip, *port)).map_err(|e| e.to_string()))
+        .collect()
 }
 
 impl Attachment for OnLoopback {
@@ -32,13 +41,28 @@ impl Attachment for OnLoopback {
 
     fn listen(&self, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
         let mut listeners = Vec::new();
-        for ip in &self.addresses {
-            for port in ports {
-                let addr = SocketAddr::new(*ip, *port);
-                listeners.push(vnas_nfs::server::bind(addr).map_err(|e| e.to_string())?);
-            }
+        for ip in self.addresses.lock().expect("not poisoned").iter() {
+            listeners.extend(bind_all(*ip, ports)?);
         }
         Ok(listeners)
+    }
+
+    fn listen_on(&self, address: IpNet, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
+        bind_all(address.addr(), ports)
+    }
+
+    fn add_address(&self, address: IpNet) -> Result<(), String> {
+        self.addresses.lock().expect("not poisoned").push(address.addr());
+        Ok(())
+    }
+
+    fn remove_address(&self, address: IpNet) -> Result<(), String> {
+        self.addresses.lock().expect("not poisoned").retain(|a| *a != address.addr());
+        Ok(())
+    }
+
+    fn set_routes(&self, _routes: &[Route]) -> Result<(), String> {
+        Ok(())
     }
 
     /// The old owner's kernel closed its connections (FIN) when it died;
@@ -46,7 +70,7 @@ impl Attachment for OnLoopback {
     fn announce(&self, _connections: &[(SocketAddr, SocketAddr)]) {}
 
     fn devices(&self) -> Vec<String> {
-        self.addresses.iter().map(|a| format!("lo {a}")).collect()
+        self.addresses.lock().expect("not poisoned").iter().map(|a| format!("lo {a}")).collect()
     }
 
     fn client_socket(&self, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {

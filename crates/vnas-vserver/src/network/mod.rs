@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use vnas_store::VserverConfig;
+use vnas_store::{Route, VserverConfig};
 
 pub use linux::Linux;
 pub use loopback::Loopback;
@@ -40,6 +40,18 @@ pub trait Attachment: Send + Sync {
     }
     /// Makes the addresses answer here and listens on each, at each port.
     fn listen(&self, ports: &[u16]) -> Result<Vec<TcpListener>, String>;
+    /// While the vserver runs, a new address: listeners for it at each
+    /// port, ready before it answers (`add_address` makes it answer).
+    fn listen_on(&self, address: IpNet, ports: &[u16]) -> Result<Vec<TcpListener>, String>;
+    /// While the vserver runs: `address` answers here too (once the
+    /// addresses answer here at all).
+    fn add_address(&self, address: IpNet) -> Result<(), String>;
+    /// While the vserver runs: `address` answers here no more; its
+    /// listeners were closed first.
+    fn remove_address(&self, address: IpNet) -> Result<(), String>;
+    /// While the vserver runs: its routing table becomes `routes`. On an
+    /// error the routes are the old ones.
+    fn set_routes(&self, routes: &[Route]) -> Result<(), String>;
     /// An unconnected, non-blocking TCP socket from which this node
     /// reaches the vserver's address `to` (its health checks).
     fn client_socket(&self, to: SocketAddr) -> std::io::Result<std::net::TcpStream>;

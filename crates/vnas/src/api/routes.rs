@@ -430,23 +430,60 @@ async fn modify_vserver(
         }
     }
     config.volumes.extend(change.add_volumes);
+    let same = |a: &str, b: &str| {
+        let ip = |t: &str| vnas_vserver::network::parse_address(t).map(|n| n.addr()).ok();
+        a == b || ip(a).is_some() && ip(a) == ip(b)
+    };
+    for address in &change.remove_addresses {
+        let before = config.addresses.len();
+        config.addresses.retain(|a| !same(a, address));
+        if config.addresses.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "address_not_found",
+                format!("vserver {name} has no address {address}"),
+            ));
+        }
+    }
+    config.addresses.extend(change.add_addresses);
+    for destination in &change.remove_routes {
+        let before = config.routes.len();
+        config.routes.retain(|r| &r.destination != destination);
+        if config.routes.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                format!("vserver {name} has no route to {destination}"),
+            ));
+        }
+    }
+    config.routes.extend(change.add_routes);
+    let linux = node.interface.is_some();
+    validate::check_addresses(&config.addresses, linux)?;
     validate::check_volumes(&config.volumes)?;
     validate::check_exports(&config, &exports)?;
+    validate::check_routes(&config, linux)?;
     config.exports = exports.clone();
-    let config_volumes = config.volumes.clone();
+    let (config_volumes, addresses, routes) =
+        (config.volumes.clone(), config.addresses.clone(), config.routes.clone());
     node.store(move |s| s.update_config(&config)).await?;
     tracing::info!(vserver = %name, "vserver changed");
     node.wake.notify_one();
     if let Some(owner) = record.ownership.owner.clone() {
         node.wake_peers(vec![owner]).await;
     }
-    // A running vserver: back once its owner serves the new exports, so
-    // the caller's next call sees them.
+    // A running vserver: back once its owner serves the change, so the
+    // caller's next call sees it.
     let volumes = config_volumes;
     let record = if record.ownership.state == VserverState::Running {
         wait_for(&node, &name, move |r| {
             r.ownership.state != VserverState::Running
-                || r.service.as_ref().is_some_and(|s| s.exports == exports && s.mount_table == volumes)
+                || r.service.as_ref().is_some_and(|s| {
+                    s.exports == exports
+                        && s.mount_table == volumes
+                        && s.addresses == addresses
+                        && s.routing_table == routes
+                })
         })
         .await?
     } else {

@@ -168,8 +168,8 @@ pub struct PlannedMove {
     pub reason: String,
 }
 
-/// A change to a running vserver's volumes and exports, applied without
-/// stopping it.
+/// A change to a vserver's addresses, routes, volumes and exports,
+/// applied while it serves.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct ModifyVserver {
     /// Exports to add; one whose path is exported already replaces it
@@ -185,4 +185,17 @@ pub struct ModifyVserver {
     /// Mount points of volumes to remove (their exports must go too).
     #[serde(default)]
     pub remove_volumes: Vec<String>,
+    /// Addresses to add, as for `create`.
+    #[serde(default)]
+    pub add_addresses: Vec<String>,
+    /// Addresses to remove (a vserver keeps at least one); their clients'
+    /// connections close.
+    #[serde(default)]
+    pub remove_addresses: Vec<String>,
+    /// Routes to add to the vserver's routing table.
+    #[serde(default)]
+    pub add_routes: Vec<Route>,
+    /// Destinations of routes to remove.
+    #[serde(default)]
+    pub remove_routes: Vec<String>,
 }

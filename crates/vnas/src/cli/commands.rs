@@ -101,11 +101,24 @@ pub enum VserverCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a vserver's volumes, exports and client rules while it
-    /// serves: the other exports' clients see no pause; a changed rule
-    /// applies from the next call.
+    /// Change a vserver's addresses, routes, volumes, exports and client
+    /// rules while it serves: clients of what did not change see no pause;
+    /// a changed rule applies from the next call.
     Modify {
         name: String,
+        /// An address to add, as for `create` (repeatable).
+        #[arg(long = "add-ip")]
+        add_addresses: Vec<String>,
+        /// An address to remove; its clients' connections close
+        /// (repeatable).
+        #[arg(long = "remove-ip")]
+        remove_addresses: Vec<String>,
+        /// DESTINATION=GATEWAY, a route to add (repeatable).
+        #[arg(long = "add-route")]
+        add_routes: Vec<String>,
+        /// DESTINATION of a route to remove (repeatable).
+        #[arg(long = "remove-route")]
+        remove_routes: Vec<String>,
         /// PATH[:OPTION...] as for `create`; an export already at PATH is
         /// replaced (its rules change) (repeatable).
         #[arg(long = "add-export")]
@@ -400,34 +413,48 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
         }
         VserverCommand::Modify {
             name,
+            add_addresses,
+            remove_addresses,
+            add_routes,
+            remove_routes,
             add_exports,
             remove_exports,
             add_volumes,
             remove_volumes,
             json: as_json,
         } => {
-            if add_exports.is_empty()
-                && remove_exports.is_empty()
-                && add_volumes.is_empty()
-                && remove_volumes.is_empty()
-            {
-                anyhow::bail!(
-                    "nothing to change: give --add-export, --remove-export, --add-volume or --remove-volume"
-                );
-            }
             let change = ModifyVserver {
                 add_exports: add_exports.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
                 remove_exports,
                 add_volumes: add_volumes.iter().map(|v| parse_volume(v)).collect::<anyhow::Result<_>>()?,
                 remove_volumes,
+                add_addresses,
+                remove_addresses,
+                add_routes: add_routes.iter().map(|r| parse_route(r)).collect::<anyhow::Result<_>>()?,
+                remove_routes,
             };
+            let nothing = change.add_exports.is_empty()
+                && change.remove_exports.is_empty()
+                && change.add_volumes.is_empty()
+                && change.remove_volumes.is_empty()
+                && change.add_addresses.is_empty()
+                && change.remove_addresses.is_empty()
+                && change.add_routes.is_empty()
+                && change.remove_routes.is_empty();
+            if nothing {
+                anyhow::bail!(
+                    "nothing to change: give --add-ip, --remove-ip, --add-route, --remove-route, \
+                     --add-volume, --remove-volume, --add-export or --remove-export"
+                );
+            }
             let view: VserverView = client.patch(&format!("/api/vservers/{name}"), &change)?;
             if as_json {
                 json(&view);
             } else {
                 println!(
-                    "vserver {} changed while serving: exports {}",
+                    "vserver {} changed while serving: addresses {}; exports {}",
                     view.name,
+                    view.addresses.join(", "),
                     view.exports.iter().map(|e| e.path.as_str()).collect::<Vec<_>>().join(", ")
                 );
             }

@@ -338,15 +338,6 @@ impl Controller {
                         tracing::info!(vserver = %name, epoch, reason, "vserver stopped");
                     }
                 }
-                Action::Restart { name, epoch } => {
-                    let (Some(record), Some(vserver)) = (record, self.running.remove(&name)) else {
-                        continue;
-                    };
-                    vserver.stop().await;
-                    if let Some(v) = activate(&node, record, epoch, None, &self.params).await {
-                        self.running.insert(name, v);
-                    }
-                }
                 Action::Reconfigure { name, epoch } => {
                     let Some(record) = record else { continue };
                     let Some(vserver) = self.running.get_mut(&name).filter(|v| v.epoch == epoch) else {
@@ -356,22 +347,22 @@ impl Controller {
                         Ok(()) => {
                             tracing::info!(vserver = %name, epoch, "vserver changed while serving");
                             // What is served now, for whoever waits on the change.
-                            let (name2, exports) = (name.clone(), record.config.exports.clone());
+                            let (name2, config, devices) =
+                                (name.clone(), record.config.clone(), vserver.devices.clone());
                             let written = node
                                 .store(move |s| {
                                     let record = s.vserver(&name2)?;
                                     if let Some(mut service) =
                                         record.service.filter(|state| state.epoch == epoch)
                                     {
-                                        service.exports = exports;
-                                        service.updated_ms = now_ms();
+                                        records::reconfigured(&mut service, &config, devices, now_ms());
                                         s.put_service_state(&name2, &service)?;
                                     }
                                     Ok(())
                                 })
                                 .await;
                             if let Err(error) = written {
-                                tracing::warn!(vserver = %name, %error, "cannot record the exports served");
+                                tracing::warn!(vserver = %name, %error, "cannot record what it serves now");
                             }
                         }
                         Err(reason) => {

@@ -87,16 +87,7 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
     if !allowed(&node) {
         return Err(ApiError::bad_request("bad_node", format!("node {node} is not among the allowed nodes")));
     }
-    if request.addresses.is_empty() {
-        return Err(ApiError::bad_request("bad_address", "a vserver needs at least one address"));
-    }
-    let mut seen = HashSet::new();
-    for address in &request.addresses {
-        check_address(address, linux)?;
-        if !seen.insert(address) {
-            return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
-        }
-    }
+    check_addresses(&request.addresses, linux)?;
     check_volumes(&request.volumes)?;
     let exports = if request.exports.is_empty() {
         request
@@ -119,18 +110,62 @@ pub fn config(request: CreateVserver, node: String, linux: bool) -> Result<Vserv
         allowed_nodes: request.allowed_nodes,
     };
     check_exports(&config, &exports)?;
-    for route in &config.routes {
-        let destination_ok =
-            route.destination == "default" || route.destination.parse::<ipnet::IpNet>().is_ok();
-        if !destination_ok || route.gateway.parse::<IpAddr>().is_err() {
-            return Err(ApiError::bad_request(
-                "bad_route",
-                format!("bad route {} via {}", route.destination, route.gateway),
-            ));
-        }
-    }
+    check_routes(&config, linux)?;
     config.exports = exports;
     Ok(config)
+}
+
+/// Addresses: at least one, each valid in the network mode, each once
+/// (by address: a prefix is not another address).
+pub fn check_addresses(addresses: &[String], linux: bool) -> Result<(), ApiError> {
+    if addresses.is_empty() {
+        return Err(ApiError::bad_request("bad_address", "a vserver needs at least one address"));
+    }
+    let mut seen = HashSet::new();
+    for address in addresses {
+        check_address(address, linux)?;
+        let ip = vnas_vserver::network::parse_address(address).map(|n| n.addr()).ok();
+        if !seen.insert(ip) {
+            return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Routes: a destination network (or `default`) and a gateway, one route
+/// per destination; in the linux mode the gateway lies in one of the
+/// vserver's networks (the kernel refuses a route to a gateway it cannot
+/// reach directly).
+pub fn check_routes(config: &VserverConfig, linux: bool) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for route in &config.routes {
+        let bad = |why: &str| {
+            ApiError::bad_request(
+                "bad_route",
+                format!("route {} via {}: {why}", route.destination, route.gateway),
+            )
+        };
+        let destination_ok =
+            route.destination == "default" || route.destination.parse::<ipnet::IpNet>().is_ok();
+        let Ok(gateway) = route.gateway.parse::<IpAddr>() else {
+            return Err(bad("the gateway is not an address"));
+        };
+        if !destination_ok {
+            return Err(bad("the destination is not a network (or default)"));
+        }
+        if !seen.insert(route.destination.as_str()) {
+            return Err(bad("a route to this destination is there already"));
+        }
+        let on_link = config
+            .addresses
+            .iter()
+            .filter_map(|a| vnas_vserver::network::parse_address(a).ok())
+            .any(|net| net.contains(&gateway) && net.addr() != gateway);
+        if linux && !on_link {
+            return Err(bad("the gateway is in none of the vserver's networks"));
+        }
+    }
+    Ok(())
 }
 
 /// Volumes: at least one; absolute mount points; directories that exist

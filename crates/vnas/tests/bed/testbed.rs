@@ -188,3 +188,28 @@ impl Drop for Bed {
 pub fn history(bed: &Bed, node: &NodeProc, name: &str) -> Vec<Value> {
     bed.cli_json(node, &["vserver", "history", name]).as_array().unwrap().clone()
 }
+
+/// The network namespaces a node process holds besides its own (its
+/// vservers'), as paths others can enter.
+pub fn vserver_namespaces(node: &NodeProc) -> Vec<String> {
+    let pid = node.child.id();
+    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            if target.to_string_lossy().starts_with("net:[") && target != own {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+pub fn run_in(namespace: &str, command: &[&str]) -> String {
+    let output = std::process::Command::new("nsenter")
+        .arg(format!("--net={namespace}"))
+        .args(command)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

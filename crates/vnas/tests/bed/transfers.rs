@@ -9,32 +9,7 @@ use serde_json::Value;
 use crate::support::*;
 use crate::testbed::*;
 
-/// The network namespaces a node process holds besides its own (its
-/// vservers'), as paths others can enter.
-fn vserver_namespaces(node: &NodeProc) -> Vec<String> {
-    let pid = node.child.id();
-    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            if target.to_string_lossy().starts_with("net:[") && target != own {
-                found.push(entry.path().display().to_string());
-            }
-        }
-    }
-    found
-}
-
-fn run_in(namespace: &str, command: &[&str]) -> String {
-    let output = std::process::Command::new("nsenter")
-        .arg(format!("--net={namespace}"))
-        .args(command)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn applied(view: &Value) -> Vec<String> {
+pub fn applied(view: &Value) -> Vec<String> {
     view["applied"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
 }
 

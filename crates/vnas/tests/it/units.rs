@@ -447,3 +447,76 @@ fn a_node_dying_at_each_step_of_a_move_of_a_unit() {
         unit.check_clean();
     }
 }
+
+/// A unit added to a serving vserver with `vserver modify` is mounted
+/// and served at once; removed, it is unmounted, released and clean. The
+/// client of the vserver's other volume sees no pause.
+#[test]
+fn a_unit_added_and_removed_live() {
+    let _serial = serial();
+    if skip("units changed live") {
+        return;
+    }
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let mut unit = Unit::new(top.path(), "u5", "ext4");
+    let n1 = unit.node("n1", &store);
+    let ip = "127.0.30.21";
+    let dir = top.path().join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let created = cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "create",
+            "growing",
+            "--ip",
+            ip,
+            "--volume",
+            &format!("/data={}", dir.display()),
+            "--export",
+            "/data:rw:no_root_squash:insecure",
+            "--node",
+            "n1",
+        ],
+    );
+    let probe = Probe::start(ip, 4);
+    let mounts = || std::fs::read_to_string(format!("/proc/{}/mountinfo", n1.child.id())).unwrap();
+    let unit_url = format!("nfs://{ip}/unit?nfsport=2049&mountport=2049");
+    let added = cli_json(
+        &n1.api,
+        &[
+            "vserver",
+            "modify",
+            "growing",
+            "--add-volume",
+            &format!("/unit=block:{}", unit.path.display()),
+            "--add-export",
+            "/unit:rw:no_root_squash:insecure",
+        ],
+    );
+    let applied = added["applied"].as_array().cloned().unwrap_or_default();
+    assert!(
+        applied.iter().any(|d| d.as_str().is_some_and(|d| d.starts_with("unit ") && d.contains("ext4"))),
+        "{added}"
+    );
+    assert!(mounts().contains("/run/vnas/n1/units"), "the unit is not mounted");
+    let out = run(nfsprobe().to_str().unwrap(), &["write", &unit_url, "/on-unit", "4"]);
+    assert!(out.contains("mismatches=0"), "{out}");
+
+    let removed = cli_json(
+        &n1.api,
+        &["vserver", "modify", "growing", "--remove-export", "/unit", "--remove-volume", "/unit"],
+    );
+    let applied = removed["applied"].as_array().cloned().unwrap_or_default();
+    assert!(!applied.iter().any(|d| d.as_str().is_some_and(|d| d.starts_with("unit "))), "{removed}");
+    assert!(!mounts().contains("/run/vnas/n1/units"), "the unit is still mounted");
+    let gap = probe.finish();
+    assert!(gap < 100, "the client of the other volume paused {gap} ms");
+    let view = cli_json(&n1.api, &["vserver", "show", "growing"]);
+    assert_eq!(view["epoch"], created["epoch"]);
+    assert_eq!(history(&n1.api, "growing").len(), 1, "the vserver restarted");
+    // What the client wrote is on the unit, and the filesystem is clean.
+    unit.check_clean();
+    n1.stop();
+}
