@@ -15,6 +15,48 @@
 
 use std::collections::BTreeMap;
 
+/// What a plan evens out: each vserver's calls, bytes or CPU (the
+/// node's CPU in the share of its calls each vserver answered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Measure {
+    #[default]
+    Ops,
+    Bytes,
+    Cpu,
+}
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Ops => "ops",
+            Measure::Bytes => "bytes",
+            Measure::Cpu => "cpu",
+        }
+    }
+
+    /// A load in this measure, for a person.
+    pub fn show(self, value: f64) -> String {
+        match self {
+            Measure::Ops => format!("{value:.0} ops/s"),
+            Measure::Bytes => format!("{:.1} MB/s", value / 1e6),
+            Measure::Cpu => format!("{value:.2} cores"),
+        }
+    }
+}
+
+impl std::str::FromStr for Measure {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Measure, String> {
+        match text {
+            "ops" => Ok(Measure::Ops),
+            "bytes" => Ok(Measure::Bytes),
+            "cpu" => Ok(Measure::Cpu),
+            _ => Err(format!("{text:?} is not a load measure (ops, bytes or cpu)")),
+        }
+    }
+}
+
 /// How eager the rebalancer is.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -26,11 +68,13 @@ pub struct Settings {
     pub cooldown_ms: u64,
     /// Moves in one plan at most.
     pub max_moves: usize,
+    /// What the loads measure (for the reasons given).
+    pub measure: Measure,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { start: 0.3, stop: 0.1, cooldown_ms: 10 * 60 * 1000, max_moves: 4 }
+        Settings { start: 0.3, stop: 0.1, cooldown_ms: 10 * 60 * 1000, max_moves: 4, measure: Measure::Ops }
     }
 }
 
@@ -38,7 +82,7 @@ impl Default for Settings {
 #[derive(Clone, Debug)]
 pub struct VserverLoad {
     pub name: String,
-    /// ops/s (or any additive measure).
+    /// In the plan's measure (additive: a node's load is its vservers').
     pub load: f64,
     /// When it last moved, if ever.
     pub moved_ms: Option<u64>,
@@ -128,16 +172,17 @@ pub fn plan(nodes: &[NodeLoad], now_ms: u64, settings: &Settings) -> Vec<Move> {
         });
         let Some((hot, i)) = found else { break };
         let mut vserver = nodes[hot].vservers.remove(i);
+        let show = |value: f64| settings.measure.show(value);
         let reason = format!(
-            "{} carries {:.0} ops/s, {} {:.0}: moving {} ({:.0} ops/s) leaves {:.0} and {:.0}",
+            "{} carries {}, {} {}: moving {} ({}) leaves {} and {}",
             nodes[hot].name,
-            totals[&hot],
+            show(totals[&hot]),
             to,
-            totals[&cold],
+            show(totals[&cold]),
             vserver.name,
-            vserver.load,
-            totals[&hot] - vserver.load,
-            totals[&cold] + vserver.load
+            show(vserver.load),
+            show(totals[&hot] - vserver.load),
+            show(totals[&cold] + vserver.load)
         );
         moves.push(Move { vserver: vserver.name.clone(), from: nodes[hot].name.clone(), to, reason });
         vserver.moved_ms = Some(now_ms);

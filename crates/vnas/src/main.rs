@@ -64,6 +64,10 @@ enum ClusterCommand {
         /// Moves in the plan at most (default 4).
         #[arg(long)]
         max_moves: Option<usize>,
+        /// What to even out: ops (calls/s, the default), bytes (bytes/s)
+        /// or cpu (cores).
+        #[arg(long, value_parser = ["ops", "bytes", "cpu"])]
+        by: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -119,8 +123,8 @@ fn main() {
         Command::Serve(args) => serve::run(args),
         Command::Cluster { command: ClusterCommand::Up(args) } => cluster_up::run(args),
         Command::Cluster {
-            command: ClusterCommand::Rebalance { dry_run: _, apply, max_moves, json, api },
-        } => cli::commands::rebalance(&api, apply, max_moves, json),
+            command: ClusterCommand::Rebalance { dry_run: _, apply, max_moves, by, json, api },
+        } => cli::commands::rebalance(&api, apply, max_moves, by.as_deref(), json),
         Command::Node { command: NodeCommand::Run(args) } => node::run(*args),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api, command),

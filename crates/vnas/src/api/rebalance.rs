@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use vnas_cluster::rebalance::{self, NodeLoad, Settings, VserverLoad};
+use vnas_cluster::rebalance::{self, Measure, NodeLoad, Settings, VserverLoad};
 use vnas_store::VserverState;
 
 use super::error::ApiError;
 use super::types::{NodeLoadView, PlannedMove, RebalancePlan};
 
-/// `?max_moves=N`: a cap for this plan other than the default (4).
+/// `?max_moves=N`: a cap for this plan other than the default (4);
+/// `?by=ops|bytes|cpu`: what to even out (default ops).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct PlanQuery {
     max_moves: Option<usize>,
+    by: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/cluster/rebalance", params(PlanQuery),
@@ -32,6 +34,9 @@ pub async fn plan(
         }
         Some(max) => settings.max_moves = max,
         None => {}
+    }
+    if let Some(by) = &query.by {
+        settings.measure = by.parse().map_err(|e: String| ApiError::bad_request("bad_query", e))?;
     }
     build(&node, settings).await.map(Json)
 }
@@ -59,15 +64,20 @@ pub async fn build(
     // A vserver's load from the newest report that measured it: right
     // after a move its new node has not measured it yet, its old node's
     // last report still has it.
-    let mut measured: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    let mut measured: BTreeMap<&str, (u64, &vnas_store::VserverLoadReport)> = BTreeMap::new();
     for report in &loads {
         for (name, load) in &report.vservers {
-            let entry = measured.entry(name.as_str()).or_insert((report.at_ms, load.ops_per_s));
+            let entry = measured.entry(name.as_str()).or_insert((report.at_ms, load));
             if report.at_ms > entry.0 {
-                *entry = (report.at_ms, load.ops_per_s);
+                *entry = (report.at_ms, load);
             }
         }
     }
+    let load_of = |load: &vnas_store::VserverLoadReport| match settings.measure {
+        Measure::Ops => load.ops_per_s,
+        Measure::Bytes => load.bytes_per_s,
+        Measure::Cpu => load.cpu,
+    };
     let loads: BTreeMap<&str, &vnas_store::LoadReport> = loads.iter().map(|l| (l.node.as_str(), l)).collect();
     let mut waiting = Vec::new();
     let eligible: Vec<NodeLoad> = nodes
@@ -88,7 +98,7 @@ pub async fn build(
                             waiting.push(r.config.name.clone());
                             0.0
                         },
-                        |(_, load)| *load,
+                        |(_, load)| load_of(load),
                     ),
                     moved_ms: moved.get(&r.config.name).copied().flatten(),
                     allowed: r.config.allowed_nodes.clone(),
@@ -107,9 +117,11 @@ pub async fn build(
         .iter()
         .map(|n| {
             let load = loads.get(n.name.as_str());
+            let ops =
+                n.vservers.iter().filter_map(|v| measured.get(v.name.as_str())).map(|(_, l)| l.ops_per_s);
             NodeLoadView {
                 node: n.name.clone(),
-                ops_per_s: n.vservers.iter().map(|v| v.load).sum::<f64>() + 0.0,
+                ops_per_s: ops.sum::<f64>() + 0.0,
                 bytes_per_s: load.map_or(0.0, |l| l.bytes_per_s),
                 cpu: load.map_or(0.0, |l| l.cpu),
                 vservers: n.vservers.len(),
@@ -117,6 +129,7 @@ pub async fn build(
         })
         .collect();
     Ok(RebalancePlan {
+        by: settings.measure.as_str().to_string(),
         spread: rebalance::spread(&eligible),
         start: settings.start,
         stop: settings.stop,

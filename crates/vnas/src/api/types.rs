@@ -136,8 +136,11 @@ pub struct MoveResult {
 /// What `vnas cluster rebalance` would do now, and why.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RebalancePlan {
+    /// What the plan evens out: `ops` (calls/s), `bytes` (bytes/s) or
+    /// `cpu` (cores).
+    pub by: String,
     /// (most loaded - least loaded) / mean, over the nodes that may take
-    /// vservers.
+    /// vservers, in that measure.
     pub spread: f64,
     /// A plan starts above this spread and goes on above `stop`.
     pub start: f64,

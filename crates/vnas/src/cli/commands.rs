@@ -583,10 +583,21 @@ pub fn status(api: &ApiUrl, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// `vnas cluster rebalance`: the plan, or (`apply`) its moves one by one.
-pub fn rebalance(api: &ApiUrl, apply: bool, max_moves: Option<usize>, as_json: bool) -> anyhow::Result<()> {
+pub fn rebalance(
+    api: &ApiUrl,
+    apply: bool,
+    max_moves: Option<usize>,
+    by: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     use crate::api::types::RebalancePlan;
     let client = Client::new(api)?;
-    let query = max_moves.map(|n| format!("?max_moves={n}")).unwrap_or_default();
+    let query: Vec<String> = max_moves
+        .map(|n| format!("max_moves={n}"))
+        .into_iter()
+        .chain(by.map(|by| format!("by={by}")))
+        .collect();
+    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
     let plan: RebalancePlan = client.get(&format!("/api/cluster/rebalance{query}"))?;
     if !apply {
         if as_json {
@@ -608,7 +619,8 @@ pub fn rebalance(api: &ApiUrl, apply: bool, max_moves: Option<usize>, as_json: b
             .collect();
         table::print(&["NODE", "VSERVERS", "OPS/S", "BYTES", "CPU"], &rows);
         println!(
-            "spread {:.0}% (a plan starts above {:.0}% and goes on above {:.0}%)",
+            "spread of {} {:.0}% (a plan starts above {:.0}% and goes on above {:.0}%)",
+            plan.by,
             plan.spread * 100.0,
             plan.start * 100.0,
             plan.stop * 100.0

@@ -57,7 +57,9 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
             }
         }
         if settings.rebalance_auto {
-            let plan = match crate::api::rebalance::build(&node, Default::default()).await {
+            let plan_settings =
+                vnas_cluster::rebalance::Settings { measure: settings.rebalance_by, ..Default::default() };
+            let plan = match crate::api::rebalance::build(&node, plan_settings).await {
                 Ok(plan) => plan,
                 Err(error) => {
                     tracing::warn!(%error, "cannot plan a rebalance");

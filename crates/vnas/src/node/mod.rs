@@ -91,6 +91,10 @@ pub struct NodeArgs {
     /// (default 60).
     #[arg(long)]
     rebalance_every_s: Option<u64>,
+    /// What automatic rebalancing evens out: ops (calls/s, the default),
+    /// bytes (bytes/s) or cpu (cores).
+    #[arg(long, value_parser = ["ops", "bytes", "cpu"])]
+    rebalance_by: Option<String>,
     /// Send a vserver back to its home node once that node has been up this
     /// long (s) after a failover; off by default.
     #[arg(long)]
@@ -142,6 +146,8 @@ pub struct Settings {
     pub rebalance_auto: bool,
     /// How often the acting node looks (rebalance and failback).
     pub rebalance_every: Duration,
+    /// What automatic rebalancing evens out.
+    pub rebalance_by: vnas_cluster::rebalance::Measure,
     /// Send vservers back to their home node once it has been up this long.
     pub failback_after: Option<Duration>,
 }
@@ -157,6 +163,7 @@ impl Default for Settings {
             renew_every: Duration::from_millis(150),
             rebalance_auto: false,
             rebalance_every: Duration::from_secs(60),
+            rebalance_by: Default::default(),
             failback_after: None,
         }
     }
@@ -342,6 +349,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .or(file.rebalance_every_s)
             .map_or(defaults.rebalance_every, Duration::from_secs),
         failback_after: args.failback_after_s.or(file.failback_after_s).map(Duration::from_secs),
+        rebalance_by: match args.rebalance_by.or(file.rebalance_by) {
+            Some(by) => by.parse().map_err(|e: String| anyhow::anyhow!("--rebalance-by: {e}"))?,
+            None => defaults.rebalance_by,
+        },
         ..defaults
     };
     if settings.rebalance_every.is_zero() {

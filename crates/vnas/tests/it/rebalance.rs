@@ -68,6 +68,17 @@ fn rebalance_spreads_thirty_loaded_vservers_with_no_client_error() {
     assert!(plan["spread"].as_f64().unwrap() > plan["start"].as_f64().unwrap(), "{plan}");
     let (_, text, _) = cli(&n1.api, &["cluster", "rebalance", "--max-moves", "20"]);
     assert!(text.contains("REASON") && text.contains("n1 carries"), "{text}");
+    // By bytes and by CPU, the same load is on n1 alone.
+    for (by, unit) in [("bytes", "MB/s"), ("cpu", "cores")] {
+        let plan = cli_json(&n1.api, &["cluster", "rebalance", "--by", by, "--max-moves", "20"]);
+        assert_eq!(plan["by"], by);
+        let moves = plan["moves"].as_array().unwrap();
+        assert!(!moves.is_empty() && moves.iter().all(|m| m["from"] == "n1"), "{plan}");
+        assert!(moves[0]["reason"].as_str().unwrap().contains(unit), "{plan}");
+    }
+    let (status, body) =
+        http("GET", &format!("{}/api/cluster/rebalance?by=watts", n1.api), Some(&admin_token()), None);
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_query")), "{body}");
 
     let (applied, out, err) = cli(&n1.api, &["cluster", "rebalance", "--apply", "--max-moves", "20"]);
     assert!(applied, "{out}{err}");
