@@ -35,6 +35,7 @@ use super::types::*;
         MoveResult,
         RebalancePlan,
         ModifyVserver,
+        RuleRef,
         NodeLoadView,
         PlannedMove,
         vnas_store::Transfer

@@ -417,6 +417,45 @@ async fn modify_vserver(
             None => exports.push(export),
         }
     }
+    let find = |exports: &mut Vec<vnas_store::Export>, path: &str| -> Result<usize, ApiError> {
+        exports.iter().position(|e| e.path.trim_end_matches('/') == path.trim_end_matches('/')).ok_or_else(
+            || {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "export_not_found",
+                    format!("vserver {name} has no export {path}"),
+                )
+            },
+        )
+    };
+    for rule in &change.remove_rules {
+        let at = find(&mut exports, &rule.path)?;
+        let rules = &mut exports[at].rules;
+        let before = rules.len();
+        rules.retain(|r| r.clients != rule.clients);
+        if rules.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "rule_not_found",
+                format!("export {} has no rule for clients {}", rule.path, rule.clients.join("+")),
+            ));
+        }
+        if rules.is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_export",
+                format!("export {} keeps at least one rule (remove the export instead)", rule.path),
+            ));
+        }
+    }
+    for added in change.add_rules {
+        let at = find(&mut exports, &added.path)?;
+        let rules = &mut exports[at].rules;
+        for rule in added.rules.into_iter().rev() {
+            // One rule per set of clients: a new one replaces the old.
+            rules.retain(|r| r.clients != rule.clients);
+            rules.insert(0, rule);
+        }
+    }
     let mut config = record.config.clone();
     for mount in &change.remove_volumes {
         let before = config.volumes.len();

@@ -201,4 +201,19 @@ pub struct ModifyVserver {
     /// Destinations of routes to remove.
     #[serde(default)]
     pub remove_routes: Vec<String>,
+    /// Client rules to put ahead of an export's others (the first rule
+    /// that matches a client applies): `path` names the export.
+    #[serde(default)]
+    pub add_rules: Vec<Export>,
+    /// Client rules to remove: the export's rule whose clients are
+    /// exactly `clients`.
+    #[serde(default)]
+    pub remove_rules: Vec<RuleRef>,
+}
+
+/// One client rule of an export, by its clients.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct RuleRef {
+    pub path: String,
+    pub clients: Vec<String>,
 }

@@ -119,6 +119,15 @@ pub enum VserverCommand {
         /// DESTINATION of a route to remove (repeatable).
         #[arg(long = "remove-route")]
         remove_routes: Vec<String>,
+        /// PATH:OPTIONS, a client rule (options as for an export, with
+        /// clients=) put ahead of the export's others; one for the same
+        /// clients is replaced (repeatable).
+        #[arg(long = "add-rule")]
+        add_rules: Vec<String>,
+        /// PATH:clients=CIDR[+CIDR...], the rule of the export for exactly
+        /// those clients, to remove (repeatable).
+        #[arg(long = "remove-rule")]
+        remove_rules: Vec<String>,
         /// PATH[:OPTION...] as for `create`; an export already at PATH is
         /// replaced (its rules change) (repeatable).
         #[arg(long = "add-export")]
@@ -210,6 +219,17 @@ pub fn parse_export(spec: &str) -> anyhow::Result<Export> {
         }
     }
     Ok(Export { path, rules: vec![rule] })
+}
+
+/// `PATH:clients=CIDR[+CIDR...]`: a rule of an export, by its clients.
+fn parse_rule_ref(spec: &str) -> anyhow::Result<crate::api::types::RuleRef> {
+    let (path, clients) = spec
+        .split_once(":clients=")
+        .with_context(|| format!("rule {spec:?} is not PATH:clients=CIDR[+CIDR...]"))?;
+    Ok(crate::api::types::RuleRef {
+        path: path.to_string(),
+        clients: clients.split('+').map(str::to_string).collect(),
+    })
 }
 
 fn json(value: &impl serde::Serialize) {
@@ -417,6 +437,8 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
             remove_addresses,
             add_routes,
             remove_routes,
+            add_rules,
+            remove_rules,
             add_exports,
             remove_exports,
             add_volumes,
@@ -432,6 +454,11 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 remove_addresses,
                 add_routes: add_routes.iter().map(|r| parse_route(r)).collect::<anyhow::Result<_>>()?,
                 remove_routes,
+                add_rules: add_rules.iter().map(|e| parse_export(e)).collect::<anyhow::Result<_>>()?,
+                remove_rules: remove_rules
+                    .iter()
+                    .map(|r| parse_rule_ref(r))
+                    .collect::<anyhow::Result<_>>()?,
             };
             let nothing = change.add_exports.is_empty()
                 && change.remove_exports.is_empty()
@@ -440,11 +467,13 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                 && change.add_addresses.is_empty()
                 && change.remove_addresses.is_empty()
                 && change.add_routes.is_empty()
-                && change.remove_routes.is_empty();
+                && change.remove_routes.is_empty()
+                && change.add_rules.is_empty()
+                && change.remove_rules.is_empty();
             if nothing {
                 anyhow::bail!(
                     "nothing to change: give --add-ip, --remove-ip, --add-route, --remove-route, \
-                     --add-volume, --remove-volume, --add-export or --remove-export"
+                     --add-volume, --remove-volume, --add-export, --remove-export, --add-rule or --remove-rule"
                 );
             }
             let view: VserverView = client.patch(&format!("/api/vservers/{name}"), &change)?;

@@ -89,6 +89,21 @@ fn exports_and_rules_change_live_under_a_probing_client() {
     cli_json(&n1.api, &["vserver", "modify", "m", "--remove-export", "/a"]);
     assert!(!writes(ip, "/a", "/gone"), "a removed export still served");
     assert!(writes(ip, "/a/sub", "/still"));
+    // A client rule put ahead of the export's others: these clients (the
+    // test's) may only read, from the next call; removed, they write again.
+    let ruled = cli_json(
+        &n1.api,
+        &["vserver", "modify", "m", "--add-rule", "/a/sub:ro:no_root_squash:insecure:clients=127.0.0.0/8"],
+    );
+    let sub = ruled["exports"].as_array().unwrap().iter().find(|e| e["path"] == "/a/sub").unwrap().clone();
+    assert_eq!(
+        (sub["rules"][0]["access"].as_str(), sub["rules"].as_array().unwrap().len()),
+        (Some("ro"), 2),
+        "{sub}"
+    );
+    assert!(!writes(ip, "/a/sub", "/ruled-out"), "a write went through a read-only rule");
+    cli_json(&n1.api, &["vserver", "modify", "m", "--remove-rule", "/a/sub:clients=127.0.0.0/8"]);
+    assert!(writes(ip, "/a/sub", "/ruled-in"));
 
     // A volume added with its export, served at once; then removed.
     let c = top.path().join("c");
@@ -160,6 +175,10 @@ fn exports_and_rules_change_live_under_a_probing_client() {
         (&["--add-ip", "not-an-address"][..], "bad_address"),
         (&["--remove-route", "10.1.0.0/16"][..], "route_not_found"),
         (&["--add-route", "10.1.0.0/16=nowhere"][..], "bad_route"),
+        (&["--remove-rule", "/b:clients=10.0.0.0/8"][..], "rule_not_found"),
+        (&["--remove-rule", "/b:clients=0.0.0.0/0"][..], "bad_export"),
+        (&["--add-rule", "/nope:ro:clients=10.0.0.0/8"][..], "export_not_found"),
+        (&["--add-rule", "/b:ro:clients=not-a-net"][..], "bad_export"),
         (&["--add-ip", "127.0.38.3", "--add-export", "/elsewhere:rw"][..], "export_outside_volumes"),
     ] {
         let (ok, _, stderr) = cli(&n1.api, &[&["vserver", "modify", "m"][..], args].concat());
