@@ -30,7 +30,7 @@ enum Command {
         #[command(flatten)]
         api: cli::commands::ApiUrl,
         #[command(subcommand)]
-        command: cli::commands::VserverCommand,
+        command: Box<cli::commands::VserverCommand>,
     },
     /// Run a node, or list the nodes.
     Node {
@@ -127,7 +127,7 @@ fn main() {
         } => cli::commands::rebalance(&api, apply, max_moves, by.as_deref(), json),
         Command::Node { command: NodeCommand::Run(args) } => node::run(*args),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
-        Command::Vserver { api, command } => cli::commands::vserver(&api, command),
+        Command::Vserver { api, command } => cli::commands::vserver(&api, *command),
         Command::Status { api, json } => cli::commands::status(&api, json),
     };
     if let Err(error) = result {
