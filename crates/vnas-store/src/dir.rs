@@ -206,7 +206,10 @@ impl DirStore {
             if other.config.name == config.name {
                 continue;
             }
-            if let Some(address) = config.addresses.iter().find(|a| other.config.addresses.contains(a)) {
+            let taken = |a: &&String| {
+                other.config.addresses.iter().any(|o| crate::address_ip(o) == crate::address_ip(a))
+            };
+            if let Some(address) = config.addresses.iter().find(taken) {
                 return Err(StoreError::AddressInUse {
                     address: address.clone(),
                     vserver: other.config.name,

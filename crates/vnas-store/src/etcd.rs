@@ -10,7 +10,8 @@
 //! PREFIX/vservers/NAME/owner       the owner's name, bound to its lease
 //! PREFIX/history/NAME              transfers (the last 1000; apart, so
 //!                                  reading every record skips them)
-//! PREFIX/addresses/ADDRESS         the vserver that uses it (uniqueness)
+//! PREFIX/addresses/IP              the vserver that uses it (uniqueness;
+//!                                  by address without its prefix)
 //! PREFIX/nodes/NAME/info           node info (stays while the node is down)
 //! PREFIX/nodes/NAME/alive          last renewal (ms), bound to the node's lease
 //! PREFIX/nodes/NAME/drained        present while drained
@@ -334,9 +335,24 @@ impl EtcdStore {
         Ok((decode(&key, value)?, read))
     }
 
+    /// The key that makes `address` unique.
+    fn address_key(&self, address: &str) -> String {
+        self.key(&format!("addresses/{}", crate::address_ip(address)))
+    }
+
+    /// Deletes `address`'s key (and the key as records written before
+    /// keys dropped the prefix named it).
+    fn address_deletes(&self, address: &str) -> Vec<TxnOp> {
+        let mut ops = vec![TxnOp::delete(self.address_key(address), None)];
+        if address.contains('/') {
+            ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
+        }
+        ops
+    }
+
     /// Which vserver uses `address`, if any.
     fn address_user(&self, address: &str) -> Result<Option<String>, StoreError> {
-        let read = self.read(&self.key(&format!("addresses/{address}")))?;
+        let read = self.read(&self.address_key(address))?;
         Ok(read.value.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -416,7 +432,7 @@ impl Store for EtcdStore {
             TxnOp::put(self.vserver_key(&config.name, "ownership"), encode(&Ownership::unowned()), None),
         ];
         for address in &config.addresses {
-            let key = self.key(&format!("addresses/{address}"));
+            let key = self.address_key(address);
             compares.push(Self::absent(&key));
             ops.push(TxnOp::put(key, config.name.as_bytes(), None));
         }
@@ -436,13 +452,16 @@ impl Store for EtcdStore {
             let config_key = self.vserver_key(&config.name, "config");
             let mut compares = vec![Self::unchanged(&config_key, &read)];
             let mut ops = vec![TxnOp::put(config_key.as_str(), encode(config), None)];
-            for address in config.addresses.iter().filter(|a| !old.addresses.contains(a)) {
-                let key = self.key(&format!("addresses/{address}"));
+            // By address: one whose prefix changes keeps its key.
+            let holds =
+                |list: &[String], a: &str| list.iter().any(|o| crate::address_ip(o) == crate::address_ip(a));
+            for address in old.addresses.iter().filter(|a| !holds(&config.addresses, a)) {
+                ops.extend(self.address_deletes(address));
+            }
+            for address in config.addresses.iter().filter(|a| !holds(&old.addresses, a)) {
+                let key = self.address_key(address);
                 compares.push(Self::absent(&key));
                 ops.push(TxnOp::put(key, config.name.as_bytes(), None));
-            }
-            for address in old.addresses.iter().filter(|a| !config.addresses.contains(a)) {
-                ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
             }
             if self.txn(compares, ops)? {
                 return Ok(());
@@ -465,7 +484,7 @@ impl Store for EtcdStore {
         )];
         ops.push(TxnOp::delete(self.key(&format!("history/{name}")), None));
         for address in &config.addresses {
-            ops.push(TxnOp::delete(self.key(&format!("addresses/{address}")), None));
+            ops.extend(self.address_deletes(address));
         }
         if self.txn(vec![Self::unchanged(&config_key, &read)], ops)? {
             Ok(())

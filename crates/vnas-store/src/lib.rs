@@ -90,6 +90,12 @@ pub trait Store: Send + Sync {
 }
 
 /// Milliseconds since the Unix epoch.
+/// An address as uniqueness sees it: without its prefix (`198.18.1.10/16`
+/// and `198.18.1.10/24` are one address).
+pub fn address_ip(address: &str) -> &str {
+    address.split('/').next().unwrap_or(address)
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

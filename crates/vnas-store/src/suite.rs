@@ -79,6 +79,16 @@ fn names_and_addresses_are_unique(store: &impl Store) {
     moved.name = "b".into();
     assert!(matches!(store.update_config(&moved), Err(StoreError::AddressInUse { .. })));
     assert_eq!(store.vserver("b").unwrap().config.addresses, ["127.0.0.11"], "unchanged");
+    // An address is one whatever its prefix.
+    store.create_vserver(&config("c", "198.18.1.10/16")).unwrap();
+    let err = store.create_vserver(&config("d", "198.18.1.10/24")).unwrap_err();
+    assert!(matches!(err, StoreError::AddressInUse { ref vserver, .. } if vserver == "c"), "{err}");
+    // Its own address with another prefix, and then released.
+    let mut c = config("c", "198.18.1.10/24");
+    store.update_config(&c).unwrap();
+    c.addresses = vec!["198.18.1.11/24".into()];
+    store.update_config(&c).unwrap();
+    store.create_vserver(&config("d", "198.18.1.10/16")).unwrap();
 }
 
 fn ownership_is_compare_and_swap(store: &impl Store) {
