@@ -90,6 +90,10 @@ static int cmd_probe(const char *url, double seconds, double interval_ms) {
     /* NFSPROBE_GAP_MS=N: print each gap over N ms as it ends. */
     const char *report = getenv("NFSPROBE_GAP_MS");
     double report_gap_ms = report ? atof(report) : 0;
+    /* NFSPROBE_COMMIT=0: no COMMIT in the round trip, so the disk's own
+     * stalls (another process's fsync) do not count as the server's. */
+    const char *commit_env = getenv("NFSPROBE_COMMIT");
+    int commit = !(commit_env && !strcmp(commit_env, "0"));
     struct nfs_context *nfs = NULL;
     struct nfsfh *fh = NULL;
     /* SIGTERM ends the run after the round trip in progress (it stays
@@ -109,7 +113,7 @@ static int cmd_probe(const char *url, double seconds, double interval_ms) {
         int ok = nfs && fh;
         if (ok) {
             fill(out, sizeof out, seq);
-            ok = nfs_pwrite(nfs, fh, 0, sizeof out, out) == (int)sizeof out && nfs_fsync(nfs, fh) == 0 &&
+            ok = nfs_pwrite(nfs, fh, 0, sizeof out, out) == (int)sizeof out && (!commit || nfs_fsync(nfs, fh) == 0) &&
                  nfs_pread(nfs, fh, 0, sizeof in, in) == (int)sizeof in;
             if (!ok) fprintf(stderr, "nfsprobe: round trip %" PRIu64 ": %s\n", seq, nfs_get_error(nfs));
         }

@@ -343,7 +343,7 @@ impl Controller {
                     let Some(vserver) = self.running.get_mut(&name).filter(|v| v.epoch == epoch) else {
                         continue;
                     };
-                    match vserver.reconfigure(&record.config) {
+                    match tokio::task::block_in_place(|| vserver.reconfigure(&record.config)) {
                         Ok(()) => {
                             tracing::info!(vserver = %name, epoch, "vserver changed while serving");
                             // What is served now, for whoever waits on the change.
@@ -408,7 +408,12 @@ impl Controller {
                 }
                 Action::Prepare { name, epoch } => {
                     let Some(record) = record else { continue };
-                    match Running::start(&record.config, epoch, false, &self.params, counters_of(record)) {
+                    let params = &self.params;
+                    // Off the async workers' hands: it runs `ip`, `nft`, mounts.
+                    let started = tokio::task::block_in_place(|| {
+                        Running::start(&record.config, epoch, false, params, counters_of(record))
+                    });
+                    match started {
                         Ok(vserver) => {
                             self.running.insert(name, vserver);
                             fault_point("target-prepared");
@@ -606,7 +611,11 @@ async fn activate(
         // units must be unmounted by the source first).
         fault_point("target-activating");
     }
-    match Running::start(&record.config, epoch, true, params, counters_of(record)) {
+    // Off the async workers' hands: it runs `ip`, `nft`, mounts.
+    let started = tokio::task::block_in_place(|| {
+        Running::start(&record.config, epoch, true, params, counters_of(record))
+    });
+    match started {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
                 vserver.announce(&recorded_connections(record));

@@ -25,9 +25,16 @@ pub fn background_verifier(ip: &str, seconds: u64) -> std::thread::JoinHandle<u6
 
 impl Probe {
     pub fn start(ip: &str, seconds: u32) -> Probe {
+        Probe::start_with(ip, seconds, true)
+    }
+
+    /// `commit` false: round trips without a COMMIT, so that only the
+    /// server's pauses count (not the disk's, under other tests' fsyncs).
+    pub fn start_with(ip: &str, seconds: u32, commit: bool) -> Probe {
         let url = format!("nfs://{ip}/data?nfsport=2049&mountport=2049");
         let child = Command::new(nfsprobe())
             .args(["probe", &url, &seconds.to_string(), "20"])
+            .env("NFSPROBE_COMMIT", if commit { "1" } else { "0" })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -480,7 +480,7 @@ fn a_unit_added_and_removed_live() {
             "n1",
         ],
     );
-    let probe = Probe::start(ip, 4);
+    let probe = Probe::start_with(ip, 4, false);
     let mounts = || std::fs::read_to_string(format!("/proc/{}/mountinfo", n1.child.id())).unwrap();
     let unit_url = format!("nfs://{ip}/unit?nfsport=2049&mountport=2049");
     let added = cli_json(
