@@ -34,6 +34,16 @@ impl Measure {
         }
     }
 
+    /// A mean load below this is an idle cluster: nothing worth evening
+    /// out (a few calls here and there would otherwise make a large spread).
+    pub fn idle_below(self) -> f64 {
+        match self {
+            Measure::Ops => 1.0,
+            Measure::Bytes => 64.0 * 1024.0,
+            Measure::Cpu => 0.01,
+        }
+    }
+
     /// A load in this measure, for a person.
     pub fn show(self, value: f64) -> String {
         match self {
@@ -137,7 +147,8 @@ pub fn spread(nodes: &[NodeLoad]) -> f64 {
 pub fn plan(nodes: &[NodeLoad], now_ms: u64, settings: &Settings) -> Vec<Move> {
     let mut nodes: Vec<NodeLoad> = nodes.to_vec();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    if nodes.len() < 2 || spread(&nodes) <= settings.start {
+    let mean = nodes.iter().map(total).sum::<f64>() / nodes.len().max(1) as f64;
+    if nodes.len() < 2 || mean < settings.measure.idle_below() || spread(&nodes) <= settings.start {
         return Vec::new();
     }
     let mut moves = Vec::new();
@@ -210,6 +221,16 @@ mod tests {
         assert!(plan(&[node("n1", vec![]), node("n2", vec![])], 0, &settings).is_empty());
         let even = [node("n1", vec![vserver("a", 100.0)]), node("n2", vec![vserver("b", 110.0)])];
         assert!(plan(&even, 0, &settings).is_empty(), "under the start threshold");
+    }
+
+    #[test]
+    fn an_idle_cluster_gets_no_plan() {
+        let nodes = [node("n1", vec![vserver("a", 0.4), vserver("b", 0.4)]), node("n2", vec![])];
+        assert!(spread(&nodes) > 1.0);
+        assert!(plan(&nodes, 0, &Settings::default()).is_empty());
+        let cpu = Settings { measure: Measure::Cpu, ..Default::default() };
+        let nodes = [node("n1", vec![vserver("a", 0.004), vserver("b", 0.004)]), node("n2", vec![])];
+        assert!(plan(&nodes, 0, &cpu).is_empty());
     }
 
     #[test]

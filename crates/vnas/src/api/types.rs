@@ -145,6 +145,8 @@ pub struct RebalancePlan {
     /// A plan starts above this spread and goes on above `stop`.
     pub start: f64,
     pub stop: f64,
+    /// The mean load is too small to be worth evening out.
+    pub idle: bool,
     pub nodes: Vec<NodeLoadView>,
     pub moves: Vec<PlannedMove>,
     /// Vservers whose load no node has measured yet (just started or

@@ -611,6 +611,17 @@ pub fn status(api: &ApiUrl, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a plan has no moves, for a person.
+fn no_moves(plan: &crate::api::types::RebalancePlan) -> &'static str {
+    if plan.spread <= plan.start {
+        "no moves: the load is even enough"
+    } else if plan.idle {
+        "no moves: the cluster is nearly idle"
+    } else {
+        "no moves: uneven, but no vserver's move would narrow the gap enough (one big vserver, allowed nodes, or moved in the last 10 minutes)"
+    }
+}
+
 /// `vnas cluster rebalance`: the plan, or (`apply`) its moves one by one.
 pub fn rebalance(
     api: &ApiUrl,
@@ -660,7 +671,7 @@ pub fn rebalance(
                 plan.waiting.len()
             );
         } else if plan.moves.is_empty() {
-            println!("no moves: the load is even enough");
+            println!("{}", no_moves(&plan));
         } else {
             let rows: Vec<Vec<String>> = plan
                 .moves
@@ -695,7 +706,7 @@ pub fn rebalance(
     if as_json {
         json(&done);
     } else if done.is_empty() {
-        println!("no moves: the load is even enough");
+        println!("{}", no_moves(&plan));
     }
     Ok(())
 }
