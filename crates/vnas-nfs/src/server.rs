@@ -48,8 +48,15 @@ pub struct State {
     connection_mark: Option<u32>,
     connections: Arc<Connections>,
     pub(crate) stats: Arc<crate::Stats>,
-    /// While the server runs: where listeners come and go.
-    listening: Mutex<Option<Listening>>,
+    /// Where listeners come and go.
+    listening: Mutex<ListenState>,
+}
+
+enum ListenState {
+    /// Before `run`: listeners given early, which `run` takes.
+    NotYet(Vec<std::net::TcpListener>),
+    Running(Listening),
+    Stopped,
 }
 
 /// What a running server's listeners share; addresses join and leave
@@ -177,7 +184,7 @@ impl Server {
             connection_mark: config.connection_mark,
             connections: Arc::default(),
             stats: Arc::new(config.stats.as_ref().map(crate::Stats::from_snapshot).unwrap_or_default()),
-            listening: Mutex::new(None),
+            listening: Mutex::new(ListenState::NotYet(Vec::new())),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
     }
@@ -217,14 +224,21 @@ impl Server {
             shutdown: shutdown.clone(),
             addresses: HashMap::new(),
         };
-        for listener in listeners {
-            listening.spawn(&self.state, listener)?;
-        }
         let tracker = listening.tracker.clone();
-        *self.state.listening.lock().expect("not poisoned") = Some(listening);
+        {
+            let mut state = self.state.listening.lock().expect("not poisoned");
+            let early = match std::mem::replace(&mut *state, ListenState::Stopped) {
+                ListenState::NotYet(early) => early,
+                _ => Vec::new(),
+            };
+            for listener in listeners.into_iter().chain(early) {
+                listening.spawn(&self.state, listener)?;
+            }
+            *state = ListenState::Running(listening);
+        }
         shutdown.cancelled().await;
         // No listener joins from here on.
-        self.state.listening.lock().expect("not poisoned").take();
+        *self.state.listening.lock().expect("not poisoned") = ListenState::Stopped;
         tracker.close();
         if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the drain timeout; closing them");
@@ -540,15 +554,17 @@ impl ServerControl {
         Ok(())
     }
 
-    /// Serves `listeners` too, from now on (an address joins the vserver).
-    /// An error if the server is not running.
+    /// Serves `listeners` too, from now on (an address joins the vserver);
+    /// before `run`, from when it runs. An error once it stopped.
     pub fn listen_more(&self, listeners: Vec<std::net::TcpListener>) -> std::io::Result<()> {
-        let mut listening = self.0.listening.lock().expect("not poisoned");
-        let Some(listening) = listening.as_mut() else {
-            return Err(std::io::Error::other("the server is not running"));
-        };
-        for listener in listeners {
-            listening.spawn(&self.0, listener)?;
+        match &mut *self.0.listening.lock().expect("not poisoned") {
+            ListenState::NotYet(early) => early.extend(listeners),
+            ListenState::Running(listening) => {
+                for listener in listeners {
+                    listening.spawn(&self.0, listener)?;
+                }
+            }
+            ListenState::Stopped => return Err(std::io::Error::other("the server stopped")),
         }
         Ok(())
     }
@@ -557,9 +573,14 @@ impl ServerControl {
     /// listeners close, and its connections end as at a stop (calls read
     /// are answered first). Connections on other addresses are untouched.
     pub fn close_address(&self, ip: IpAddr) {
-        let mut listening = self.0.listening.lock().expect("not poisoned");
-        if let Some(stop) = listening.as_mut().and_then(|l| l.addresses.remove(&ip)) {
-            stop.cancel();
+        match &mut *self.0.listening.lock().expect("not poisoned") {
+            ListenState::NotYet(early) => early.retain(|l| l.local_addr().map_or(true, |a| a.ip() != ip)),
+            ListenState::Running(listening) => {
+                if let Some(stop) = listening.addresses.remove(&ip) {
+                    stop.cancel();
+                }
+            }
+            ListenState::Stopped => {}
         }
     }
 }

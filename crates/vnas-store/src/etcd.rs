@@ -215,7 +215,10 @@ impl EtcdStore {
         let deadline = std::time::Instant::now() + CALL_TIMEOUT;
         loop {
             match store.generation() {
-                Ok(_) => return Ok(store),
+                Ok(_) => {
+                    store.migrate_address_keys()?;
+                    return Ok(store);
+                }
                 Err(error) if std::time::Instant::now() >= deadline => return Err(error),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
@@ -224,6 +227,32 @@ impl EtcdStore {
 
     fn client(&self) -> Client {
         self.client.read().unwrap().clone()
+    }
+
+    /// Address keys written before keys became the bare, canonical address
+    /// (`addresses/198.18.1.10/16`) are rewritten (`addresses/198.18.1.10`),
+    /// so uniqueness sees them.
+    fn migrate_address_keys(&self) -> Result<(), StoreError> {
+        let base = self.key("addresses/");
+        for (key, user) in self.list(&base)? {
+            let address = &key[base.len()..];
+            let ip = crate::address_ip(address);
+            if ip == address {
+                continue;
+            }
+            let new = self.key(&format!("addresses/{ip}"));
+            let put = TxnOp::put(new.as_str(), user.clone(), None);
+            if self.txn(vec![Self::absent(&new)], vec![put, TxnOp::delete(key.as_str(), None)])? {
+                continue;
+            }
+            // Taken already: by the same vserver, the old key just goes (by
+            // another, two vservers held the address before; both keys stay
+            // until one of them lets it go).
+            if self.read(&new)?.value.as_deref() == Some(&user[..]) {
+                self.txn(vec![], vec![TxnOp::delete(key.as_str(), None)])?;
+            }
+        }
+        Ok(())
     }
 
     fn key(&self, path: &str) -> String {

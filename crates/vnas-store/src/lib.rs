@@ -91,9 +91,11 @@ pub trait Store: Send + Sync {
 
 /// Milliseconds since the Unix epoch.
 /// An address as uniqueness sees it: without its prefix (`198.18.1.10/16`
-/// and `198.18.1.10/24` are one address).
-pub fn address_ip(address: &str) -> &str {
-    address.split('/').next().unwrap_or(address)
+/// and `198.18.1.10/24` are one address), in its canonical form
+/// (`2001:DB8:0::5` is `2001:db8::5`).
+pub fn address_ip(address: &str) -> String {
+    let ip = address.split('/').next().unwrap_or(address);
+    ip.parse::<std::net::IpAddr>().map_or_else(|_| ip.to_string(), |ip| ip.to_string())
 }
 
 pub fn now_ms() -> u64 {

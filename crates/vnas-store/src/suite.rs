@@ -89,6 +89,10 @@ fn names_and_addresses_are_unique(store: &impl Store) {
     c.addresses = vec!["198.18.1.11/24".into()];
     store.update_config(&c).unwrap();
     store.create_vserver(&config("d", "198.18.1.10/16")).unwrap();
+    // And whatever its spelling.
+    store.create_vserver(&config("e", "2001:db8::5/64")).unwrap();
+    let err = store.create_vserver(&config("f", "2001:DB8:0::5/64")).unwrap_err();
+    assert!(matches!(err, StoreError::AddressInUse { ref vserver, .. } if vserver == "e"), "{err}");
 }
 
 fn ownership_is_compare_and_swap(store: &impl Store) {

@@ -114,3 +114,33 @@ fn etcd_over_tls_with_a_user_passes_the_suite_and_outlives_its_tokens() {
     let names: Vec<_> = store.vservers().unwrap().into_iter().map(|r| r.config.name).collect();
     assert_eq!(names, ["a", "b"]);
 }
+
+/// Address keys written before keys became the bare address
+/// (`addresses/198.18.1.10/16`) are rewritten when a store opens, so
+/// uniqueness sees them.
+#[test]
+fn address_keys_of_earlier_records_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = EtcdCluster::start(dir.path(), 1);
+    let url = cluster.url("migrate");
+    let endpoint = url.trim_start_matches("etcd://").split('/').next().unwrap().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let raw = |key: &'static str, put: Option<&'static str>| {
+        runtime.block_on(async {
+            let mut client = etcd_client::Client::connect([endpoint.as_str()], None).await.unwrap();
+            if let Some(value) = put {
+                client.put(key, value, None).await.unwrap();
+            }
+            client.get(key, None).await.unwrap().kvs().first().map(|kv| kv.value().to_vec())
+        })
+    };
+    raw("migrate/addresses/198.18.1.10/16", Some("old"));
+    let store = EtcdStore::open(&url).unwrap();
+    assert_eq!(raw("migrate/addresses/198.18.1.10/16", None), None, "the old key is gone");
+    assert_eq!(raw("migrate/addresses/198.18.1.10", None).as_deref(), Some(&b"old"[..]));
+    let error = store.create_vserver(&vnas_store::suite::config("new", "198.18.1.10/24")).unwrap_err();
+    assert!(
+        matches!(error, vnas_store::StoreError::AddressInUse { ref vserver, .. } if vserver == "old"),
+        "{error}"
+    );
+}

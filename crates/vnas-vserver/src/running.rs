@@ -154,13 +154,38 @@ impl Running {
             monitor: None,
             params: params.clone(),
         };
-        if running.attachment.listens_early() {
-            running.listen()?;
+        let started = (|| {
+            if running.attachment.listens_early() {
+                running.listen()?;
+            }
+            if serve {
+                running.open(epoch)?;
+            }
+            Ok(())
+        })();
+        match started {
+            Ok(()) => Ok(running),
+            Err(error) => {
+                running.abandon();
+                Err(error)
+            }
         }
-        if serve {
-            running.open(epoch)?;
+    }
+
+    /// A start that failed before the server ran: the addresses leave and
+    /// the volumes are detached (a unit unmounted, so the next start does
+    /// not find it held).
+    fn abandon(self) {
+        self.shutdown.cancel();
+        if let Some(monitor) = self.monitor {
+            monitor.abort();
         }
-        Ok(running)
+        drop(self.control);
+        drop(self.pending);
+        self.attachment.take_down();
+        for volume in &self.config.volumes {
+            self.params.volumes.detach(volume);
+        }
     }
 
     /// Makes the addresses answer here and serves them (calls held at the
@@ -256,19 +281,33 @@ impl Running {
                 }
             }
         }
-        for (i, net) in nets_added.iter().enumerate() {
-            if let Err(error) = attachment.add_address(*net) {
-                return Err(undo(error, &nets_added[..i], false));
-            }
-        }
-        attachment.set_routes(&config.routes).map_err(|e| undo(e, &nets_added, false))?;
-        self.control.set_exports(&exports).map_err(|e| undo(e.to_string(), &nets_added, true))?;
-        // From here nothing fails.
+        // Served before they answer: a client that connects at once is
+        // accepted.
+        let unlisten =
+            |control: &vnas_nfs::ServerControl| ips_added.iter().for_each(|ip| control.close_address(*ip));
         if !listeners.is_empty() {
             if let Err(error) = self.control.listen_more(listeners) {
-                tracing::warn!(vserver = %config.name, %error, "cannot serve the new addresses");
+                unlisten(&self.control);
+                return Err(undo(format!("cannot serve the new addresses: {error}"), &nets_added, false));
             }
         }
+        for net in &nets_added {
+            if let Err(error) = attachment.add_address(*net) {
+                unlisten(&self.control);
+                return Err(undo(error, &nets_added, false));
+            }
+        }
+        if let Err(error) = attachment.set_routes(&config.routes) {
+            unlisten(&self.control);
+            return Err(undo(error, &nets_added, false));
+        }
+        if let Err(error) = self.control.set_exports(&exports) {
+            unlisten(&self.control);
+            return Err(undo(error.to_string(), &nets_added, true));
+        }
+        // From here nothing fails. The monitor checks the new
+        // configuration before anything of the old one goes.
+        self.watched.send_replace(config.clone());
         for ip in &ips_removed {
             self.control.close_address(*ip);
         }
@@ -300,7 +339,6 @@ impl Running {
             self.attachment.devices().into_iter().chain(self.unit_devices.iter().cloned()).collect();
         self.attached = attached;
         self.config = config.clone();
-        self.watched.send_replace(config.clone());
         Ok(())
     }
 

@@ -217,12 +217,17 @@ impl Attachment for OnLinux {
     }
 
     fn remove_address(&self, address: IpNet) -> Result<(), String> {
-        // Its listeners' last copies: the server closed its own.
-        self.listeners
-            .lock()
-            .expect("not poisoned")
-            .retain(|l| l.local_addr().map_or(true, |a| a.ip() != address.addr()));
-        self.addresses.lock().expect("not poisoned").retain(|a| *a != address);
+        let mut addresses = self.addresses.lock().expect("not poisoned");
+        addresses.retain(|a| *a != address);
+        // Its listeners' last copies (the server closed its own), unless
+        // the address stays with another prefix.
+        if !addresses.iter().any(|a| a.addr() == address.addr()) {
+            self.listeners
+                .lock()
+                .expect("not poisoned")
+                .retain(|l| l.local_addr().map_or(true, |a| a.ip() != address.addr()));
+        }
+        drop(addresses);
         ip(Some(&self.ns), &[format!("address del {address} dev {DEVICE}")])
     }
 
@@ -233,7 +238,11 @@ impl Attachment for OnLinux {
                 current.iter().filter(|r| !routes.contains(r)).map(route_del).collect();
             let added: Vec<&Route> = routes.iter().filter(|r| !current.contains(r)).collect();
             if !removed.is_empty() {
-                ip(Some(&self.ns), &removed)?;
+                if let Err(error) = ip(Some(&self.ns), &removed) {
+                    // Back to the old table, whatever of it went.
+                    let _ = ip_force(&self.ns, &current.iter().map(route_add).collect::<Vec<_>>());
+                    return Err(error);
+                }
             }
             if !added.is_empty() {
                 if let Err(error) =

@@ -14,17 +14,13 @@ pub struct Loopback;
 
 impl Network for Loopback {
     fn attach(&self, config: &VserverConfig) -> Result<Arc<dyn Attachment>, String> {
-        let addresses = config
-            .addresses
-            .iter()
-            .map(|a| parse_address(a).map(|net| net.addr()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let addresses = config.addresses.iter().map(|a| parse_address(a)).collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(OnLoopback { addresses: Mutex::new(addresses) }))
     }
 }
 
 struct OnLoopback {
-    addresses: Mutex<Vec<IpAddr>>,
+    addresses: Mutex<Vec<IpNet>>,
 }
 
 fn bind_all(ip: IpAddr, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
@@ -41,8 +37,8 @@ impl Attachment for OnLoopback {
 
     fn listen(&self, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
         let mut listeners = Vec::new();
-        for ip in self.addresses.lock().expect("not poisoned").iter() {
-            listeners.extend(bind_all(*ip, ports)?);
+        for net in self.addresses.lock().expect("not poisoned").iter() {
+            listeners.extend(bind_all(net.addr(), ports)?);
         }
         Ok(listeners)
     }
@@ -52,12 +48,12 @@ impl Attachment for OnLoopback {
     }
 
     fn add_address(&self, address: IpNet) -> Result<(), String> {
-        self.addresses.lock().expect("not poisoned").push(address.addr());
+        self.addresses.lock().expect("not poisoned").push(address);
         Ok(())
     }
 
     fn remove_address(&self, address: IpNet) -> Result<(), String> {
-        self.addresses.lock().expect("not poisoned").retain(|a| *a != address.addr());
+        self.addresses.lock().expect("not poisoned").retain(|a| *a != address);
         Ok(())
     }
 
@@ -70,7 +66,7 @@ impl Attachment for OnLoopback {
     fn announce(&self, _connections: &[(SocketAddr, SocketAddr)]) {}
 
     fn devices(&self) -> Vec<String> {
-        self.addresses.lock().expect("not poisoned").iter().map(|a| format!("lo {a}")).collect()
+        self.addresses.lock().expect("not poisoned").iter().map(|a| format!("lo {}", a.addr())).collect()
     }
 
     fn client_socket(&self, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {

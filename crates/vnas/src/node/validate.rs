@@ -132,8 +132,10 @@ pub fn check_addresses(addresses: &[String], linux: bool) -> Result<(), ApiError
     Ok(())
 }
 
-/// Routes: a destination network (or `default`) and a gateway, one route
-/// per destination; in the linux mode the gateway lies in one of the
+/// Routes: a destination network (or `default`) and a gateway of the
+/// same family, one route per destination (`default` is `0.0.0.0/0` or
+/// `::/0`), a destination without host bits (the kernel refuses
+/// `10.1.0.1/16`); in the linux mode the gateway lies in one of the
 /// vserver's networks (the kernel refuses a route to a gateway it cannot
 /// reach directly).
 pub fn check_routes(config: &VserverConfig, linux: bool) -> Result<(), ApiError> {
@@ -145,15 +147,26 @@ pub fn check_routes(config: &VserverConfig, linux: bool) -> Result<(), ApiError>
                 format!("route {} via {}: {why}", route.destination, route.gateway),
             )
         };
-        let destination_ok =
-            route.destination == "default" || route.destination.parse::<ipnet::IpNet>().is_ok();
         let Ok(gateway) = route.gateway.parse::<IpAddr>() else {
             return Err(bad("the gateway is not an address"));
         };
-        if !destination_ok {
-            return Err(bad("the destination is not a network (or default)"));
+        let destination = match route.destination.as_str() {
+            "default" if gateway.is_ipv4() => "0.0.0.0/0".parse::<ipnet::IpNet>().expect("a network"),
+            "default" => "::/0".parse::<ipnet::IpNet>().expect("a network"),
+            text => text
+                .parse::<ipnet::IpNet>()
+                .map_err(|_| bad("the destination is not a network (or default)"))?,
+        };
+        if destination.trunc() != destination {
+            return Err(bad(&format!(
+                "the destination has host bits set (the network is {})",
+                destination.trunc()
+            )));
         }
-        if !seen.insert(route.destination.as_str()) {
+        if destination.addr().is_ipv4() != gateway.is_ipv4() {
+            return Err(bad("the destination and the gateway are of different families"));
+        }
+        if !seen.insert(destination) {
             return Err(bad("a route to this destination is there already"));
         }
         let on_link = config

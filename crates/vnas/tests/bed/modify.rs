@@ -83,6 +83,14 @@ fn addresses_and_routes_change_live_in_linux_mode() {
     );
     assert!(!tables(&n1).contains("10.98.0.0/16"), "{}", tables(&n1));
     assert!(!connects_from(&bed, "c2", "198.18.1.31"), "a removed address still answers");
+    // The probed address's prefix changes: it is the same address, its
+    // listeners and connections stay.
+    let reprefixed = bed.cli_json(
+        &n1,
+        &["vserver", "modify", "changing", "--remove-ip", "198.18.1.30", "--add-ip", "198.18.1.30/17"],
+    );
+    assert_eq!(reprefixed["addresses"], serde_json::json!(["198.18.1.30/17"]));
+    assert!(applied(&reprefixed).contains(&"eth0 198.18.1.30/17".to_string()), "{reprefixed}");
 
     let gap = probe.finish();
     eprintln!("linux mode: the untouched address's client paused at most {gap} ms during the changes");

@@ -178,6 +178,8 @@ fn exports_and_rules_change_live_under_a_probing_client() {
         (&["--add-ip", "not-an-address"][..], "bad_address"),
         (&["--remove-route", "10.1.0.0/16"][..], "route_not_found"),
         (&["--add-route", "10.1.0.0/16=nowhere"][..], "bad_route"),
+        (&["--add-route", "10.1.0.1/16=127.0.38.254"][..], "bad_route"),
+        (&["--add-route", "10.1.0.0/16=2001:db8::1"][..], "bad_route"),
         (&["--remove-rule", "/b:clients=10.0.0.0/8"][..], "rule_not_found"),
         (&["--remove-rule", "/b:clients=0.0.0.0/0"][..], "bad_export"),
         (&["--add-rule", "/nope:ro:clients=10.0.0.0/8"][..], "export_not_found"),
