@@ -199,6 +199,26 @@ impl DirStore {
         Ok(names)
     }
 
+    /// Writes `config` over the vserver's, if that is still `expected`.
+    fn replace_config(
+        &self,
+        config: &VserverConfig,
+        expected: Option<&VserverConfig>,
+    ) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        let _lock = self.lock()?;
+        let Some(current) = self.record(&config.name)? else {
+            return Err(StoreError::VserverNotFound(config.name.clone()));
+        };
+        if expected.is_some_and(|expected| *expected != current.config) {
+            return Err(StoreError::ConfigChanged(config.name.clone()));
+        }
+        self.check_addresses(config)?;
+        self.write(&self.vserver_dir(&config.name).join("config.json"), config)?;
+        self.bump_generation();
+        Ok(())
+    }
+
     /// Names and addresses are unique: `config` may not reuse another
     /// vserver's address.
     fn check_addresses(&self, config: &VserverConfig) -> Result<(), StoreError> {
@@ -240,15 +260,11 @@ impl Store for DirStore {
     }
 
     fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError> {
-        check_name(&config.name)?;
-        let _lock = self.lock()?;
-        if self.record(&config.name)?.is_none() {
-            return Err(StoreError::VserverNotFound(config.name.clone()));
-        }
-        self.check_addresses(config)?;
-        self.write(&self.vserver_dir(&config.name).join("config.json"), config)?;
-        self.bump_generation();
-        Ok(())
+        self.replace_config(config, None)
+    }
+
+    fn update_config_if(&self, expected: &VserverConfig, config: &VserverConfig) -> Result<(), StoreError> {
+        self.replace_config(config, Some(expected))
     }
 
     fn delete_vserver(&self, name: &str) -> Result<(), StoreError> {

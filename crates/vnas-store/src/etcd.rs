@@ -379,6 +379,44 @@ impl EtcdStore {
         ops
     }
 
+    /// Writes `config` over the vserver's, if that is still `expected`;
+    /// the transaction compares the revision it read.
+    fn replace_config(
+        &self,
+        config: &VserverConfig,
+        expected: Option<&VserverConfig>,
+    ) -> Result<(), StoreError> {
+        check_name(&config.name)?;
+        for _ in 0..RETRIES_MAX {
+            let (old, read) = self.config(&config.name)?;
+            if expected.is_some_and(|expected| *expected != old) {
+                return Err(StoreError::ConfigChanged(config.name.clone()));
+            }
+            let config_key = self.vserver_key(&config.name, "config");
+            let mut compares = vec![Self::unchanged(&config_key, &read)];
+            let mut ops = vec![TxnOp::put(config_key.as_str(), encode(config), None)];
+            // By address: one whose prefix changes keeps its key.
+            let holds =
+                |list: &[String], a: &str| list.iter().any(|o| crate::address_ip(o) == crate::address_ip(a));
+            for address in old.addresses.iter().filter(|a| !holds(&config.addresses, a)) {
+                ops.extend(self.address_deletes(address));
+            }
+            for address in config.addresses.iter().filter(|a| !holds(&old.addresses, a)) {
+                let key = self.address_key(address);
+                compares.push(Self::absent(&key));
+                ops.push(TxnOp::put(key, config.name.as_bytes(), None));
+            }
+            if self.txn(compares, ops)? {
+                return Ok(());
+            }
+            let conflict = self.conflict(config)?;
+            if matches!(conflict, StoreError::AddressInUse { .. }) {
+                return Err(conflict);
+            }
+        }
+        Err(unavailable("too many concurrent changes"))
+    }
+
     /// Which vserver uses `address`, if any.
     fn address_user(&self, address: &str) -> Result<Option<String>, StoreError> {
         let read = self.read(&self.address_key(address))?;
@@ -475,32 +513,11 @@ impl Store for EtcdStore {
     }
 
     fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError> {
-        check_name(&config.name)?;
-        for _ in 0..RETRIES_MAX {
-            let (old, read) = self.config(&config.name)?;
-            let config_key = self.vserver_key(&config.name, "config");
-            let mut compares = vec![Self::unchanged(&config_key, &read)];
-            let mut ops = vec![TxnOp::put(config_key.as_str(), encode(config), None)];
-            // By address: one whose prefix changes keeps its key.
-            let holds =
-                |list: &[String], a: &str| list.iter().any(|o| crate::address_ip(o) == crate::address_ip(a));
-            for address in old.addresses.iter().filter(|a| !holds(&config.addresses, a)) {
-                ops.extend(self.address_deletes(address));
-            }
-            for address in config.addresses.iter().filter(|a| !holds(&old.addresses, a)) {
-                let key = self.address_key(address);
-                compares.push(Self::absent(&key));
-                ops.push(TxnOp::put(key, config.name.as_bytes(), None));
-            }
-            if self.txn(compares, ops)? {
-                return Ok(());
-            }
-            let conflict = self.conflict(config)?;
-            if matches!(conflict, StoreError::AddressInUse { .. }) {
-                return Err(conflict);
-            }
-        }
-        Err(unavailable("too many concurrent changes"))
+        self.replace_config(config, None)
+    }
+
+    fn update_config_if(&self, expected: &VserverConfig, config: &VserverConfig) -> Result<(), StoreError> {
+        self.replace_config(config, Some(expected))
     }
 
     fn delete_vserver(&self, name: &str) -> Result<(), StoreError> {

@@ -38,6 +38,8 @@ pub enum StoreError {
     InvalidName(String),
     #[error("record {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error("vserver {0} was changed by someone else meanwhile; try again")]
+    ConfigChanged(String),
 }
 
 /// A node's presence in the cluster: held while the node lives. The
@@ -55,6 +57,10 @@ pub trait Store: Send + Sync {
     fn create_vserver(&self, config: &VserverConfig) -> Result<(), StoreError>;
     /// Replaces a vserver's configuration (same uniqueness rules).
     fn update_config(&self, config: &VserverConfig) -> Result<(), StoreError>;
+    /// Replaces it only if it is still `expected` (else `ConfigChanged`):
+    /// a change computed from what was read never undoes another made
+    /// meanwhile. See [`change_config`].
+    fn update_config_if(&self, expected: &VserverConfig, config: &VserverConfig) -> Result<(), StoreError>;
     fn delete_vserver(&self, name: &str) -> Result<(), StoreError>;
     fn vserver(&self, name: &str) -> Result<VserverRecord, StoreError>;
     fn vservers(&self) -> Result<Vec<VserverRecord>, StoreError>;
@@ -90,6 +96,27 @@ pub trait Store: Send + Sync {
 }
 
 /// Milliseconds since the Unix epoch.
+/// Changes vserver `name`'s configuration by `change`, applied to the
+/// configuration as it is in the store; if another change came in
+/// between, `change` is applied again to that one.
+pub fn change_config<S: Store + ?Sized>(
+    store: &S,
+    name: &str,
+    mut change: impl FnMut(&mut VserverConfig) -> Result<(), StoreError>,
+) -> Result<VserverConfig, StoreError> {
+    for _ in 0..8 {
+        let old = store.vserver(name)?.config;
+        let mut new = old.clone();
+        change(&mut new)?;
+        match store.update_config_if(&old, &new) {
+            Ok(()) => return Ok(new),
+            Err(StoreError::ConfigChanged(_)) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StoreError::ConfigChanged(name.to_string()))
+}
+
 /// An address as uniqueness sees it: without its prefix (`198.18.1.10/16`
 /// and `198.18.1.10/24` are one address), in its canonical form
 /// (`2001:DB8:0::5` is `2001:db8::5`).

@@ -79,6 +79,23 @@ fn names_and_addresses_are_unique(store: &impl Store) {
     moved.name = "b".into();
     assert!(matches!(store.update_config(&moved), Err(StoreError::AddressInUse { .. })));
     assert_eq!(store.vserver("b").unwrap().config.addresses, ["127.0.0.11"], "unchanged");
+    // A change computed from a configuration that changed meanwhile is
+    // refused, and `change_config` applies it to the new one.
+    let read = store.vserver("b").unwrap().config;
+    let mut first = read.clone();
+    first.node = "n2".into();
+    store.update_config(&first).unwrap();
+    let mut second = read.clone();
+    second.desired = Desired::Stopped;
+    assert!(matches!(store.update_config_if(&read, &second), Err(StoreError::ConfigChanged(_))));
+    assert_eq!(store.vserver("b").unwrap().config, first);
+    let changed = crate::change_config(store, "b", |c| {
+        c.desired = Desired::Stopped;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((changed.node.as_str(), changed.desired), ("n2", Desired::Stopped));
+    assert_eq!(store.vserver("b").unwrap().config, changed);
     // An address is one whatever its prefix.
     store.create_vserver(&config("c", "198.18.1.10/16")).unwrap();
     let err = store.create_vserver(&config("d", "198.18.1.10/24")).unwrap_err();

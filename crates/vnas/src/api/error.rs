@@ -42,6 +42,7 @@ impl From<StoreError> for ApiError {
             StoreError::NodeAlreadyRunning(_) => (StatusCode::CONFLICT, "node_already_running"),
             StoreError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
             StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt"),
+            StoreError::ConfigChanged(_) => (StatusCode::CONFLICT, "changed_meanwhile"),
         };
         ApiError::new(status, code, error.to_string())
     }

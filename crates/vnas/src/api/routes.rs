@@ -210,9 +210,10 @@ pub async fn carry_out_move(
     let name = name.to_string();
     let (name2, to2) = (name.clone(), to.clone());
     node.store(move |s| {
-        let mut config = s.vserver(&name2)?.config;
-        config.node = to2;
-        s.update_config(&config)
+        vnas_store::change_config(s, &name2, |config| {
+            config.node = to2.clone();
+            Ok(())
+        })
     })
     .await?;
     node.wake.notify_one();
@@ -339,9 +340,10 @@ async fn set_desired(node: &Arc<Node>, name: String, desired: Desired) -> Result
             let cleared = Ownership { owner: None, state: VserverState::Stopped, ..record.ownership.clone() };
             s.swap_ownership(&name2, record.ownership.epoch, &cleared)?;
         }
-        let mut config = record.config;
-        config.desired = desired;
-        s.update_config(&config)
+        vnas_store::change_config(s, &name2, |config| {
+            config.desired = desired;
+            Ok(())
+        })
     })
     .await?;
     node.wake.notify_one();
@@ -388,18 +390,15 @@ async fn delete_vserver(
     Ok(Json(record.into()))
 }
 
-#[utoipa::path(patch, path = "/api/vservers/{name}", params(("name" = String, Path)), request_body = ModifyVserver,
-    responses((status = 200, body = VserverView), (status = 400, body = super::types::ErrorBody),
-              (status = 404, body = super::types::ErrorBody)))]
-async fn modify_vserver(
-    State(node): Shared,
-    Path(name): Path<String>,
-    body: Result<Json<ModifyVserver>, JsonRejection>,
-) -> Result<Json<VserverView>, ApiError> {
-    let Json(change) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
-    let name2 = name.clone();
-    let record = node.store(move |s| s.vserver(&name2)).await?;
-    let mut exports = record.config.exports.clone();
+/// `current` with `change` applied and checked: the configuration a
+/// `vserver modify` asks for.
+fn modified(
+    name: &str,
+    current: &vnas_store::VserverConfig,
+    change: &ModifyVserver,
+    linux: bool,
+) -> Result<vnas_store::VserverConfig, ApiError> {
+    let mut exports = current.exports.clone();
     for path in &change.remove_exports {
         let before = exports.len();
         exports.retain(|e| e.path.trim_end_matches('/') != path.trim_end_matches('/'));
@@ -411,7 +410,7 @@ async fn modify_vserver(
             ));
         }
     }
-    for export in change.add_exports {
+    for export in change.add_exports.iter().cloned() {
         match exports.iter_mut().find(|e| e.path.trim_end_matches('/') == export.path.trim_end_matches('/')) {
             Some(existing) => *existing = export,
             None => exports.push(export),
@@ -447,7 +446,7 @@ async fn modify_vserver(
             ));
         }
     }
-    for added in change.add_rules {
+    for added in change.add_rules.iter().cloned() {
         let at = find(&mut exports, &added.path)?;
         let rules = &mut exports[at].rules;
         for rule in added.rules.into_iter().rev() {
@@ -456,7 +455,7 @@ async fn modify_vserver(
             rules.insert(0, rule);
         }
     }
-    let mut config = record.config.clone();
+    let mut config = current.clone();
     for mount in &change.remove_volumes {
         let before = config.volumes.len();
         config.volumes.retain(|v| v.mount.trim_end_matches('/') != mount.trim_end_matches('/'));
@@ -468,7 +467,7 @@ async fn modify_vserver(
             ));
         }
     }
-    config.volumes.extend(change.add_volumes);
+    config.volumes.extend(change.add_volumes.iter().cloned());
     let same = |a: &str, b: &str| {
         let ip = |t: &str| vnas_vserver::network::parse_address(t).map(|n| n.addr()).ok();
         a == b || ip(a).is_some() && ip(a) == ip(b)
@@ -484,7 +483,7 @@ async fn modify_vserver(
             ));
         }
     }
-    config.addresses.extend(change.add_addresses);
+    config.addresses.extend(change.add_addresses.iter().cloned());
     for destination in &change.remove_routes {
         let before = config.routes.len();
         config.routes.retain(|r| &r.destination != destination);
@@ -496,16 +495,42 @@ async fn modify_vserver(
             ));
         }
     }
-    config.routes.extend(change.add_routes);
-    let linux = node.interface.is_some();
+    config.routes.extend(change.add_routes.iter().cloned());
     validate::check_addresses(&config.addresses, linux)?;
     validate::check_volumes(&config.volumes)?;
     validate::check_exports(&config, &exports)?;
     validate::check_routes(&config, linux)?;
-    config.exports = exports.clone();
-    let (config_volumes, addresses, routes) =
-        (config.volumes.clone(), config.addresses.clone(), config.routes.clone());
-    node.store(move |s| s.update_config(&config)).await?;
+    config.exports = exports;
+    Ok(config)
+}
+
+#[utoipa::path(patch, path = "/api/vservers/{name}", params(("name" = String, Path)), request_body = ModifyVserver,
+    responses((status = 200, body = VserverView), (status = 400, body = super::types::ErrorBody),
+              (status = 404, body = super::types::ErrorBody)))]
+async fn modify_vserver(
+    State(node): Shared,
+    Path(name): Path<String>,
+    body: Result<Json<ModifyVserver>, JsonRejection>,
+) -> Result<Json<VserverView>, ApiError> {
+    let Json(change) = body.map_err(|e| ApiError::bad_request("bad_json", e.body_text()))?;
+    let linux = node.interface.is_some();
+    // Computed from the configuration read, written only if that is still
+    // the one in the store: a change made meanwhile (a move) is kept, and
+    // this one computed again on top of it.
+    let mut tries = 0;
+    let (record, config) = loop {
+        let name2 = name.clone();
+        let record = node.store(move |s| s.vserver(&name2)).await?;
+        let config = modified(&name, &record.config, &change, linux)?;
+        let (old, new) = (record.config.clone(), config.clone());
+        match node.store(move |s| s.update_config_if(&old, &new)).await {
+            Ok(()) => break (record, config),
+            Err(vnas_store::StoreError::ConfigChanged(_)) if tries < 8 => tries += 1,
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let (exports, volumes, addresses, routes) =
+        (config.exports.clone(), config.volumes.clone(), config.addresses.clone(), config.routes.clone());
     tracing::info!(vserver = %name, "vserver changed");
     node.wake.notify_one();
     if let Some(owner) = record.ownership.owner.clone() {
@@ -513,7 +538,6 @@ async fn modify_vserver(
     }
     // A running vserver: back once its owner serves the change, so the
     // caller's next call sees it.
-    let volumes = config_volumes;
     let record = if record.ownership.state == VserverState::Running {
         wait_for(&node, &name, move |r| {
             r.ownership.state != VserverState::Running

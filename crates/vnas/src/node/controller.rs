@@ -467,9 +467,10 @@ impl Controller {
         let result = node
             .store(move |s| {
                 for (name, target) in moves {
-                    let mut config = s.vserver(&name)?.config;
-                    config.node = target;
-                    s.update_config(&config)?;
+                    vnas_store::change_config(s, &name, |config| {
+                        config.node = target.clone();
+                        Ok(())
+                    })?;
                 }
                 Ok(())
             })
