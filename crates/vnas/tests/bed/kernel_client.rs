@@ -86,6 +86,20 @@ fn the_kernel_client_through_moves_failovers_a_freeze_and_a_drain() {
         bed.cli_json(&n3, &["vserver", "move", "k", "--to", to]);
         std::thread::sleep(Duration::from_secs(2));
     }
+    // Changed live while it serves the guest: an address and a route
+    // added, then removed; the guest's address is untouched.
+    events.push(("modify: an address and a route added".into(), Instant::now()));
+    bed.cli_json(
+        &n3,
+        &["vserver", "modify", "k", "--add-ip", "198.18.1.81/16", "--add-route", "10.97.0.0/16=198.18.0.254"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    events.push(("modify: the address and the route removed".into(), Instant::now()));
+    bed.cli_json(
+        &n3,
+        &["vserver", "modify", "k", "--remove-ip", "198.18.1.81/16", "--remove-route", "10.97.0.0/16"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
     events.push(("SIGKILL of the owner".into(), Instant::now()));
     n1.kill();
     eventually(5, "a survivor to serve k", || {
@@ -169,7 +183,7 @@ fn the_kernel_client_through_moves_failovers_a_freeze_and_a_drain() {
     assert!(median <= 100 + round_trip_ms, "kernel client: median move gap {median} ms; {report:?}");
     for (what, gap) in &report {
         // A freeze is noticed when the owner's lease (800 ms) runs out.
-        let limit = if what.starts_with("move") || what.starts_with("drain") {
+        let limit = if what.starts_with("move") || what.starts_with("drain") || what.starts_with("modify") {
             100 + on_its_own + round_trip_ms
         } else if what.starts_with("SIGSTOP") {
             2000
