@@ -211,7 +211,17 @@ impl Attachment for OnLinux {
                 .and_then(|r| r)
                 .map_err(|e| format!("cannot enable IPv6 on {DEVICE}: {e}"))?;
         }
-        ip(Some(&self.ns), &[format!("address add {address} dev {DEVICE}")])?;
+        let mut commands = vec![format!("address add {address} dev {DEVICE}")];
+        if self.routed.load(Ordering::SeqCst) {
+            // Announced, as when the link comes up: setting the interface's
+            // own MAC address again makes the kernel send a gratuitous ARP
+            // and an unsolicited NA for each address (arp_notify,
+            // ndisc_notify). A client that knew the address by another
+            // vserver's MAC address (it was moved here from one) switches
+            // at once instead of when its neighbour entry goes stale.
+            commands.push(format!("link set dev {DEVICE} address {}", self.mac));
+        }
+        ip(Some(&self.ns), &commands)?;
         self.addresses.lock().expect("not poisoned").push(address);
         Ok(())
     }

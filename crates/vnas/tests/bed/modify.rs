@@ -107,3 +107,47 @@ fn addresses_and_routes_change_live_in_linux_mode() {
     n1.stop();
     n2.stop();
 }
+
+/// An address taken from one vserver and given to another (another MAC
+/// address) reaches a client that was talking to it a moment ago at once:
+/// the new holder announces it (gratuitous ARP), so the client's neighbour
+/// cache does not keep sending to the old holder's interface.
+#[test]
+fn an_address_given_to_another_vserver_is_announced() {
+    let Some(bed) = Bed::up("an_address_given_to_another_vserver_is_announced") else { return };
+    let n1 = bed.node("n1", None);
+    let n2 = bed.node("n2", None);
+    let (a, b) = (bed.volume("ra"), bed.volume("rb"));
+    bed.cli_json(
+        &n1,
+        &[
+            "vserver",
+            "create",
+            "ra",
+            "--ip",
+            "198.18.1.40/16",
+            "--ip",
+            "198.18.1.41/16",
+            "--volume",
+            &a,
+            "--node",
+            "n1",
+        ],
+    );
+    bed.cli_json(&n1, &["vserver", "create", "rb", "--ip", "198.18.1.42/16", "--volume", &b, "--node", "n2"]);
+    // c1 knows 198.18.1.40 by ra's MAC address.
+    assert!(writes_from(&bed, "c1", "198.18.1.40", "/on-ra"));
+    bed.cli_json(&n1, &["vserver", "modify", "ra", "--remove-ip", "198.18.1.40/16"]);
+    bed.cli_json(&n1, &["vserver", "modify", "rb", "--add-ip", "198.18.1.40/16"]);
+    let started = std::time::Instant::now();
+    assert!(writes_from(&bed, "c1", "198.18.1.40", "/on-rb"));
+    let took = started.elapsed();
+    eprintln!("an address given to another vserver: the client wrote through it after {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the client kept the old holder's MAC address for {took:?}"
+    );
+    assert!(std::path::Path::new(&b.split_once('=').unwrap().1).join("on-rb").exists());
+    n1.stop();
+    n2.stop();
+}
