@@ -390,17 +390,17 @@ mod tests {
                 (name.to_string(), Local { epoch: *epoch, serving: *serving, config })
             })
             .collect();
-        let view = View {
-            me,
-            now_ms: 1_100,
-            lease_ms: 800,
-            nodes,
-            records,
-            local: &local,
-            session_fresh: true,
-            stalled: false,
-        };
-        assert_eq!(decide(&view), expected);
+        assert_eq!(decide(&view(me, nodes, records, &local)), expected);
+    }
+
+    /// `me`'s view at 1.1 s, lease 800 ms, its session fresh.
+    fn view<'a>(
+        me: &'a str,
+        nodes: &'a [NodeStatus],
+        records: &'a [VserverRecord],
+        local: &'a BTreeMap<String, Local>,
+    ) -> View<'a> {
+        View { me, now_ms: 1_100, lease_ms: 800, nodes, records, local, session_fresh: true, stalled: false }
     }
 
     #[test]
@@ -449,17 +449,8 @@ mod tests {
             change(&mut running);
             let local =
                 BTreeMap::from([("v".to_string(), Local { epoch: 3, serving: true, config: running })]);
-            let view = View {
-                me: "n1",
-                now_ms: 1_100,
-                lease_ms: 800,
-                nodes: &nodes,
-                records: &records,
-                local: &local,
-                session_fresh: true,
-                stalled: false,
-            };
-            assert_eq!(decide(&view), [Action::Reconfigure { name: "v".into(), epoch: 3 }]);
+            let expected = [Action::Reconfigure { name: "v".into(), epoch: 3 }];
+            assert_eq!(decide(&view("n1", &nodes, &records, &local)), expected);
         }
     }
 
@@ -520,16 +511,7 @@ mod tests {
         let nodes = [node("n1", true, false)];
         let records = [record("v", "n1", None, 0, VserverState::Stopped)];
         let local = BTreeMap::new();
-        let mut view = View {
-            me: "n1",
-            now_ms: 1_100,
-            lease_ms: 800,
-            nodes: &nodes,
-            records: &records,
-            local: &local,
-            session_fresh: false,
-            stalled: false,
-        };
+        let mut view = View { session_fresh: false, ..view("n1", &nodes, &records, &local) };
         assert_eq!(decide(&view), []);
         view.stalled = true;
         assert_eq!(decide(&view), [Action::Fence]);

@@ -143,12 +143,16 @@ pub fn spread(nodes: &[NodeLoad]) -> f64 {
     (max - min) / mean
 }
 
+/// Whether the mean load is too small to be worth evening out.
+pub fn idle(nodes: &[NodeLoad], measure: Measure) -> bool {
+    nodes.iter().map(total).sum::<f64>() / (nodes.len().max(1) as f64) < measure.idle_below()
+}
+
 /// The moves to make now, in order.
 pub fn plan(nodes: &[NodeLoad], now_ms: u64, settings: &Settings) -> Vec<Move> {
     let mut nodes: Vec<NodeLoad> = nodes.to_vec();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    let mean = nodes.iter().map(total).sum::<f64>() / nodes.len().max(1) as f64;
-    if nodes.len() < 2 || mean < settings.measure.idle_below() || spread(&nodes) <= settings.start {
+    if nodes.len() < 2 || idle(&nodes, settings.measure) || spread(&nodes) <= settings.start {
         return Vec::new();
     }
     let mut moves = Vec::new();

@@ -130,10 +130,7 @@ pub async fn build(
         .collect();
     Ok(RebalancePlan {
         by: settings.measure.as_str().to_string(),
-        idle: {
-            let sum: f64 = eligible.iter().flat_map(|n| &n.vservers).map(|v| v.load).sum();
-            sum / (eligible.len().max(1) as f64) < settings.measure.idle_below()
-        },
+        idle: rebalance::idle(&eligible, settings.measure),
         spread: rebalance::spread(&eligible),
         start: settings.start,
         stop: settings.stop,

@@ -390,6 +390,30 @@ async fn delete_vserver(
     Ok(Json(record.into()))
 }
 
+/// Paths name the same export or volume with or without a trailing `/`.
+fn same_path(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Removes from `items` what each of `keys` names; a key that names
+/// nothing is refused (404 `code`, saying `missing`).
+fn remove_each<T, K>(
+    items: &mut Vec<T>,
+    keys: &[K],
+    names: impl Fn(&T, &K) -> bool,
+    code: &'static str,
+    missing: impl Fn(&K) -> String,
+) -> Result<(), ApiError> {
+    for key in keys {
+        let before = items.len();
+        items.retain(|item| !names(item, key));
+        if items.len() == before {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, code, missing(key)));
+        }
+    }
+    Ok(())
+}
+
 /// `current` with `change` applied and checked: the configuration a
 /// `vserver modify` asks for.
 fn modified(
@@ -398,47 +422,37 @@ fn modified(
     change: &ModifyVserver,
     linux: bool,
 ) -> Result<vnas_store::VserverConfig, ApiError> {
-    let mut exports = current.exports.clone();
-    for path in &change.remove_exports {
-        let before = exports.len();
-        exports.retain(|e| e.path.trim_end_matches('/') != path.trim_end_matches('/'));
-        if exports.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "export_not_found",
-                format!("vserver {name} has no export {path}"),
-            ));
-        }
-    }
+    let mut config = current.clone();
+    let no_export = |path: &String| format!("vserver {name} has no export {path}");
+    remove_each(
+        &mut config.exports,
+        &change.remove_exports,
+        |e, p| same_path(&e.path, p),
+        "export_not_found",
+        no_export,
+    )?;
     for export in change.add_exports.iter().cloned() {
-        match exports.iter_mut().find(|e| e.path.trim_end_matches('/') == export.path.trim_end_matches('/')) {
+        match config.exports.iter_mut().find(|e| same_path(&e.path, &export.path)) {
             Some(existing) => *existing = export,
-            None => exports.push(export),
+            None => config.exports.push(export),
         }
     }
-    let find = |exports: &mut Vec<vnas_store::Export>, path: &str| -> Result<usize, ApiError> {
-        exports.iter().position(|e| e.path.trim_end_matches('/') == path.trim_end_matches('/')).ok_or_else(
-            || {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "export_not_found",
-                    format!("vserver {name} has no export {path}"),
-                )
-            },
-        )
+    let find = |exports: &mut Vec<vnas_store::Export>, path: &String| {
+        exports
+            .iter()
+            .position(|e| same_path(&e.path, path))
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "export_not_found", no_export(path)))
     };
     for rule in &change.remove_rules {
-        let at = find(&mut exports, &rule.path)?;
-        let rules = &mut exports[at].rules;
-        let before = rules.len();
-        rules.retain(|r| r.clients != rule.clients);
-        if rules.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "rule_not_found",
-                format!("export {} has no rule for clients {}", rule.path, rule.clients.join("+")),
-            ));
-        }
+        let at = find(&mut config.exports, &rule.path)?;
+        let rules = &mut config.exports[at].rules;
+        remove_each(
+            rules,
+            std::slice::from_ref(&rule.clients),
+            |r, c| r.clients == *c,
+            "rule_not_found",
+            |c| format!("export {} has no rule for clients {}", rule.path, c.join("+")),
+        )?;
         if rules.is_empty() {
             return Err(ApiError::bad_request(
                 "bad_export",
@@ -447,60 +461,39 @@ fn modified(
         }
     }
     for added in change.add_rules.iter().cloned() {
-        let at = find(&mut exports, &added.path)?;
-        let rules = &mut exports[at].rules;
+        let at = find(&mut config.exports, &added.path)?;
+        let rules = &mut config.exports[at].rules;
         for rule in added.rules.into_iter().rev() {
             // One rule per set of clients: a new one replaces the old.
             rules.retain(|r| r.clients != rule.clients);
             rules.insert(0, rule);
         }
     }
-    let mut config = current.clone();
-    for mount in &change.remove_volumes {
-        let before = config.volumes.len();
-        config.volumes.retain(|v| v.mount.trim_end_matches('/') != mount.trim_end_matches('/'));
-        if config.volumes.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "volume_not_found",
-                format!("vserver {name} has no volume at {mount}"),
-            ));
-        }
-    }
+    remove_each(
+        &mut config.volumes,
+        &change.remove_volumes,
+        |v, m| same_path(&v.mount, m),
+        "volume_not_found",
+        |m| format!("vserver {name} has no volume at {m}"),
+    )?;
     config.volumes.extend(change.add_volumes.iter().cloned());
-    let same = |a: &str, b: &str| {
-        let ip = |t: &str| vnas_vserver::network::parse_address(t).map(|n| n.addr()).ok();
-        a == b || ip(a).is_some() && ip(a) == ip(b)
-    };
-    for address in &change.remove_addresses {
-        let before = config.addresses.len();
-        config.addresses.retain(|a| !same(a, address));
-        if config.addresses.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "address_not_found",
-                format!("vserver {name} has no address {address}"),
-            ));
-        }
-    }
+    let same_address = |a: &String, b: &String| vnas_store::address_ip(a) == vnas_store::address_ip(b);
+    remove_each(&mut config.addresses, &change.remove_addresses, same_address, "address_not_found", |a| {
+        format!("vserver {name} has no address {a}")
+    })?;
     config.addresses.extend(change.add_addresses.iter().cloned());
-    for destination in &change.remove_routes {
-        let before = config.routes.len();
-        config.routes.retain(|r| &r.destination != destination);
-        if config.routes.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                format!("vserver {name} has no route to {destination}"),
-            ));
-        }
-    }
+    remove_each(
+        &mut config.routes,
+        &change.remove_routes,
+        |r, d| r.destination == *d,
+        "route_not_found",
+        |d| format!("vserver {name} has no route to {d}"),
+    )?;
     config.routes.extend(change.add_routes.iter().cloned());
     validate::check_addresses(&config.addresses, linux)?;
     validate::check_volumes(&config.volumes)?;
-    validate::check_exports(&config, &exports)?;
+    validate::check_exports(&config, &config.exports)?;
     validate::check_routes(&config, linux)?;
-    config.exports = exports;
     Ok(config)
 }
 

@@ -124,8 +124,7 @@ pub fn check_addresses(addresses: &[String], linux: bool) -> Result<(), ApiError
     let mut seen = HashSet::new();
     for address in addresses {
         check_address(address, linux)?;
-        let ip = vnas_vserver::network::parse_address(address).map(|n| n.addr()).ok();
-        if !seen.insert(ip) {
+        if !seen.insert(vnas_store::address_ip(address)) {
             return Err(ApiError::bad_request("bad_address", format!("{address} is listed twice")));
         }
     }

@@ -196,6 +196,17 @@ fn create(api: &str, name: &str, ip: &str, unit: &Unit, node: &str) -> serde_jso
     )
 }
 
+/// A vserver on n1 serving directory `dir` (made here) at `/data`.
+fn create_on_a_directory(api: &str, name: &str, ip: &str, dir: &Path) -> serde_json::Value {
+    std::fs::create_dir_all(dir).unwrap();
+    let volume = format!("/data={}", dir.display());
+    let export = "/data:rw:no_root_squash:insecure";
+    cli_json(
+        api,
+        &["vserver", "create", name, "--ip", ip, "--volume", &volume, "--export", export, "--node", "n1"],
+    )
+}
+
 /// The node serving `name` ("-" while it is starting or stopped: the
 /// owner is recorded before its units are mounted and it listens).
 fn owner(api: &str, name: &str) -> String {
@@ -332,24 +343,7 @@ fn a_unit_that_cannot_be_mounted_fails_its_vserver_alone() {
     let n1 = unit.node("n1", &store);
     let ip = "127.0.30.11";
     let dir_ip = "127.0.30.12";
-    let dir = top.path().join("plain");
-    std::fs::create_dir_all(&dir).unwrap();
-    cli_json(
-        &n1.api,
-        &[
-            "vserver",
-            "create",
-            "plain",
-            "--ip",
-            dir_ip,
-            "--volume",
-            &format!("/data={}", dir.display()),
-            "--export",
-            "/data:rw:no_root_squash:insecure",
-            "--node",
-            "n1",
-        ],
-    );
+    create_on_a_directory(&n1.api, "plain", dir_ip, &top.path().join("plain"));
 
     let volume = format!("/data=block:{}", unit.path.display());
     // A corrupt filesystem: its superblocks overwritten.
@@ -462,24 +456,7 @@ fn a_unit_added_and_removed_live() {
     let mut unit = Unit::new(top.path(), "u5", "ext4");
     let n1 = unit.node("n1", &store);
     let ip = "127.0.30.21";
-    let dir = top.path().join("plain");
-    std::fs::create_dir_all(&dir).unwrap();
-    let created = cli_json(
-        &n1.api,
-        &[
-            "vserver",
-            "create",
-            "growing",
-            "--ip",
-            ip,
-            "--volume",
-            &format!("/data={}", dir.display()),
-            "--export",
-            "/data:rw:no_root_squash:insecure",
-            "--node",
-            "n1",
-        ],
-    );
+    let created = create_on_a_directory(&n1.api, "growing", ip, &top.path().join("plain"));
     let probe = Probe::start_with(ip, 4, false);
     let mounts = || std::fs::read_to_string(format!("/proc/{}/mountinfo", n1.child.id())).unwrap();
     let unit_url = format!("nfs://{ip}/unit?nfsport=2049&mountport=2049");
