@@ -9,9 +9,11 @@
 //! of the store, with faults, and checks the invariants after every step.
 
 pub mod decide;
+pub mod fence;
 pub mod placement;
 pub mod rebalance;
 pub mod records;
 pub mod sim;
 
 pub use decide::{decide, is_up, must_fence, on_failure, Action, FailureAction, Local, View, Why};
+pub use fence::Fence;

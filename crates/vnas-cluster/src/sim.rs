@@ -21,6 +21,7 @@ use vnas_store::{
 };
 
 use crate::decide::{decide, is_up, must_fence, Action, Local, View, Why};
+use crate::fence::Fence;
 use crate::placement::{place, Candidate};
 use crate::records;
 
@@ -118,6 +119,11 @@ pub struct Outcome {
     pub transfers: u64,
     pub faults: u64,
     pub writes: u64,
+    /// Replies sent to calls read a step or more earlier (some across a
+    /// freeze), each checked against the newest epoch granted.
+    pub late_replies: u64,
+    /// Replies withheld because the vserver left the node meanwhile.
+    pub dropped_replies: u64,
 }
 
 // ---------------------------------------------------------------- the store
@@ -213,11 +219,11 @@ struct Node {
     life: Life,
     skew_ms: i64,
     local: BTreeMap<String, Local>,
-    /// The fence (as `node::fence::Fence`), in this node's clock.
-    valid_until_ms: u64,
-    stalled: bool,
-    /// When it last dropped everything (`u64::MAX`: never).
-    fenced_at_ms: u64,
+    /// The fence the node runs (`vnas_cluster::Fence`), in its clock.
+    fence: Fence,
+    /// Calls it read and has not answered yet: (vserver, the epoch it
+    /// served them under). Its kernel keeps them while it is frozen.
+    pending: Vec<(String, u64)>,
     next_renew_ms: u64,
     next_tick_ms: u64,
     /// Cut off from the store: every call fails.
@@ -235,13 +241,37 @@ impl Node {
     }
 
     fn fresh(&self, now_ms: u64) -> bool {
-        !self.stalled && self.clock(now_ms) < self.valid_until_ms
+        self.fence.serving(self.clock(now_ms))
     }
 
     /// Whether this node answers a vserver's calls now.
     fn gate_open(&self, vserver: &str, now_ms: u64) -> bool {
         self.life == Life::Up && self.local.get(vserver).is_some_and(|l| l.serving) && self.fresh(now_ms)
     }
+
+    /// What the server does with the reply to a call read under `epoch`
+    /// (`vnas_nfs` asks the gate again before it sends): send it while
+    /// the vserver is still served here under that epoch and the session
+    /// fresh; drop it once the vserver was stopped here; else hold it.
+    fn reply(&self, vserver: &str, epoch: u64, now_ms: u64) -> Reply {
+        match self.local.get(vserver) {
+            Some(local) if local.serving && local.epoch == epoch => {
+                if self.life == Life::Up && self.fresh(now_ms) {
+                    Reply::Send
+                } else {
+                    Reply::Hold
+                }
+            }
+            _ => Reply::Drop,
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Reply {
+    Send,
+    Hold,
+    Drop,
 }
 
 // ---------------------------------------------------------------- a run
@@ -332,16 +362,15 @@ impl Sim {
             life: Life::Up,
             skew_ms,
             local: BTreeMap::new(),
-            valid_until_ms: 0,
-            stalled: false,
-            fenced_at_ms: u64::MAX,
+            fence: Fence::new(self.settings.lease_ms, 0),
+            pending: Vec::new(),
             next_renew_ms: now + self.settings.renew_ms,
             next_tick_ms: now + self.rng.below(self.settings.tick_ms),
             cut_off: false,
             renewing: None,
             last_read: None,
         };
-        node.valid_until_ms = node.clock(now) + self.settings.lease_ms / 2;
+        node.fence = Fence::new(self.settings.lease_ms, node.clock(now));
         self.nodes.push(node);
     }
 
@@ -367,10 +396,25 @@ impl Sim {
             if self.nodes[i].life != Life::Up {
                 continue;
             }
-            self.renew(i);
-            if self.now_ms >= self.nodes[i].next_tick_ms {
-                self.nodes[i].next_tick_ms = self.now_ms + self.settings.tick_ms;
-                self.control(i)?;
+            // The node's tasks run in no set order: a process that thaws
+            // may answer, renew or reconcile first.
+            let mut tasks = [0, 1, 2];
+            for k in (1..tasks.len()).rev() {
+                tasks.swap(k, self.rng.below(k as u64 + 1) as usize);
+            }
+            for task in tasks {
+                if self.nodes[i].life != Life::Up {
+                    break;
+                }
+                match task {
+                    0 => self.renew(i),
+                    1 if self.now_ms >= self.nodes[i].next_tick_ms => {
+                        self.nodes[i].next_tick_ms = self.now_ms + self.settings.tick_ms;
+                        self.control(i)?;
+                    }
+                    1 => {}
+                    _ => self.serve_calls(i)?,
+                }
             }
         }
         if self.faults_on {
@@ -409,12 +453,7 @@ impl Sim {
                 return;
             }
             self.nodes[i].renewing = None;
-            let node = &mut self.nodes[i];
-            if started > node.valid_until_ms && started < node.fenced_at_ms {
-                node.stalled = true;
-            } else {
-                node.valid_until_ms = node.valid_until_ms.max(started + self.settings.lease_ms / 2);
-            }
+            self.nodes[i].fence.renewed(started);
             return;
         }
         if now < self.nodes[i].next_renew_ms {
@@ -437,9 +476,11 @@ impl Sim {
                     session.last_seen_ms = session.last_seen_ms.max(now);
                 }
                 if matches!(outcome, Call::Ok) {
-                    self.nodes[i].renewing = Some((started, now + delay));
                     if delay > 0 {
+                        self.nodes[i].renewing = Some((started, now + delay));
                         self.log(format!("{name}: renewal answer delayed {delay} ms"));
+                    } else {
+                        self.nodes[i].fence.renewed(started);
                     }
                 }
             }
@@ -451,7 +492,7 @@ impl Sim {
         let now = self.now_ms;
         let clock = self.nodes[i].clock(now);
         let node = &self.nodes[i];
-        if must_fence(node.stalled, node.fresh(now), !node.local.is_empty()) {
+        if must_fence(node.fence.stalled(), node.fresh(now), !node.local.is_empty()) {
             self.fence(i);
             return Ok(());
         }
@@ -480,7 +521,7 @@ impl Sim {
                 records: &records,
                 local: &node.local,
                 session_fresh: node.fresh(now),
-                stalled: node.stalled,
+                stalled: node.fence.stalled(),
             };
             decide(&view)
         };
@@ -501,6 +542,45 @@ impl Sim {
         Ok(())
     }
 
+    /// The node's server: answers the calls it read earlier where its
+    /// gate lets the reply out, and reads new ones on the vservers it
+    /// serves. No reply may leave under an epoch older than the newest
+    /// one granted: a client would see a write acknowledged by a node
+    /// that no longer owns the vserver.
+    fn serve_calls(&mut self, i: usize) -> Result<(), Box<Violation>> {
+        let now = self.now_ms;
+        let pending = std::mem::take(&mut self.nodes[i].pending);
+        for (vserver, epoch) in pending {
+            match self.nodes[i].reply(&vserver, epoch, now) {
+                Reply::Hold => self.nodes[i].pending.push((vserver, epoch)),
+                Reply::Drop => self.outcome.dropped_replies += 1,
+                Reply::Send => {
+                    let stored = self.store.ownership.get(&vserver).map(|o| o.epoch);
+                    let newest = stored.into_iter().chain(self.epochs.get(&vserver).copied()).max();
+                    if let Some(newest) = newest.filter(|newest| *newest > epoch) {
+                        return Err(self.violation(format!(
+                            "{} answered a call for {vserver} under epoch {epoch} after epoch {newest} was granted",
+                            self.nodes[i].name
+                        )));
+                    }
+                    self.outcome.late_replies += 1;
+                }
+            }
+        }
+        let served: Vec<(String, u64)> = self.nodes[i]
+            .local
+            .iter()
+            .filter(|(name, _)| self.nodes[i].gate_open(name, now))
+            .map(|(name, local)| (name.clone(), local.epoch))
+            .collect();
+        for call in served {
+            if self.nodes[i].pending.len() < 64 && self.rng.chance(300) {
+                self.nodes[i].pending.push(call);
+            }
+        }
+        Ok(())
+    }
+
     /// Drops every vserver (`Controller::fence`, `Fence::resume`).
     fn fence(&mut self, i: usize) {
         let clock = self.nodes[i].clock(self.now_ms);
@@ -508,8 +588,7 @@ impl Sim {
         self.log(format!("{name}: fences itself ({} vservers)", self.nodes[i].local.len()));
         let node = &mut self.nodes[i];
         node.local.clear();
-        node.fenced_at_ms = clock;
-        node.stalled = false;
+        node.fence.resume(clock);
     }
 
     fn act(&mut self, i: usize, action: Action, record: Option<VserverRecord>) -> Result<(), Box<Violation>> {
@@ -757,6 +836,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.life = Life::Crashed;
         node.local.clear();
+        node.pending.clear();
         node.renewing = None;
         let name = node.name.clone();
         // The kernel drops a dead process's session lock at once.
@@ -772,11 +852,9 @@ impl Sim {
         let settings = self.settings.clone();
         let node = &mut self.nodes[i];
         node.life = Life::Up;
-        node.stalled = false;
-        node.fenced_at_ms = u64::MAX;
         node.cut_off = false;
         node.last_read = None;
-        node.valid_until_ms = node.clock(now) + settings.lease_ms / 2;
+        node.fence = Fence::new(settings.lease_ms, node.clock(now));
         node.next_renew_ms = now + settings.renew_ms;
         let name = node.name.clone();
         if let Some(session) = self.store.sessions.get_mut(&name) {

@@ -167,7 +167,20 @@ pub enum GateState {
 }
 
 pub trait Gate: Send + Sync {
+    /// May a call that arrived now be answered?
     fn state(&self) -> GateState;
+    /// May the reply to a call that passed `state` go out now? Asked again
+    /// because time passes between the two (a process frozen in between
+    /// may have lost the data to another server meanwhile): `Serve` sends
+    /// it, `Wait` holds it, `Closed` drops it and ends the connection
+    /// without a word. By default as `state`, but a gate that closed for
+    /// new calls (a stop) lets the calls it let in be answered.
+    fn reply(&self) -> GateState {
+        match self.state() {
+            GateState::Closed => GateState::Serve,
+            state => state,
+        }
+    }
 }
 
 impl ServerConfig {

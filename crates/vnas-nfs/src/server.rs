@@ -320,7 +320,7 @@ async fn serve_connection(
                     _ = shutdown.cancelled() => return Ok(()),
                     Some(done) = done_rx.recv() => {
                         inflight -= 1;
-                        if !send(&mut stream, done).await? {
+                        if !answer(&state, &shutdown, &mut stream, done).await? {
                             return Ok(());
                         }
                         continue;
@@ -349,7 +349,8 @@ async fn serve_connection(
                         let _ = done_tx.blocking_send(outcome);
                     });
                 } else {
-                    if !send(&mut stream, dispatch::handle(&state, conn, &record)).await? {
+                    let outcome = dispatch::handle(&state, conn, &record);
+                    if !answer(&state, &shutdown, &mut stream, outcome).await? {
                         return Ok(());
                     }
                     spin.replied();
@@ -368,8 +369,11 @@ async fn serve_connection(
         match tokio::time::timeout_at(deadline, done_rx.recv()).await {
             Ok(Some(done)) => {
                 inflight -= 1;
-                if !matches!(send(&mut stream, done).await, Ok(true)) {
-                    break;
+                match answer(&state, &shutdown, &mut stream, done).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    // Withheld: the connection ends without a word.
+                    Err(_) => return,
                 }
             }
             _ => {
@@ -466,6 +470,33 @@ async fn pass_gate(state: &State, shutdown: &CancellationToken) -> bool {
             _ = tokio::time::sleep(Duration::from_millis(2)) => {}
         }
     }
+}
+
+/// Sends what a call produced if the gate still lets its reply out: time
+/// passed since the call passed the gate (a process frozen in between may
+/// no longer own the data). A reply withheld ends the connection with an
+/// error, so nothing more is sent on it, not even a FIN.
+async fn answer(
+    state: &State,
+    shutdown: &CancellationToken,
+    stream: &mut TcpStream,
+    outcome: Outcome,
+) -> std::io::Result<bool> {
+    if let (Outcome::Reply(_), Some(gate)) = (&outcome, &state.gate) {
+        loop {
+            match gate.reply() {
+                GateState::Serve => break,
+                GateState::Closed => return Err(withheld()),
+                GateState::Wait if shutdown.is_cancelled() => return Err(withheld()),
+                GateState::Wait => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+    send(stream, outcome).await
+}
+
+fn withheld() -> std::io::Error {
+    std::io::Error::other("reply withheld: the server may no longer own this data")
 }
 
 fn too_large(conn: Conn) -> impl Fn(RecordError) -> std::io::Error {

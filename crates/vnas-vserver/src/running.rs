@@ -91,7 +91,25 @@ impl Gate for VserverGate {
             _ => GateState::Wait,
         }
     }
+
+    /// A reply leaves only while the session is fresh: a call read before
+    /// the process froze is not answered after it thaws, when another
+    /// node may own the vserver. A stop for a hand-off (closed, session
+    /// fresh) answers the calls it let in; a stop after a lapse drops them.
+    fn reply(&self) -> GateState {
+        match self.state.load(Ordering::SeqCst) {
+            _ if self.lease.serving() => GateState::Serve,
+            CLOSED => GateState::Closed,
+            _ => GateState::Wait,
+        }
+    }
 }
+
+/// When a new owner announces the addresses again after it began to serve
+/// (ms): a switch that meanwhile learned the vserver's MAC address on the
+/// previous owner's port again (a frozen owner's kernel sent something)
+/// learns it back within a few hundred ms, for a few seconds.
+const ANNOUNCE_AGAIN_MS: [u64; 7] = [100, 250, 500, 1_000, 1_500, 2_000, 3_000];
 
 impl Running {
     /// Starts the server for `config`: answering under ownership `epoch`
@@ -359,9 +377,32 @@ impl Running {
         self.connections.snapshot()
     }
 
-    /// After a takeover: wakes the previous owner's clients (tickle ACKs).
+    /// After a takeover: announces the addresses and wakes the previous
+    /// owner's clients (tickle ACKs), now and again for a few seconds.
     pub fn announce(&self, connections: &[(SocketAddr, SocketAddr)]) {
         self.attachment.announce(connections);
+        let (attachment, connections, shutdown) =
+            (self.attachment.clone(), connections.to_vec(), self.shutdown.clone());
+        tokio::spawn(async move {
+            let mut since_ms = 0;
+            for at_ms in ANNOUNCE_AGAIN_MS {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(at_ms - since_ms)) => {}
+                }
+                since_ms = at_ms;
+                let (attachment, connections) = (attachment.clone(), connections.clone());
+                let _ = tokio::task::spawn_blocking(move || attachment.announce(&connections)).await;
+            }
+        });
+    }
+
+    /// This node may have lost the vserver (a lapse of its session):
+    /// no new call is taken, no reply leaves (the gate), and the network
+    /// sends nothing more for it, at once, before any drain.
+    pub fn cut_off(&self) {
+        self.gate.state.store(CLOSED, Ordering::SeqCst);
+        self.attachment.silence();
     }
 
     pub fn serving(&self) -> bool {

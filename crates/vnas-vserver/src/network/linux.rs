@@ -36,7 +36,7 @@ use ipnet::IpNet;
 use vnas_store::{Route, VserverConfig};
 
 use super::netns::NetNs;
-use super::{link, parse_address, tickle, Attachment, Network};
+use super::{link, neighbours, parse_address, tickle, Attachment, Network};
 
 /// The mark on NFS connections ("vnas"): their FIN and RST never leave.
 const MARK: u32 = 0x766e_6173;
@@ -280,12 +280,13 @@ impl Attachment for OnLinux {
             .copied()
             .filter(|(server, _)| addresses.iter().any(|a| a.addr() == server.ip()))
             .collect();
-        if ours.is_empty() {
-            return;
-        }
-        match self.ns.run(|| tickle::send(&ours)) {
-            Ok(sent) => tracing::debug!(connections = sent, "tickle ACKs sent"),
-            Err(error) => tracing::warn!(%error, "cannot send tickle ACKs"),
+        let mac = neighbours::parse_mac(&self.mac).expect("made by mac_for");
+        let sent = self.ns.run(|| (neighbours::announce(DEVICE, mac, &addresses), tickle::send(&ours)));
+        match sent {
+            Ok((Ok(announced), tickled)) => {
+                tracing::debug!(addresses = announced, connections = tickled, "announced; tickle ACKs sent")
+            }
+            Ok((Err(error), _)) | Err(error) => tracing::warn!(%error, "cannot announce the addresses"),
         }
     }
 
@@ -310,6 +311,15 @@ impl Attachment for OnLinux {
             if let Err(error) = socket2::SockRef::from(listener).set_mark(MARK_CLOSING) {
                 tracing::warn!(%error, "cannot mark a listener closing");
             }
+        }
+    }
+
+    fn silence(&self) {
+        // One ioctl: from here the kernel sends nothing for the vserver,
+        // whatever its sockets still hold (retransmissions, ACKs, resets,
+        // ARP answers), and takes in nothing.
+        if let Ok(Err(error)) | Err(error) = self.ns.run(|| link::set_up(DEVICE, false)) {
+            tracing::warn!(%error, "cannot bring the vserver's interface down");
         }
     }
 

@@ -9,6 +9,7 @@
 mod link;
 mod linux;
 mod loopback;
+mod neighbours;
 mod netns;
 mod tickle;
 
@@ -55,8 +56,11 @@ pub trait Attachment: Send + Sync {
     /// An unconnected, non-blocking TCP socket from which this node
     /// reaches the vserver's address `to` (its health checks).
     fn client_socket(&self, to: SocketAddr) -> std::io::Result<std::net::TcpStream>;
-    /// After a takeover: wakes the clients of the previous owner, whose
-    /// connections went quiet, so they reconnect now (tickle ACKs).
+    /// After a takeover: announces the addresses on the link (gratuitous
+    /// ARP, unsolicited NA) and wakes the clients of the previous owner,
+    /// whose connections went quiet, so they reconnect now (tickle ACKs).
+    /// Repeated for a while after a takeover: a switch may meanwhile have
+    /// learned the address's MAC on the previous owner's port again.
     fn announce(&self, connections: &[(SocketAddr, SocketAddr)]);
     /// The interface, addresses and routes as applied, for the service
     /// state (`vnas vserver show`).
@@ -64,6 +68,10 @@ pub trait Attachment: Send + Sync {
     /// The vserver starts stopping here: from now on nothing may tell its
     /// clients to reconnect (they would find nobody yet).
     fn quiesce(&self) {}
+    /// This node may have lost the vserver (its session lapsed): nothing
+    /// more may leave for it, not a reply, not a segment of its kernel's,
+    /// not an ARP answer, from now on.
+    fn silence(&self) {}
     /// After the server stopped: the addresses leave this node.
     fn take_down(&self);
 }

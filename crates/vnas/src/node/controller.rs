@@ -203,6 +203,11 @@ impl Controller {
         if !self.running.is_empty() {
             tracing::warn!(node = %self.node.name, vservers = self.running.len(), "session lapsed: stopping every vserver (self-fencing)");
         }
+        // Every vserver silent first, then each stopped: a stop waits for
+        // its calls in flight, whose replies the gates now withhold.
+        for vserver in self.running.values() {
+            vserver.cut_off();
+        }
         for (_, vserver) in self.running.drain() {
             vserver.stop().await;
         }
