@@ -169,11 +169,11 @@ pub enum GateState {
 pub trait Gate: Send + Sync {
     /// May a call that arrived now be answered?
     fn state(&self) -> GateState;
-    /// May the reply to a call that passed `state` go out now? Asked again
-    /// because time passes between the two (a process frozen in between
-    /// may have lost the data to another server meanwhile): `Serve` sends
-    /// it, `Wait` holds it, `Closed` drops it and ends the connection
-    /// without a word. By default as `state`, but a gate that closed for
+    /// May a call that passed `state` run now, and may its reply go out?
+    /// Asked again before each, because time passes in between (a process
+    /// frozen there may have lost the data to another server meanwhile):
+    /// `Serve` goes on, `Wait` holds it, `Closed` drops it and ends the
+    /// connection without a word. By default as `state`, but a gate that closed for
     /// new calls (a stop) lets the calls it let in be answered.
     fn reply(&self) -> GateState {
         match self.state() {

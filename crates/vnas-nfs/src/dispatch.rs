@@ -26,6 +26,10 @@ pub enum Outcome {
     Nothing,
     /// Not RPC: the connection cannot be trusted to be in sync.
     Close,
+    /// Not run: by the time its turn came, the gate no longer let it (the
+    /// server may have lost the data to another). Nothing is sent; the
+    /// connection ends without a word.
+    Withheld,
 }
 
 /// Calls that move much file data or wait for the disk (READ of more than

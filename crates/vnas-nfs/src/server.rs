@@ -341,10 +341,17 @@ async fn serve_connection(
                 }
                 if dispatch::is_heavy(&record) {
                     let global = state.inflight.clone().acquire_owned().await.expect("never closed");
-                    let (state, done_tx) = (state.clone(), done_tx.clone());
+                    let (state, done_tx, stop) = (state.clone(), done_tx.clone(), shutdown.clone());
                     inflight += 1;
                     tokio::task::spawn_blocking(move || {
-                        let outcome = dispatch::handle(&state, conn, &record);
+                        // It may have waited for a thread: the gate again,
+                        // before its effects (a frozen process that thaws
+                        // must not write what another server now serves).
+                        let outcome = if may_run(&state, &stop) {
+                            dispatch::handle(&state, conn, &record)
+                        } else {
+                            Outcome::Withheld
+                        };
                         drop(global);
                         let _ = done_tx.blocking_send(outcome);
                     });
@@ -482,6 +489,9 @@ async fn answer(
     stream: &mut TcpStream,
     outcome: Outcome,
 ) -> std::io::Result<bool> {
+    if matches!(outcome, Outcome::Withheld) {
+        return Err(withheld());
+    }
     if let (Outcome::Reply(_), Some(gate)) = (&outcome, &state.gate) {
         loop {
             match gate.reply() {
@@ -493,6 +503,21 @@ async fn answer(
         }
     }
     send(stream, outcome).await
+}
+
+/// On the blocking pool, before a call that passed the gate runs: whether
+/// it may still (as a reply may go out: `Gate::reply`), waiting while the
+/// gate holds.
+fn may_run(state: &State, shutdown: &CancellationToken) -> bool {
+    let Some(gate) = &state.gate else { return true };
+    loop {
+        match gate.reply() {
+            GateState::Serve => return true,
+            GateState::Closed => return false,
+            GateState::Wait if shutdown.is_cancelled() => return false,
+            GateState::Wait => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
 }
 
 fn withheld() -> std::io::Error {
@@ -512,6 +537,7 @@ async fn send(stream: &mut TcpStream, outcome: Outcome) -> std::io::Result<bool>
         Outcome::Reply(reply) => reply,
         Outcome::Nothing => return Ok(true),
         Outcome::Close => return Ok(false),
+        Outcome::Withheld => return Err(withheld()),
     };
     let Some(body) = &reply.file else {
         stream.write_all(&reply.head).await?;

@@ -383,6 +383,7 @@ impl Running {
         self.attachment.announce(connections);
         let (attachment, connections, shutdown) =
             (self.attachment.clone(), connections.to_vec(), self.shutdown.clone());
+        let gate = self.gate.clone();
         tokio::spawn(async move {
             let mut since_ms = 0;
             for at_ms in ANNOUNCE_AGAIN_MS {
@@ -391,6 +392,11 @@ impl Running {
                     _ = tokio::time::sleep(Duration::from_millis(at_ms - since_ms)) => {}
                 }
                 since_ms = at_ms;
+                // Only while this node may still answer for the vserver: a
+                // process that thaws must not announce what it may have lost.
+                if gate.state() != GateState::Serve {
+                    continue;
+                }
                 let (attachment, connections) = (attachment.clone(), connections.clone());
                 let _ = tokio::task::spawn_blocking(move || attachment.announce(&connections)).await;
             }

@@ -178,6 +178,73 @@ impl Bed {
     }
 }
 
+/// tcpdump on the bridge's port of a host: every frame the host sends
+/// that carries an address (as IP source or ARP sender), with its time.
+pub struct Capture {
+    child: std::process::Child,
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+impl Capture {
+    /// Frames host `host` sends into the bed from `address`, from now on.
+    pub fn start(bed: &Bed, host: &str, address: &str) -> Capture {
+        let mut child = bed
+            .command("bed", "tcpdump")
+            .args(["-i", host, "-Q", "in", "-n", "-tt", "-l", "-e", "src", "host", address])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump runs (package tcpdump)");
+        // It says so on stderr once it captures.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut said = String::new();
+        while !said.contains("listening on") {
+            let read = std::io::BufRead::read_line(&mut stderr, &mut said).unwrap();
+            assert!(read > 0, "tcpdump did not start: {said}");
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Capture { child, lines }
+    }
+
+    /// The frames captured at or after `since_ms` (ms since the epoch).
+    pub fn since(&self, since_ms: u64) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|line| {
+                let at = line.split_whitespace().next().and_then(|t| t.parse::<f64>().ok());
+                at.is_some_and(|seconds| (seconds * 1000.0) as u64 >= since_ms)
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wall-clock milliseconds since the epoch (the clock of tcpdump's -tt
+/// and of the history's at_ms).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
         let _ = Command::new("bash").arg(script()).args(["down", &self.name]).status();

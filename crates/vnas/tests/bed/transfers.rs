@@ -2,6 +2,7 @@
 //! host sees them: the vserver's address leaves one host and appears on
 //! another. Gaps are asserted: a move <= 100 ms, a failover <= 1 s.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -119,38 +120,89 @@ fn failover_after_sigkill_in_linux_mode() {
     n3.stop();
 }
 
+/// A frozen owner that thaws sends nothing for the vserver another node
+/// took meanwhile: not the replies to calls it had read before the freeze,
+/// not an answer to a new connection. Twice, on the same node (the second
+/// freeze once found a fence that remembered only the first). tcpdump on
+/// the bridge's port of the frozen host sees every frame it sends with the
+/// vserver's address; a writer with 8 calls of 1 MiB in flight makes sure
+/// calls are under way when the process stops.
 #[test]
 fn frozen_owner_in_linux_mode() {
     let Some(bed) = Bed::up("frozen_owner_in_linux_mode") else { return };
     let n1 = bed.node("n1", None);
     let n2 = bed.node("n2", None);
     let a = bed.volume("a");
+    let ip = "198.18.1.30";
     bed.cli_json(
         &n2,
-        &["vserver", "create", "frozen", "--ip", "198.18.1.30/16", "--volume", &a, "--node", "n1"],
+        &["vserver", "create", "frozen", "--ip", &format!("{ip}/16"), "--volume", &a, "--node", "n1"],
     );
-    let probe = bed.probe("c1", "198.18.1.30", 6);
-    n1.signal(rustix::process::Signal::STOP);
-    eventually(5, "n2 to take the vserver", || {
-        bed.cli_json(&n2, &["vserver", "show", "frozen"])["node"] == "n2"
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    n1.signal(rustix::process::Signal::CONT);
+    let from_n1 = Capture::start(&bed, "n1", ip);
+    let probe = bed.probe("c1", ip, 22);
+    for round in 1..=2 {
+        if round == 2 {
+            let moved = bed.cli_json(&n2, &["vserver", "move", "frozen", "--to", "n1"]);
+            assert_eq!(moved["vserver"]["node"], "n1", "{moved}");
+        }
+        let writer = bed
+            .command("c2", nfsprobe())
+            .args(["write", &format!("nfs://{ip}/data"), &format!("big{round}"), "2048", "8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut writer = KillOnDrop(writer);
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent_before = from_n1.count();
+        assert!(sent_before > 0, "round {round}: the capture sees n1 serving the vserver");
+        n1.signal(rustix::process::Signal::STOP);
+        let frozen = Instant::now();
+        eventually(5, "n2 to take the vserver", || {
+            let view = bed.cli_json(&n2, &["vserver", "show", "frozen"]);
+            view["node"] == "n2" && view["state"] == "running"
+        });
+        let taken = history(&bed, &n2, "frozen").last().unwrap().clone();
+        assert_eq!((taken["why"].as_str(), taken["to"].as_str()), (Some("node down"), Some("n2")), "{taken}");
+        let taken_ms = taken["at_ms"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(1500).saturating_sub(frozen.elapsed()));
+        n1.signal(rustix::process::Signal::CONT);
+        let thawed_ms = wall_ms();
+        // Long enough for the thawed node to fence itself and for its
+        // kernel's retransmissions to give up on what it held.
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = writer.0.kill();
+        let stray = from_n1.since(taken_ms);
+        eprintln!(
+            "linux mode: frozen owner, round {round}: taken at {taken_ms}, thawed at {thawed_ms}; \
+             frames from n1 with {ip} since: {}",
+            stray.len()
+        );
+        assert!(
+            stray.is_empty(),
+            "round {round}: n1 sent {} frame(s) for the vserver after n2 took it (thawed at {thawed_ms}):\n{}",
+            stray.len(),
+            stray.join("\n")
+        );
+        // Asked of the node process itself: no vserver namespace left.
+        eventually(5, "n1 to hold no vserver namespace", || vserver_namespaces(&n1).is_empty());
+    }
     let gap = probe.finish();
-    eventually(5, "n1 to serve nothing", || {
-        let nodes = bed.cli_json(&n2, &["node", "list"]);
-        nodes
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["name"] == "n1" && n["vservers"] == 0 && n["alive"] == true)
-    });
-    let view = bed.cli_json(&n1, &["vserver", "show", "frozen"]);
-    assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n2"), Some("running")));
-    eprintln!("linux mode: a frozen owner: client max gap {gap} ms");
-    assert!(gap <= 2000, "the frozen owner's vserver came back within the lease and a second, not {gap} ms");
+    eprintln!("linux mode: a frozen owner, twice: client max gap {gap} ms");
+    // The lease (800 ms) and a second: the survivor waits out the lease,
+    // then takes over; the second covers the start and one retry.
+    assert!(gap <= 1800, "the frozen owner's vserver came back within the lease and a second, not {gap} ms");
     n1.stop();
     n2.stop();
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
