@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 # busybox, cpio, kmod and the decompressors of the kernel's modules. The
 # logical-unit tests make ext4 and XFS (xfsprogs) on files with a loop
 # device per node, bound into the nodes' mount namespaces (util-linux).
+# tcpdump watches what a frozen node sends on the test bed.
 packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-          util-linux xfsprogs)
+          util-linux xfsprogs tcpdump)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
