@@ -415,6 +415,12 @@ impl Running {
         self.monitor.is_some()
     }
 
+    /// Whether its server would answer a call now (opened here, the
+    /// node's session fresh): what the node reports it serves.
+    pub fn answering(&self) -> bool {
+        self.gate.state() == GateState::Serve
+    }
+
     /// Starts answering calls, under ownership `epoch` (first making the
     /// addresses answer here, where that waits for ownership).
     pub fn open(&mut self, epoch: u64) -> Result<(), String> {

@@ -12,6 +12,7 @@ use super::types::*;
     paths(
         status,
         list_nodes,
+        local_node,
         list_vservers,
         show_vserver,
         create_vserver,
@@ -29,6 +30,8 @@ use super::types::*;
         CreateVserver,
         VserverView,
         NodeView,
+        LocalView,
+        ServedView,
         StatusView,
         ErrorBody,
         MoveVserver,

@@ -14,7 +14,8 @@ use vnas_store::{Desired, Ownership, VserverRecord, VserverState};
 
 use super::error::ApiError;
 use super::types::{
-    CreateVserver, ModifyVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView,
+    CreateVserver, LocalView, ModifyVserver, MoveResult, MoveVserver, NodeView, ServedView, StatusView,
+    VserverView,
 };
 use crate::node::{validate, Node};
 
@@ -25,6 +26,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/status", get(status))
         .route("/api/nodes", get(list_nodes))
+        .route("/api/node", get(local_node))
         .route("/api/vservers", get(list_vservers).post(create_vserver))
         .route("/api/vservers/{name}", get(show_vserver).delete(delete_vserver).patch(modify_vserver))
         .route("/api/vservers/{name}/start", post(start_vserver))
@@ -99,14 +101,62 @@ async fn status(State(node): Shared) -> Result<Json<StatusView>, ApiError> {
     }))
 }
 
+/// Every node, with what the store says of it and what each node says it
+/// serves (asked of it, in parallel, for at most a second: a node the
+/// store counts down may still be running, and would say so).
 #[utoipa::path(get, path = "/api/nodes", responses((status = 200, body = [NodeView])))]
 async fn list_nodes(State(node): Shared) -> Result<Json<Vec<NodeView>>, ApiError> {
     let (records, nodes) = node.store(|s| Ok((s.vservers()?, s.nodes()?))).await?;
-    Ok(Json(nodes.into_iter().map(|n| node_view(&node, &records, n)).collect()))
+    let mut asking = tokio::task::JoinSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let (node, name, api) = (node.clone(), n.info.name.clone(), n.info.api.clone());
+        asking.spawn(async move { (i, served_by(&node, &name, &api).await) });
+    }
+    let mut serving = vec![None; nodes.len()];
+    while let Some(Ok((i, served))) = asking.join_next().await {
+        serving[i] = served;
+    }
+    let views = nodes.into_iter().zip(serving).map(|(n, served)| {
+        let mut view = node_view(&node, &records, n);
+        view.serving = served;
+        view
+    });
+    Ok(Json(views.collect()))
+}
+
+/// What this node answers for now, from its own running set.
+#[utoipa::path(get, path = "/api/node", responses((status = 200, body = LocalView)))]
+async fn local_node(State(node): Shared) -> Json<LocalView> {
+    Json(local_view(&node))
+}
+
+fn local_view(node: &Node) -> LocalView {
+    let answering = node.answering.read().unwrap_or_else(|e| e.into_inner());
+    let serving =
+        answering.iter().map(|(name, epoch)| ServedView { name: name.clone(), epoch: *epoch }).collect();
+    LocalView { name: node.name.clone(), serving }
+}
+
+/// The names of the vservers node `name` says it serves; None if it did
+/// not answer within a second.
+async fn served_by(node: &Node, name: &str, api: &str) -> Option<Vec<String>> {
+    let local = if name == node.name {
+        local_view(node)
+    } else {
+        let request = node
+            .peers
+            .get(format!("{api}/api/node"))
+            .bearer_auth(&node.tokens.own().secret)
+            .timeout(std::time::Duration::from_secs(1));
+        let local: LocalView = request.send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
+        (local.name == name).then_some(local)?
+    };
+    Some(local.serving.into_iter().map(|s| s.name).collect())
 }
 
 fn node_view(node: &Node, records: &[VserverRecord], n: vnas_store::NodeStatus) -> NodeView {
     NodeView {
+        serving: None,
         vservers: records.iter().filter(|r| r.ownership.owner.as_deref() == Some(&n.info.name)).count(),
         alive: node.is_up(&n),
         drained: n.drained,
@@ -552,8 +602,8 @@ pub mod paths {
     //! Re-exports for the OpenAPI document.
     pub use super::{
         __path_create_vserver, __path_delete_vserver, __path_drain_node, __path_list_nodes,
-        __path_list_vservers, __path_modify_vserver, __path_move_vserver, __path_show_vserver,
-        __path_start_vserver, __path_status, __path_stop_vserver, __path_undrain_node,
+        __path_list_vservers, __path_local_node, __path_modify_vserver, __path_move_vserver,
+        __path_show_vserver, __path_start_vserver, __path_status, __path_stop_vserver, __path_undrain_node,
         __path_vserver_history,
     };
 }

@@ -94,8 +94,27 @@ pub struct NodeView {
     pub alive: bool,
     pub drained: bool,
     pub last_seen_ms: u64,
-    /// Vservers this node serves now.
+    /// Vservers the store names this node the owner of.
     pub vservers: usize,
+    /// Vservers the node itself says it answers for now (asked of it, even
+    /// when the store counts it down; absent when it did not answer within
+    /// a second: dead, frozen, unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Vec<String>>,
+}
+
+/// What one node says of itself (`GET /api/node`): the vservers whose
+/// calls it answers now, from its own running set.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LocalView {
+    pub name: String,
+    pub serving: Vec<ServedView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ServedView {
+    pub name: String,
+    pub epoch: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

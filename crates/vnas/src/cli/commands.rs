@@ -526,11 +526,12 @@ pub fn node(command: NodeCommand) -> anyhow::Result<()> {
                                 (false, _) => "down".into(),
                             },
                             n.vservers.to_string(),
+                            n.serving.as_ref().map_or("-".into(), |s| s.len().to_string()),
                             format!("{:.1}s ago", now.saturating_sub(n.last_seen_ms) as f64 / 1000.0),
                         ]
                     })
                     .collect();
-                table::print(&["NAME", "API", "STATE", "VSERVERS", "LAST SEEN"], &rows);
+                table::print(&["NAME", "API", "STATE", "OWNS", "SERVING", "LAST SEEN"], &rows);
             }
         }
     }

@@ -283,8 +283,16 @@ impl Controller {
         }
     }
 
-    /// What `/metrics` reads: the vservers served here.
+    /// What `/metrics` and `GET /api/node` read: the vservers served here.
     fn publish(&self) {
+        let mut answering: Vec<(String, u64)> = self
+            .running
+            .iter()
+            .filter(|(_, vserver)| vserver.answering())
+            .map(|(name, vserver)| (name.clone(), vserver.epoch))
+            .collect();
+        answering.sort();
+        *self.node.answering.write().unwrap_or_else(|e| e.into_inner()) = answering;
         let meters = self
             .running
             .iter()

@@ -196,6 +196,10 @@ pub struct Node {
     pub fence_command: Option<String>,
     /// What `/metrics` shows.
     pub metrics: crate::metrics::Metrics,
+    /// The vservers whose calls this node answers now, with their epochs,
+    /// as the controller last saw its running set (not what the store
+    /// says it owns): what `GET /api/node` reports.
+    pub answering: std::sync::RwLock<Vec<(String, u64)>>,
 }
 
 impl Node {
@@ -441,6 +445,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             interface,
             fence_command,
             metrics: crate::metrics::Metrics::new(&name),
+            answering: Default::default(),
         });
         let weak = Arc::downgrade(&node);
         let watching = node.store.watch(Arc::new(move || {

@@ -44,7 +44,7 @@ impl Bed {
         }
         for tool in ["ip", "nft"] {
             if Command::new(tool).arg("-V").output().is_err() {
-                eprintln!("SKIPPED {test}: `{tool}` is missing (packages iproute2, nftables)");
+                cannot_run(test, &format!("`{tool}` is missing (packages iproute2, nftables)"), true);
                 return None;
             }
         }

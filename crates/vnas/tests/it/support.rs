@@ -191,13 +191,36 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Says loudly that a test needing root did not run.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
+/// What cannot run here (no root, a tool missing) fails the test with the
+/// reason, unless the person running the tests opted out with
+/// `VNAS_ALLOW_SKIPS=1`: then it says SKIPPED and is recorded in the file
+/// `VNAS_SKIP_LOG` names, which the test command counts in its closing
+/// line. A whole test (`test` true) that skips is not counted as passed.
+/// CI runs as root and never opts out. Returns true: skip it.
+pub fn cannot_run(what: &str, why: &str, test: bool) -> bool {
+    if std::env::var("VNAS_ALLOW_SKIPS").as_deref() != Ok("1") {
+        panic!("{what} cannot run: {why} (VNAS_ALLOW_SKIPS=1 skips what cannot run, and says so)");
     }
-    eprintln!("SKIPPED {test}: needs root (CI runs as root)");
+    eprintln!("SKIPPED {what}: {why}");
+    if let Ok(path) = std::env::var("VNAS_SKIP_LOG") {
+        use std::io::Write as _;
+        let line = format!("{} {what}: {why}\n", if test { "test" } else { "part" });
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        log.write_all(line.as_bytes()).unwrap();
+    }
     true
+}
+
+/// A test that needs root: true (skip it) only when not root and skips
+/// are allowed; without root and without the opt-out, it fails.
+pub fn skip_unless_root(test: &str) -> bool {
+    !is_root() && cannot_run(test, "needs root (CI runs as root)", true)
+}
+
+/// A part of a test that needs root: whether it runs (as for
+/// `skip_unless_root`).
+pub fn root_part(what: &str) -> bool {
+    is_root() || !cannot_run(what, "needs root (CI runs as root)", false)
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
@@ -454,6 +477,31 @@ impl Probe {
         let gap = stdout.split("max_gap_ms=").nth(1).and_then(|v| v.trim().parse().ok());
         gap.unwrap_or_else(|| panic!("no max_gap in {stdout}"))
     }
+}
+
+/// The nodes that say they answer for `vserver` now, from a `node list
+/// --json` (each node asked of its own running set, not the store's owner
+/// field). Every node the store counts alive must have answered.
+pub fn serving_nodes(nodes: &serde_json::Value, vserver: &str) -> Vec<String> {
+    let mut serving = Vec::new();
+    for node in nodes.as_array().expect("a node list") {
+        let name = node["name"].as_str().unwrap().to_string();
+        let Some(served) = node["serving"].as_array() else {
+            assert_ne!(node["alive"], true, "node {name} is alive but did not say what it serves: {nodes}");
+            continue;
+        };
+        if served.iter().any(|s| s == vserver) {
+            serving.push(name);
+        }
+    }
+    serving
+}
+
+/// What node `api` says it serves now (`GET /api/node`), by name.
+pub fn served_by(api: &str) -> Vec<String> {
+    let (status, local) = http("GET", &format!("{api}/api/node"), Some(&admin_token()), None);
+    assert_eq!(status, 200, "{local}");
+    local["serving"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
 }
 
 /// One node at a time: every transfer's source is the previous one's
