@@ -298,10 +298,14 @@ pub fn decide(view: &View) -> Vec<Action> {
 
 fn take(view: &View, record: &VserverRecord, previous_up: bool) -> Action {
     let why = why(&record.ownership, view.me, previous_up);
-    // For a failover the pause began when the old owner was last seen.
+    // For a failover the pause began when the old owner was last seen, or
+    // at least a lease ago where the store does not say when (etcd: a
+    // node's key vanishes with its lease; its last sight is then 0, which
+    // made pauses of 56 years).
     let since_ms = match &record.ownership.owner {
         Some(o) if o != view.me && why == Why::NodeDown => {
-            view.nodes.iter().find(|n| &n.info.name == o).map_or(view.now_ms, |n| n.last_seen_ms)
+            let seen = view.nodes.iter().find(|n| &n.info.name == o).map_or(view.now_ms, |n| n.last_seen_ms);
+            seen.max(view.now_ms.saturating_sub(view.lease_ms))
         }
         _ => view.now_ms,
     };

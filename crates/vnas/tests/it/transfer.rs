@@ -91,7 +91,11 @@ fn planned_moves(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
     let blocks = verifier.join().unwrap();
     assert!(blocks > 10, "the nfs3_client verifier made progress: {blocks} blocks");
     eprintln!("move pauses {pauses:?} ms; client max gap {gap} ms; other vserver's max gap {undisturbed} ms");
-    assert!(gap < 2000, "a planned move is a short pause, not {gap} ms");
+    // The README: tens of ms. The probe's gap adds its own 20 ms interval
+    // and a COMMIT, which the disk can stall ~100 ms under the other
+    // tests' fsyncs: 250 ms. Measured 55-118 ms (other vserver 35-77).
+    assert!(gap <= 250, "a planned move is a pause of tens of ms, not {gap} ms");
+    assert!(undisturbed <= 250, "the other vserver's clients are not disturbed: {undisturbed} ms");
     let history = history(&n1.api, "moving");
     assert_eq!(history.len(), 7, "start and six moves: {history:?}");
     assert!(history[1..].iter().all(|t| t["why"] == "move"));
@@ -111,10 +115,13 @@ fn planned_moves(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
 fn failover_after_the_owner_is_killed() {
     let top = temp_dir();
     let store = top.path().join("store");
-    failover(&top, store.as_os_str(), "127.0.13");
+    // The README: ~0.1-0.2 s (the dead node's lock is released at once);
+    // measured 38-54 ms. 500 ms leaves room for a loaded machine.
+    failover(&top, store.as_os_str(), "127.0.13", 500);
 }
 
-fn failover(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
+/// `gap_max_ms`: the longest pause the client may see.
+fn failover(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str, gap_max_ms: u64) {
     let (ip1, ip2) = (format!("{net}.1"), format!("{net}.2"));
     let n1 = NodeProc::start("n1", store);
     let n2 = NodeProc::start("n2", store);
@@ -141,8 +148,9 @@ fn failover(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
     std::thread::sleep(Duration::from_millis(500));
     n1.kill();
     let gap = probe.finish();
-    other.finish();
+    let undisturbed = other.finish();
     assert!(verifier.join().unwrap() > 10, "the nfs3_client verifier made progress");
+    assert!(undisturbed <= 250, "the other vserver's clients are not disturbed: {undisturbed} ms");
     let back = top.path().join("back.bin");
     let copied =
         Command::new("nfs-cp").arg(url("/stable.bin")).arg(&back).stdout(Stdio::null()).status().unwrap();
@@ -160,7 +168,9 @@ fn failover(top: &tempfile::TempDir, store: &std::ffi::OsStr, net: &str) {
     );
     check_history(&history);
     eprintln!("failover pause {} ms; client max gap {gap} ms", last["pause_ms"]);
-    assert!(gap < 3000, "failover within seconds, not {gap} ms");
+    assert!(gap <= gap_max_ms, "a failover is a pause of at most {gap_max_ms} ms, not {gap} ms");
+    let pause = last["pause_ms"].as_u64().unwrap();
+    assert!(pause <= gap_max_ms, "the recorded pause is the client's, within {gap_max_ms} ms: {pause} ms");
     let nodes = cli_json(&n2.api, &["node", "list"]);
     let n1_view = nodes.as_array().unwrap().iter().find(|n| n["name"] == "n1").unwrap().clone();
     assert_eq!(n1_view["alive"], false);
@@ -234,7 +244,10 @@ fn drain_moves_everything_off_a_node() {
     assert!(ok, "{err}");
     assert!(out.contains("node n1 drained: 5 vserver(s) moved"), "{out}");
     assert!(err.contains("5/5 moved"), "progress shown: {err}");
-    probe.finish();
+    let gap = probe.finish();
+    eprintln!("drain: client max gap {gap} ms");
+    // A drain is planned moves: the same bound.
+    assert!(gap <= 250, "a drain moves each vserver with a pause of tens of ms, not {gap} ms");
     let views = cli_json(&n2.api, &["vserver", "list"]);
     assert!(
         views.as_array().unwrap().iter().all(|v| v["node"] == "n2" && v["state"] == "running"),
@@ -292,7 +305,12 @@ fn a_node_dying_at_each_step_of_a_move() {
             let survivor = if side == "source" { "n2" } else { "n1" };
             view["state"] == "running" && (view["node"] == survivor || view["node"] == "n3")
         });
-        probe.finish();
+        let gap = probe.finish();
+        eprintln!("{side} dying at {step}: client max gap {gap} ms");
+        // A failover (the dead node's lock is released at once) after part
+        // of a move: measured 78-325 ms; the failover's bound (500 ms) and
+        // the move's stop and sync before it.
+        assert!(gap <= 1000, "{side} dying at {step}: a pause of at most 1 s, not {gap} ms");
         let history = history(&n3.api, "m");
         check_history(&history);
         let owner = cli_json(&n3.api, &["vserver", "show", "m"])["node"].clone();
@@ -321,6 +339,9 @@ mod on_etcd {
     fn failover_after_the_owner_is_killed_on_etcd() {
         let top = temp_dir();
         let etcd = EtcdCluster::start(&top.path().join("etcd"), 3);
-        failover(&top, etcd.url("failover").as_ref(), "127.0.23");
+        // The README: a dead node is down for the others 1 to 1.5 s after
+        // its last renewal (etcd's whole-second leases, checked every
+        // 500 ms); measured 1.3-1.5 s. 2 s: that and the takeover.
+        failover(&top, etcd.url("failover").as_ref(), "127.0.23", 2000);
     }
 }

@@ -252,14 +252,19 @@ fn moves_and_failover(fstype: &'static str, net: &str) {
     n2.kill();
     eventually(10, "n1 to serve the unit", || owner(&n1.api, "u") == "n1");
     check_reference(&ip, "/reference");
-    probe.finish();
+    let gap = probe.finish();
     let transfers = history(&n1.api, "u");
     check_history(&transfers);
-    // Unmount and mount are in each move's pause: well under a second (a
-    // unit kept busy, detached lazily after 2 s, once made it 2 s).
+    let pauses: Vec<u64> = transfers.iter().map(|t| t["pause_ms"].as_u64().unwrap()).collect();
+    eprintln!("{fstype} unit: pauses {pauses:?} ms; client max gap {gap} ms");
+    // Unmount and mount are in each move's pause: measured 55-114 ms; a
+    // unit kept busy (detached lazily after 2 s) once made it 2 s.
     for moved in transfers.iter().filter(|t| t["why"] == "move") {
-        assert!(moved["pause_ms"].as_u64().unwrap() < 1000, "{moved}");
+        assert!(moved["pause_ms"].as_u64().unwrap() <= 500, "{moved}");
     }
+    // The client's longest gap is the failover's: the fence command and
+    // a journal replay before the mount, after the dead node's lock went.
+    assert!(gap <= 2000, "{fstype}: the client paused {gap} ms");
     let last = transfers.last().unwrap();
     assert_eq!(last["why"], "node down", "{last}");
     assert!(last["fence"].as_str().is_some_and(|f| f.starts_with("n2 fenced in")), "{last}");
@@ -428,7 +433,10 @@ fn a_node_dying_at_each_step_of_a_move_of_a_unit() {
             let view = cli_json(&n3.api, &["vserver", "show", "m"]);
             view["state"] == "running"
         });
-        probe.finish();
+        let gap = probe.finish();
+        eprintln!("{fstype} unit, {side} dying at {step}: client max gap {gap} ms");
+        // A failover with the unit's fence and mount, after part of a move.
+        assert!(gap <= 2000, "{side} dying at {step}: the client paused {gap} ms");
         check_reference(&ip, "/reference");
         let transfers = history(&n3.api, "m");
         check_history(&transfers);
