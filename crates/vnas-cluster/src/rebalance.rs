@@ -283,6 +283,7 @@ mod tests {
     #[test]
     fn skewed_loads_converge_and_noise_never_flaps() {
         let (mut worst_convergence, mut most_moves, mut most_late) = (0, 0.0f64, 0);
+        let mut worst_spread = 0.0f64;
         for seed in 0..100 {
             let mut rng = Rng::new(seed);
             let node_count = 3 + rng.below(3) as usize;
@@ -350,6 +351,30 @@ mod tests {
                 }
             }
             let converged_at = converged_at.unwrap_or_else(|| panic!("seed {seed}: never converged"));
+            // Converged means balanced, not only "stopped moving": the
+            // spread of the true loads where the vservers ended up is
+            // under the threshold that starts a plan.
+            let final_nodes: Vec<NodeLoad> = (0..node_count)
+                .map(|n| NodeLoad {
+                    name: format!("n{n}"),
+                    vservers: (0..vserver_count)
+                        .filter(|v| placement[*v] == n)
+                        .map(|v| VserverLoad {
+                            name: format!("v{v}"),
+                            load: base[v],
+                            moved_ms: None,
+                            allowed: vec![],
+                        })
+                        .collect(),
+                })
+                .collect();
+            let final_spread = spread(&final_nodes);
+            // (The planner sees smoothed, noisy loads: a tenth of margin.)
+            assert!(
+                final_spread <= settings.start * 1.1,
+                "seed {seed}: ended with a spread of {final_spread:.2}"
+            );
+            worst_spread = worst_spread.max(final_spread);
             // Bounded: a vserver moves at most a few times in a day.
             assert!(
                 total_moves <= 2 * vserver_count + 4,
@@ -376,7 +401,7 @@ mod tests {
         }
         eprintln!(
             "100 seeds: converged within {worst_convergence} rounds of 10 s; at most {most_moves:.2} moves per \
-             vserver; at most {most_late} moves in the rest of the day"
+             vserver; at most {most_late} moves in the rest of the day; final spread at most {worst_spread:.2}"
         );
     }
 }

@@ -116,7 +116,11 @@ impl std::fmt::Display for Violation {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub steps: u64,
+    /// Hand-offs (planned moves and drains) and takeovers after a
+    /// failure; first starts are not counted.
     pub transfers: u64,
+    /// Of those, takeovers of a vserver another node had owned.
+    pub failovers: u64,
     pub faults: u64,
     pub writes: u64,
     /// Replies sent to calls read a step or more earlier (some across a
@@ -645,10 +649,14 @@ impl Sim {
             Action::Take { name, expected, why, since_ms } => {
                 let Some(mut record) = record else { return Ok(()) };
                 let taken = records::taken(&me, expected, since_ms);
+                let previous = record.ownership.owner.clone().filter(|owner| *owner != me);
                 if self.store_swap(i, &name, expected, taken) {
                     record.ownership.since_ms = since_ms;
                     self.activate(i, &record, expected + 1, why)?;
-                    self.outcome.transfers += 1;
+                    if previous.is_some() {
+                        self.outcome.transfers += 1;
+                        self.outcome.failovers += 1;
+                    }
                 }
             }
             Action::Assign { moves, .. } => {
@@ -934,6 +942,16 @@ impl Sim {
                 }
                 self.written.insert(name.clone(), epoch);
                 self.outcome.writes += 1;
+            }
+        }
+        // A deleted vserver (stopped and given back before the delete) is
+        // served by nobody, ever.
+        for node in &self.nodes {
+            for name in node.local.keys().filter(|name| !self.store.configs.contains_key(*name)) {
+                if node.gate_open(name, now) {
+                    let what = format!("{} serves {name}, which was deleted", node.name);
+                    return Err(self.violation(what));
+                }
             }
         }
         for (name, ownership) in &self.store.ownership {

@@ -40,6 +40,7 @@ fn ten_thousand_seeds_keep_the_invariants() {
                         match sim::run(*seed) {
                             Ok(outcome) => {
                                 sum.transfers += outcome.transfers;
+                                sum.failovers += outcome.failovers;
                                 sum.faults += outcome.faults;
                                 sum.writes += outcome.writes;
                                 sum.late_replies += outcome.late_replies;
@@ -56,6 +57,7 @@ fn ten_thousand_seeds_keep_the_invariants() {
     });
     let total = results.iter().fold(sim::Outcome::default(), |mut acc, r| {
         acc.transfers += r.transfers;
+        acc.failovers += r.failovers;
         acc.faults += r.faults;
         acc.writes += r.writes;
         acc.late_replies += r.late_replies;
@@ -63,16 +65,20 @@ fn ten_thousand_seeds_keep_the_invariants() {
         acc
     });
     eprintln!(
-        "{} seeds in {:?}: {} transfers, {} faults, {} checked writes, {} late replies sent, {} withheld",
+        "{} seeds in {:?}: {} transfers ({} failovers), {} faults, {} checked writes, {} late replies sent, {} withheld",
         seeds.len(),
         started.elapsed(),
         total.transfers,
+        total.failovers,
         total.faults,
         total.writes,
         total.late_replies,
         total.dropped_replies
     );
-    assert!(total.transfers > seeds.len() as u64, "the runs moved vservers around");
+    // Every seed moves vservers and fails some over (first starts do not
+    // count).
+    assert!(total.transfers > 2 * seeds.len() as u64, "the runs moved vservers around");
+    assert!(total.failovers > seeds.len() as u64, "the runs failed vservers over");
     assert!(total.faults > seeds.len() as u64, "the runs injected faults");
     assert!(total.writes > seeds.len() as u64, "the clients wrote");
     assert!(total.late_replies > 0 && total.dropped_replies > 0, "replies were sent late and withheld");

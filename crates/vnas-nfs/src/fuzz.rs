@@ -36,25 +36,48 @@ fn header(prog: u32, vers: u32, proc_: u32, sys: bool) -> Vec<u8> {
     out
 }
 
-/// A server over a scratch export, its root handle, and where to send from.
+/// A server over a scratch export, handles of objects of every kind in it,
+/// and where to send from.
 struct Fixture {
     _dir: tempfile::TempDir,
     server: Server,
-    root: Vec<u8>,
+    /// The root, a directory, a file with data, an empty file, a hard
+    /// link, a symlink, a FIFO: READ, WRITE, COMMIT, READLINK and the rest
+    /// reach their real work, not only "is a directory".
+    handles: Vec<Vec<u8>>,
     conn: Conn,
 }
 
+/// The objects of the fixture below the root, by name.
+const OBJECTS: [&str; 6] = ["sub", "file", "empty", "hard", "link", "fifo"];
+
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("file"), b"some data").unwrap();
+    std::fs::write(dir.path().join("file"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(dir.path().join("empty"), b"").unwrap();
+    std::fs::hard_link(dir.path().join("file"), dir.path().join("hard")).unwrap();
+    std::os::unix::fs::symlink("file", dir.path().join("link")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let mut export = ExportConfig::new("/data", dir.path());
     export.rules = vec![ClientRule::parse_options("no_root_squash,insecure").unwrap()];
     let server = Server::new(ServerConfig::new(vec![export])).unwrap();
     let export = server.state.exports()[0].clone();
-    let root = export.handle_of(&export.root_obj().unwrap()).data.to_vec();
+    let root = export.root_obj().unwrap();
+    let mut handles = vec![export.handle_of(&root).data.to_vec()];
+    for name in OBJECTS {
+        let stat = export.lookup(&root, name.as_bytes()).unwrap();
+        handles.push(export.handle_at(&root.fd, name.as_bytes(), &stat).data.to_vec());
+    }
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    Fixture { _dir: dir, server, root, conn: Conn { peer, local_port: 2049 } }
+    Fixture { _dir: dir, server, handles, conn: Conn { peer, local_port: 2049 } }
 }
 
 /// The reply must be an RPC reply to our xid, and never SYSTEM_ERR (what a
@@ -130,13 +153,14 @@ proptest! {
 
 proptest! {
     /// Every procedure of NFS, MOUNT and portmap with arguments that start
-    /// like a real call (a valid handle, so decoding goes deep) and go on
-    /// with anything.
+    /// like a real call (a valid handle of any kind of object, so decoding
+    /// goes deep and the procedure does its work) and go on with anything.
     #[test]
     fn fuzz_procedure_arguments(
         prog in prop_oneof![Just(100003u32), Just(100005), Just(100000)],
         proc_ in 0u32..24,
         with_handle in any::<bool>(),
+        object in 0usize..=OBJECTS.len(),
         sys in any::<bool>(),
         tail in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
@@ -145,8 +169,9 @@ proptest! {
             let vers = match prog { 100003 | 100005 => 3, _ => 2 };
             let mut record = header(prog, vers, proc_, sys);
             if with_handle {
-                record.extend_from_slice(&(f.root.len() as u32).to_be_bytes());
-                record.extend_from_slice(&f.root);
+                let handle = &f.handles[object];
+                record.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+                record.extend_from_slice(handle);
                 record.resize(record.len().div_ceil(4) * 4, 0);
             }
             record.extend_from_slice(&tail);

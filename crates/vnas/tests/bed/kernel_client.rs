@@ -17,6 +17,13 @@ use crate::testbed::*;
 
 /// How long the guest's loop runs: the events below fit in it.
 const GUEST_SECONDS: u64 = 50;
+/// The guest reports each gap over this; an event with no such gap in its
+/// window had none longer (it reads as this).
+const GAP_MS: u64 = 60;
+/// The longest the guest may pause on its own in the quiet period for the
+/// test to go on measuring moves against it: a guest stalled longer would
+/// make every bound below meaningless.
+const ON_ITS_OWN_MAX_MS: u64 = 200;
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh")
@@ -36,7 +43,7 @@ impl Gaps {
             .filter(|g| began(g).is_some_and(|b| b + Duration::from_millis(50) >= at && b <= at + window))
             .map(|(_, g)| *g)
             .max()
-            .unwrap_or(0)
+            .unwrap_or(GAP_MS)
     }
 }
 
@@ -57,7 +64,7 @@ fn the_kernel_client_through_moves_failovers_a_freeze_and_a_drain() {
         .arg("run")
         .arg(&kit)
         .args([bed.name.as_str(), "198.18.1.80", "/data", &GUEST_SECONDS.to_string()])
-        .env("GAP_MS", "60")
+        .env("GAP_MS", GAP_MS.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -168,6 +175,20 @@ fn the_kernel_client_through_moves_failovers_a_freeze_and_a_drain() {
     eprintln!(
         "kernel client: one round trip of the guest: {round_trip_ms} ms; its longest gap with nothing happening: {on_its_own} ms"
     );
+    assert!(
+        on_its_own <= ON_ITS_OWN_MAX_MS,
+        "the emulated guest paused {on_its_own} ms with nothing happening: too noisy to measure against"
+    );
+    // Whatever an event window missed: the guest's own longest gap is
+    // within the largest bound below (the freeze's).
+    let max_gap: u64 = result
+        .split("max_gap_ms=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_gap <= 2000, "kernel client: its longest gap was {max_gap} ms; {report:?}");
     // Planned moves and the drain: the median adds at most 100 ms to the
     // guest's round trip; each at most 100 ms to the longest the guest
     // paused on its own plus one more of its round trips (an emulated CPU
@@ -190,10 +211,10 @@ fn the_kernel_client_through_moves_failovers_a_freeze_and_a_drain() {
         } else if what.starts_with("SIGKILL") {
             1000
         } else {
-            // A source dying in the middle of a move: printed, not
-            // asserted; seen 0.37-0.40 s, and once 3.5 s, not understood
-            // yet (the libnfs test of every step asserts its bound).
-            continue;
+            // A source dying in the middle of a move: a failover after
+            // part of a move, as the libnfs test of every step bounds it
+            // (seen 0.37-0.44 s; once, in an earlier version, 3.5 s).
+            1500
         };
         assert!(*gap <= limit, "kernel client: {what}: gap {gap} ms over {limit} ms; {report:?}");
     }
