@@ -3,6 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A test that cannot run fails with the reason, unless the person running
+# the tests opted out (VNAS_ALLOW_SKIPS=1): then it says SKIPPED and the
+# closing line counts it. Without root, a third of the tests cannot run.
+if [ "$(id -u)" -ne 0 ] && [ "${VNAS_ALLOW_SKIPS:-}" != 1 ]; then
+  echo "scripts/test.sh: run it as root (the tests of squashing, network namespaces, logical units" >&2
+  echo "and the kernel client need it), or with VNAS_ALLOW_SKIPS=1 to skip those, saying so" >&2
+  exit 2
+fi
+
 # libnfs's tools are the independent NFS client in the integration tests;
 # libnfs-dev and gcc build our libnfs probe (tools/nfsprobe.c) the tests
 # use; e2fsprogs makes the ext4 filesystem of the 2-million-file test;
@@ -26,15 +35,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# A test that cannot run fails with the reason, unless the person running
-# the tests opted out (VNAS_ALLOW_SKIPS=1): then it says SKIPPED and the
-# closing line counts it. Without root, a third of the tests cannot run.
-if [ "$(id -u)" -ne 0 ] && [ "${VNAS_ALLOW_SKIPS:-}" != 1 ]; then
-  echo "scripts/test.sh: run it as root (the tests of squashing, network namespaces, logical units" >&2
-  echo "and the kernel client need it), or with VNAS_ALLOW_SKIPS=1 to skip those, saying so" >&2
-  exit 2
 fi
 
 cargo fmt --all -- --check
