@@ -14,11 +14,11 @@
 # schedule): kill (SIGKILL the node, restart it 2 s later), freeze (SIGSTOP
 # for 1.5 s, then SIGCONT), link (the node's bridge port down for 3 s). A
 # node still down from a fault is not faulted again (the next node up is).
-# Each fault goes to faults.log as at_ms=T fault=KIND node=NODE, on the
-# probes' clock (T ms since they started). At the end: each gap over 200 ms
-# with the fault before it, then per client and overall the worst gap, the
-# gaps over 2 s (target: none), client errors (target: none) and
-# mismatches. Exit status 1 if any data read back was wrong.
+# Each fault goes to faults.log as at_ms=T fault=KIND node=NODE, T in ms
+# since the probes were launched, the clock every gap is put on. At the end:
+# each gap over 200 ms with the fault before it, then per client and overall
+# the worst gap, the gaps over 2 s (target: none), client errors (target:
+# none) and mismatches. Exit status 1 if any data read back was wrong.
 #
 #   bench/chaos.sh [--minutes 60] [--seed S] [--every-ms 3000-5000] [--faults kill,freeze,link] [--no-guest] [--no-build]
 #
@@ -74,6 +74,13 @@ declare -A pid
 cleanup() {
   # A frozen node first: a stopped process does not act on SIGTERM.
   for p in "${pid[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  # Three seconds to end by themselves; the bed's own cleanup kills the rest.
+  for _ in $(seq 30); do
+    alive=0
+    for p in "${pid[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
   scripts/bed.sh down "$bed" || true
   wait 2>/dev/null || true
 }
@@ -137,16 +144,17 @@ else
   echo "chaos: kernel client ${guest_note:-mounted 198.18.1.61:/data}" >&2
 fi
 
-# --- The clock: ms since the probes started (faults.log, gap lines) --------
+# --- The clock: ms since the probes started (faults.log, gaps) -------------
+# A probe's at_ms counts from its own start, some tens of ms after it was
+# launched (ip netns exec): its lines carry the time the host read them too,
+# as the guest's do, and that time is the one compared with the faults.
 t0=${EPOCHREALTIME/./}
 clock() { now=$(((${EPOCHREALTIME/./} - t0) / 1000)); }
-declare -A probe_start
+stamp() { while IFS= read -r line; do echo "$EPOCHREALTIME $line"; done; }
 for i in 1 2 3; do
-  clock
-  probe_start[c$i]=$now
-  # (ip netns exec and env exec: $! is the probe itself, for the SIGTERM.)
+  # (ip netns exec and env exec: $! is the probe itself.)
   ip netns exec "vnas-$bed-c1" env NFSPROBE_GAP_MS=200 "$probe" probe "nfs://198.18.1.6$i/data" "$seconds" 10 \
-    >"$work/probe-c$i.out" 2>"$work/probe-c$i.err" &
+    > >(stamp >"$work/probe-c$i.out") 2>"$work/probe-c$i.err" &
   pid[probe-c$i]=$!
 done
 # Bounded: past the run and a minute, the watchdog ends this script (and
@@ -225,7 +233,7 @@ while :; do
     fi
   fi
   if [ "$now" -ge $((minute * 60000)) ]; then
-    echo "  minute $minute/$minutes: $count faults, $(cat "$work"/probe-c?.out | grep -c '^gap_ms=') libnfs gaps over 200 ms" >&2
+    echo "  minute $minute/$minutes: $count faults, $(cat "$work"/probe-c?.out | grep -c ' gap_ms=') libnfs gaps over 200 ms" >&2
     minute=$((minute + 1))
   fi
   # Sleep until the next thing due (10-200 ms).
@@ -247,6 +255,8 @@ for i in 1 2 3; do
   done
   wait "$p" || true
   unset "pid[probe-c$i]"
+  # Its last line through stamp.
+  for _ in $(seq 20); do grep -q ' phase=probe' "$work/probe-c$i.out" && break; sleep 0.1; done
 done
 if [ -n "${pid[guest]:-}" ]; then
   wait "${pid[guest]}" || true
@@ -262,9 +272,9 @@ unset "pid[watchdog]"
 : >"$work/clients"
 for i in 1 2 3; do
   out=$work/probe-c$i.out
-  awk -v c="libnfs-c$i" -v off="${probe_start[c$i]}" '
-    /^gap_ms=/ { split($1, g, "="); split($2, t, "="); print c, off + t[2], g[2] }' "$out" >>"$work/gaps"
-  summary=$(grep '^phase=probe' "$out" || true)
+  awk -v c="libnfs-c$i" -v t0="$t0" '
+    $2 ~ /^gap_ms=/ { split($2, g, "="); printf "%s %d %d\n", c, ($1 - t0 / 1e6) * 1000 + 0.5, g[2] }' "$out" >>"$work/gaps"
+  summary=$(grep ' phase=probe' "$out" || true)
   if [ -n "$summary" ]; then
     # round_trips errors mismatches max_gap_ms note
     echo "$summary" | sed -n 's/.*round_trips=\([0-9]*\) failed_ops=\([0-9]*\) mismatches=\([0-9]*\) max_gap_ms=\([0-9]*\).*/libnfs-c'"$i"' \1 \2 \3 \4 -/p' >>"$work/clients"
@@ -306,18 +316,17 @@ clients = [l.split() for l in open(sys.argv[3])]
 command, guest_note = sys.argv[4], sys.argv[5]
 kinds = {k: sum(1 for f in faults if f[1] == k) for k in ("kill", "freeze", "link")}
 
-print(f"Gaps over 200 ms, each with the fault before it (times in s since the clients started):")
+print("Gaps over 200 ms (s since the probes started), each with the fault before it:")
 for c, end, g in sorted(gaps, key=lambda x: (x[0], x[1])):
-    # The last fault before the gap began, and any during it.
+    # The last fault before the gap ended: a fault's gap begins at the last
+    # good round trip, before the fault itself.
     start = end - g
-    before = [f for f in faults if f[0] <= start]
-    during = [f for f in faults if start < f[0] <= end]
+    before = [f for f in faults if f[0] <= end]
     cause = "no fault before it"
     if before:
         at, kind, node = before[-1]
-        cause = f"after {kind} {node} at {at / 1000:.3f} (+{start - at} ms)"
-    if during:
-        cause += "; during it: " + ", ".join(f"{k} {n} at {a / 1000:.3f}" for a, k, n in during)
+        when = f"{start - at} ms after it" if start >= at else f"{at - start} ms before it"
+        cause = f"{kind} {node} at {at / 1000:.3f} (gap began {when})"
     print(f"  {c:10} {g:6} ms  {start / 1000:9.3f}-{end / 1000:.3f}  {cause}")
 if not gaps:
     print("  none")
