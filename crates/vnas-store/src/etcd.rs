@@ -895,8 +895,31 @@ pub mod test_cluster {
         pub client_ca: PathBuf,
     }
 
+    /// A port no one listens on, below the kernel's ephemeral range: a
+    /// port taken from that range and given back (bind to port 0) could be
+    /// taken meanwhile by an outgoing connection (etcd's members connect to
+    /// each other while the next member starts), and that member then
+    /// failed to listen (a cluster that never came up, once in CI).
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768);
+        let (first, count) = (10_000u32, low.saturating_sub(10_000));
+        if count < 1_000 {
+            return std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        }
+        // Processes that run at once start at different places.
+        let start = std::process::id().wrapping_mul(7_919) % count;
+        for _ in 0..count {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let port = (first + (start + n) % count) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+        panic!("no free port below {low}");
     }
 
     impl EtcdCluster {
