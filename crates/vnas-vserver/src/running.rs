@@ -377,13 +377,26 @@ impl Running {
         self.connections.snapshot()
     }
 
-    /// After a takeover: announces the addresses and wakes the previous
-    /// owner's clients (tickle ACKs), now and again for a few seconds.
-    pub fn announce(&self, connections: &[(SocketAddr, SocketAddr)]) {
+    /// Once it serves: announces the addresses and wakes the previous
+    /// owner's clients (tickle ACKs); after a takeover (`again`), now and
+    /// again for a few seconds (a planned move's source stopped cleanly
+    /// and took its link down first).
+    ///
+    /// A repeat tickles only connections that have not come back here: a
+    /// client that reconnected from the same port (the Linux client does)
+    /// answers a tickle on its live connection with an ACK, and its kernel
+    /// sends at most one such ACK per 500 ms (tcp_invalid_ratelimit). A
+    /// repeat two seconds after a takeover, just before a drain, used that
+    /// allowance up: the next owner's tickle then went unanswered, and the
+    /// client waited for its own retransmission (0.3 s instead of 0.1 s).
+    pub fn announce(&self, connections: &[(SocketAddr, SocketAddr)], again: bool) {
         self.attachment.announce(connections);
+        if !again {
+            return;
+        }
         let (attachment, connections, shutdown) =
             (self.attachment.clone(), connections.to_vec(), self.shutdown.clone());
-        let gate = self.gate.clone();
+        let (gate, live) = (self.gate.clone(), self.connections.clone());
         tokio::spawn(async move {
             let mut since_ms = 0;
             for at_ms in ANNOUNCE_AGAIN_MS {
@@ -397,8 +410,10 @@ impl Running {
                 if gate.state() != GateState::Serve {
                     continue;
                 }
-                let (attachment, connections) = (attachment.clone(), connections.clone());
-                let _ = tokio::task::spawn_blocking(move || attachment.announce(&connections)).await;
+                let back = live.snapshot();
+                let quiet: Vec<_> = connections.iter().filter(|c| !back.contains(c)).copied().collect();
+                let attachment = attachment.clone();
+                let _ = tokio::task::spawn_blocking(move || attachment.announce(&quiet)).await;
             }
         });
     }

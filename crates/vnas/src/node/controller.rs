@@ -413,7 +413,7 @@ impl Controller {
                         continue;
                     }
                     if confirm(&node, record, &vserver, Why::Move).await {
-                        vserver.announce(&recorded_connections(record));
+                        vserver.announce(&recorded_connections(record), false);
                         self.running.insert(name, vserver);
                     } else {
                         vserver.stop().await;
@@ -632,7 +632,10 @@ async fn activate(
     match started {
         Ok(vserver) => {
             if confirm(node, record, &vserver, why.unwrap_or(Why::Restart)).await {
-                vserver.announce(&recorded_connections(record));
+                // After a takeover the previous owner may still be on the
+                // wire (a frozen process's kernel): announce for a while.
+                let takeover = matches!(why, Some(Why::NodeDown | Why::VserverFailed));
+                vserver.announce(&recorded_connections(record), takeover);
                 Some(vserver)
             } else {
                 vserver.stop().await;

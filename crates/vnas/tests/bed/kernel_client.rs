@@ -35,12 +35,15 @@ struct Gaps(Vec<(Instant, u64)>);
 
 impl Gaps {
     /// The longest gap the guest reported that began within `window` after
-    /// `at` (or just before it: the event's own call takes a moment).
+    /// `at`, or up to 150 ms before it: a gap begins at the last good round
+    /// trip, which may end a whole round trip (~60 ms, emulated) before the
+    /// event, plus the event's own call. (With 50 ms, a freeze's gap of
+    /// 1 s once went unseen.)
     fn after(&self, at: Instant, window: Duration) -> u64 {
         let began = |(seen, gap): &(Instant, u64)| seen.checked_sub(Duration::from_millis(*gap));
         self.0
             .iter()
-            .filter(|g| began(g).is_some_and(|b| b + Duration::from_millis(50) >= at && b <= at + window))
+            .filter(|g| began(g).is_some_and(|b| b + Duration::from_millis(150) >= at && b <= at + window))
             .map(|(_, g)| *g)
             .max()
             .unwrap_or(GAP_MS)
