@@ -130,6 +130,18 @@ pub struct Outcome {
     pub dropped_replies: u64,
 }
 
+impl Outcome {
+    /// Adds another run's figures (the steps apart).
+    pub fn add(&mut self, other: &Outcome) {
+        self.transfers += other.transfers;
+        self.failovers += other.failovers;
+        self.faults += other.faults;
+        self.writes += other.writes;
+        self.late_replies += other.late_replies;
+        self.dropped_replies += other.dropped_replies;
+    }
+}
+
 // ---------------------------------------------------------------- the store
 
 /// The common volume's model: the same compare-and-swap on the epoch and

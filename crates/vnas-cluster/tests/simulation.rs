@@ -38,14 +38,7 @@ fn ten_thousand_seeds_keep_the_invariants() {
                     let mut sum = sim::Outcome::default();
                     for seed in seeds.iter().skip(t).step_by(threads) {
                         match sim::run(*seed) {
-                            Ok(outcome) => {
-                                sum.transfers += outcome.transfers;
-                                sum.failovers += outcome.failovers;
-                                sum.faults += outcome.faults;
-                                sum.writes += outcome.writes;
-                                sum.late_replies += outcome.late_replies;
-                                sum.dropped_replies += outcome.dropped_replies;
-                            }
+                            Ok(outcome) => sum.add(&outcome),
                             Err(violation) => panic!("{violation}"),
                         }
                     }
@@ -55,14 +48,9 @@ fn ten_thousand_seeds_keep_the_invariants() {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
-    let total = results.iter().fold(sim::Outcome::default(), |mut acc, r| {
-        acc.transfers += r.transfers;
-        acc.failovers += r.failovers;
-        acc.faults += r.faults;
-        acc.writes += r.writes;
-        acc.late_replies += r.late_replies;
-        acc.dropped_replies += r.dropped_replies;
-        acc
+    let total = results.iter().fold(sim::Outcome::default(), |mut total, r| {
+        total.add(r);
+        total
     });
     eprintln!(
         "{} seeds in {:?}: {} transfers ({} failovers), {} faults, {} checked writes, {} late replies sent, {} withheld",
