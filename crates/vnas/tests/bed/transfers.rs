@@ -63,8 +63,8 @@ fn moves_under_load_in_linux_mode() {
         "the route is in the vserver's table: {tables:?}"
     );
 
-    let moving = bed.probe("c1", "198.18.1.10", 9);
-    let undisturbed = bed.probe("c2", "198.18.1.11", 8);
+    let moving = bed.probe_without_commit("c1", "198.18.1.10", 9);
+    let undisturbed = bed.probe_without_commit("c2", "198.18.1.11", 8);
     let mut pauses = Vec::new();
     for to in ["n2", "n3", "n1", "n3", "n2", "n1", "n2", "n1"] {
         let result = bed.cli_json(&n3, &["vserver", "move", "moving", "--to", to]);
