@@ -107,6 +107,7 @@ pub fn confirmed(
         epoch,
         pause_ms,
         fence: None,
+        locks: None,
     };
     (service, running, transfer)
 }

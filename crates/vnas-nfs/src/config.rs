@@ -153,6 +153,14 @@ pub struct ServerConfig {
     /// Counters to start from (a vserver's previous owner's), so they
     /// continue across a move.
     pub stats: Option<crate::StatsSnapshot>,
+    /// The lock table a previous owner recorded, restored whole.
+    pub locks: Option<crate::locks::LockTable>,
+    /// Where every change to the lock table is recorded before it is
+    /// answered; `None`: nowhere (a lone server).
+    pub lock_journal: Option<Arc<dyn crate::locks::LockJournal>>,
+    /// Makes the sockets calls back to clients (NLM GRANTED) leave from;
+    /// `None`: ordinary sockets.
+    pub connector: Option<crate::locks::Connector>,
 }
 
 /// What a server may do with a call it has read.
@@ -193,6 +201,9 @@ impl ServerConfig {
             service_port: None,
             connection_mark: None,
             stats: None,
+            locks: None,
+            lock_journal: None,
+            connector: None,
         }
     }
 }

@@ -7,16 +7,19 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::creds::{self, Creds};
 use crate::drc::{self, Seen};
 use crate::limits::READ_INLINE_MAX;
+use crate::locks::Callback;
 use crate::nfs3::{self, Garbage, Req};
 use crate::rpc::{parse_call, Call, CallError, Outgoing, Reply};
 use crate::server::State;
-use crate::{mount, portmap};
+use crate::{mount, nlm, nsm, portmap};
 
 /// Where a call came from and arrived at.
 #[derive(Clone, Copy, Debug)]
 pub struct Conn {
     pub peer: SocketAddr,
     pub local_port: u16,
+    /// The server's address the client reached.
+    pub local: Option<std::net::IpAddr>,
 }
 
 pub enum Outcome {
@@ -39,6 +42,10 @@ pub enum Outcome {
 /// would cost more than the call.
 pub fn is_heavy(record: &[u8]) -> bool {
     let word = |at: usize| record.get(at..at + 4).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
+    // Lock calls record the lock table before they are answered.
+    if matches!(word(12), Some(nlm::PROGRAM | nsm::PROGRAM)) {
+        return true;
+    }
     if word(12) != Some(nfs3::PROGRAM) {
         return false;
     }
@@ -88,6 +95,8 @@ pub fn handle(state: &State, conn: Conn, record: &[u8]) -> Outcome {
         nfs3_types::mount::PROGRAM => {
             simple(&call, 3, |out| mount::run(state, conn.peer, call.proc_, args, out))
         }
+        nlm::PROGRAM => handle_nlm(state, conn, &call, args),
+        nsm::PROGRAM => simple(&call, nsm::VERSION, |out| nsm::run(state, conn, call.proc_, args, out)),
         portmap::PROGRAM => {
             simple(&call, portmap::VERSION, |out| portmap::run(conn.local_port, call.proc_, args, out))
         }
@@ -105,6 +114,31 @@ fn simple(call: &Call, version: u32, run: impl FnOnce(&mut Reply) -> Option<Resu
         None => Reply::proc_unavail(call.xid),
         Some(Err(Garbage)) => Reply::garbage_args(call.xid),
         Some(Ok(())) => out,
+    };
+    Outcome::Reply(reply.finish())
+}
+
+fn handle_nlm(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
+    if call.vers != nlm::VERSION {
+        return Outcome::Reply(Reply::prog_mismatch(call.xid, nlm::VERSION, nlm::VERSION).finish());
+    }
+    let mut out = Reply::success(call.xid, 256);
+    let ran =
+        catch_unwind(AssertUnwindSafe(|| nlm::run(state, conn, &call.auth, call.proc_, args, &mut out)));
+    let reply = match ran {
+        Ok(None) => Reply::proc_unavail(call.xid),
+        Ok(Some(Err(Garbage))) => Reply::garbage_args(call.xid),
+        Ok(Some(Ok(nlm::Answer::Reply))) => out,
+        Ok(Some(Ok(nlm::Answer::Message { proc_, body }))) => {
+            let server = conn.local.unwrap_or(conn.peer.ip());
+            state.locks.call_back(Callback::Result { client: conn.peer.ip(), server, proc_, body });
+            Reply::success(call.xid, 0)
+        }
+        Ok(Some(Ok(nlm::Answer::Withhold))) => return Outcome::Nothing,
+        Err(_) => {
+            tracing::error!(xid = call.xid, proc = call.proc_, "NLM procedure panicked; answered SYSTEM_ERR");
+            Reply::system_err(call.xid)
+        }
     };
     Outcome::Reply(reply.finish())
 }

@@ -77,7 +77,7 @@ fn fixture() -> Fixture {
         handles.push(export.handle_at(&root.fd, name.as_bytes(), &stat).data.to_vec());
     }
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    Fixture { _dir: dir, server, handles, conn: Conn { peer, local_port: 2049 } }
+    Fixture { _dir: dir, server, handles, conn: Conn { peer, local_port: 2049, local: None } }
 }
 
 /// The reply must be an RPC reply to our xid, and never SYSTEM_ERR (what a

@@ -1,5 +1,5 @@
-//! The data path of a vserver: an NFSv3 server (with MOUNT v3 and portmap v2
-//! on the same port) over TCP.
+//! The data path of a vserver: an NFSv3 server (with MOUNT v3, NLM v4, NSM
+//! and portmap v2 on the same port) over TCP.
 //!
 //! This crate knows nothing about clusters. It serves export trees on sockets
 //! it is given, with file handles that name only an export id and an object's
@@ -16,8 +16,11 @@ pub mod fs;
 mod fuzz;
 pub mod handle;
 pub mod limits;
+pub mod locks;
 mod mount;
 mod nfs3;
+mod nlm;
+mod nsm;
 mod portmap;
 pub mod rpc;
 pub mod server;

@@ -12,11 +12,13 @@ pub const PROGRAM: u32 = nfs3_types::portmap::PROGRAM;
 pub const VERSION: u32 = nfs3_types::portmap::VERSION;
 
 /// The programs this port serves.
-fn served(port: u16) -> [mapping; 2] {
+fn served(port: u16) -> [mapping; 4] {
     let port = u32::from(port);
     [
         mapping { prog: crate::nfs3::PROGRAM, vers: crate::nfs3::VERSION, prot: IPPROTO_TCP, port },
         mapping { prog: nfs3_types::mount::PROGRAM, vers: 3, prot: IPPROTO_TCP, port },
+        mapping { prog: crate::nlm::PROGRAM, vers: crate::nlm::VERSION, prot: IPPROTO_TCP, port },
+        mapping { prog: crate::nsm::PROGRAM, vers: crate::nsm::VERSION, prot: IPPROTO_TCP, port },
     ]
 }
 

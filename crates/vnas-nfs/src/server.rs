@@ -48,6 +48,10 @@ pub struct State {
     connection_mark: Option<u32>,
     connections: Arc<Connections>,
     pub(crate) stats: Arc<crate::Stats>,
+    /// NLM and v4 lock state (one manager for both).
+    pub locks: Arc<crate::locks::LockManager>,
+    /// Makes the sockets calls back to clients leave from.
+    pub(crate) connector: Option<crate::locks::Connector>,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
 }
@@ -184,6 +188,12 @@ impl Server {
             connection_mark: config.connection_mark,
             connections: Arc::default(),
             stats: Arc::new(config.stats.as_ref().map(crate::Stats::from_snapshot).unwrap_or_default()),
+            locks: Arc::new(crate::locks::LockManager::new(
+                config.locks.clone(),
+                config.lock_journal.clone(),
+                crate::locks::Limits::default(),
+            )),
+            connector: config.connector.clone(),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
@@ -192,6 +202,11 @@ impl Server {
     /// Its counters, kept up to date while it runs.
     pub fn stats(&self) -> Arc<crate::Stats> {
         self.state.stats.clone()
+    }
+
+    /// Its lock manager (the table, its counters).
+    pub fn locks(&self) -> Arc<crate::locks::LockManager> {
+        self.state.locks.clone()
     }
 
     /// The client connections it holds, kept up to date while it runs.
@@ -225,6 +240,10 @@ impl Server {
             addresses: HashMap::new(),
         };
         let tracker = listening.tracker.clone();
+        let (callbacks, queue) = tokio::sync::mpsc::unbounded_channel();
+        self.state.locks.set_callbacks(callbacks);
+        tracker.spawn(crate::locks::run_callbacks(self.state.clone(), queue, shutdown.clone()));
+        tracker.spawn(lock_ticks(self.state.clone(), shutdown.clone()));
         {
             let mut state = self.state.listening.lock().expect("not poisoned");
             let early = match std::mem::replace(&mut *state, ListenState::Stopped) {
@@ -243,7 +262,32 @@ impl Server {
         if tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
+        // The kernel's copies of the locks go with this server; the next
+        // owner takes them from the recorded table.
+        self.state.locks.let_go();
         Ok(())
+    }
+}
+
+/// Once a second: restored grants into the kernel, waiters held up only
+/// by locks outside the table granted when those go.
+async fn lock_ticks(state: Arc<State>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if state.gate.as_ref().is_some_and(|g| g.state() != GateState::Serve) {
+            continue;
+        }
+        let ticking = state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let open = crate::nlm::opener(&ticking);
+            ticking.locks.tick(&open);
+        })
+        .await;
     }
 }
 
@@ -282,10 +326,10 @@ async fn accept_loop(
             }
         }
         let local_port = state.service_port.or(local.map(|a| a.port())).unwrap_or(0);
-        let conn = Conn { peer, local_port };
+        let here = stream.local_addr().ok();
+        let conn = Conn { peer, local_port, local: here.map(|a| a.ip()) };
         let state = state.clone();
         let shutdown = shutdown.clone();
-        let here = stream.local_addr().ok();
         if let Some(here) = here {
             state.connections.add(here, peer);
         }
@@ -599,6 +643,39 @@ async fn send_file(
 pub struct ServerControl(Arc<State>);
 
 impl ServerControl {
+    /// Where the file a handle names is, as its clients see it
+    /// (`/data/dir/file`); `None` if it is gone or not served here.
+    pub fn path_of(&self, fh: &[u8]) -> Option<String> {
+        let decoded = crate::handle::FileHandle::decode(fh).ok()?;
+        let export = self.0.export_by_id(decoded.export_id)?;
+        let fh = export.verify(fh).ok()?;
+        let obj = export.resolve(&fh).ok()?;
+        let at = std::fs::read_link(obj.proc_path()).ok()?;
+        let inside = at.strip_prefix(&export.path).ok()?;
+        let name = export.name.trim_end_matches('/');
+        Some(if inside.as_os_str().is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}/{}", inside.display())
+        })
+    }
+
+    /// Takes a previous owner's lock table whole, and its grants into the
+    /// kernel at once where that owner let go of them (the rest within a
+    /// second, as it does).
+    pub fn restore_locks(&self, table: crate::locks::LockTable) {
+        self.0.locks.restore(table);
+        let open = crate::nlm::opener(&self.0);
+        self.0.locks.tick(&open);
+    }
+
+    /// Releases everything lock client `caller` holds or waits for (an
+    /// administrator's break of a dead client's locks); how many locks.
+    pub fn break_locks(&self, caller: &str) -> Result<usize, crate::locks::NotRecorded> {
+        let open = crate::nlm::opener(&self.0);
+        self.0.locks.release_client(&open, caller)
+    }
+
     /// Serves `configs` from now on: an export kept (same name, directory
     /// and id) keeps its open state and takes the new rules, which the
     /// next call sees; a new one is opened; one left out is no longer found

@@ -327,6 +327,30 @@ impl Store for DirStore {
         Ok(())
     }
 
+    fn locks(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_name(name)?;
+        if self.record(name)?.is_none() {
+            return Err(StoreError::VserverNotFound(name.to_string()));
+        }
+        self.read(&self.vserver_dir(name).join("locks.json"))
+    }
+
+    fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock_vserver(name)?;
+        let dir = self.vserver_dir(name);
+        let ownership =
+            self.read::<Ownership>(&dir.join("ownership.json"))?.unwrap_or_else(Ownership::unowned);
+        if ownership.epoch != epoch {
+            return Err(StoreError::StaleEpoch {
+                name: name.to_string(),
+                expected: epoch,
+                actual: ownership.epoch,
+            });
+        }
+        self.write(&dir.join("locks.json"), locks)
+    }
+
     fn generation(&self) -> Result<u64, StoreError> {
         let path = self.root.join("generation");
         match fs::read_to_string(&path) {

@@ -529,6 +529,7 @@ impl Store for EtcdStore {
             Some(etcd_client::DeleteOptions::new().with_prefix()),
         )];
         ops.push(TxnOp::delete(self.key(&format!("history/{name}")), None));
+        ops.push(TxnOp::delete(self.key(&format!("locks/{name}")), None));
         for address in &config.addresses {
             ops.extend(self.address_deletes(address));
         }
@@ -570,6 +571,23 @@ impl Store for EtcdStore {
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError> {
         let put = TxnOp::put(self.vserver_key(name, "service"), encode(state), None);
         self.under_epoch(name, state.epoch, |_| true, vec![put])
+    }
+
+    fn locks(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_name(name)?;
+        self.config(name)?;
+        let key = self.key(&format!("locks/{name}"));
+        match self.read(&key)?.value {
+            Some(value) => decode(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError> {
+        // Outside vservers/, which nodes watch: a lock is not a change of
+        // the vserver's record.
+        let put = TxnOp::put(self.key(&format!("locks/{name}")), encode(locks), None);
+        self.under_epoch(name, epoch, |_| true, vec![put])
     }
 
     fn generation(&self) -> Result<u64, StoreError> {

@@ -70,6 +70,14 @@ pub trait Store: Send + Sync {
     /// Records what the owner applied; refused unless `state.epoch` is the
     /// current ownership epoch.
     fn put_service_state(&self, name: &str, state: &ServiceState) -> Result<(), StoreError>;
+    /// The lock state a vserver's owner recorded last (NLM locks, waiters,
+    /// clients: opaque here), what a next owner restores; `None`: none yet.
+    fn locks(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Records a vserver's lock state; refused unless `epoch` is the
+    /// current ownership epoch. Written on every lock change, so it does
+    /// not count as a change of the vserver's record (no generation bump,
+    /// no watch event).
+    fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError>;
     /// Changes whenever a vserver record changes, so a reader can skip
     /// reading them all when nothing did.
     fn generation(&self) -> Result<u64, StoreError>;

@@ -281,4 +281,8 @@ pub struct Transfer {
     /// it had not released them (the fence command and its outcome).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
+    /// What became of the clients' locks: the table the new owner restored
+    /// (and that no grace period was needed), when it serves NFS locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locks: Option<String>,
 }

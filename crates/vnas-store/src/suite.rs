@@ -158,6 +158,18 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
     state.epoch = 3;
     store.put_service_state("a", &state).unwrap();
     assert_eq!(store.vserver("a").unwrap().service, Some(state));
+
+    // Lock state: written by the owner alone.
+    assert_eq!(store.locks("a").unwrap(), None);
+    let locks = serde_json::json!({"files": {"00ff": {"locks": []}}, "nsm_state": 1});
+    assert!(matches!(store.put_locks("a", 2, &locks), Err(StoreError::StaleEpoch { .. })));
+    store.put_locks("a", 3, &locks).unwrap();
+    assert_eq!(store.locks("a").unwrap(), Some(locks));
+    assert!(matches!(store.locks("zz"), Err(StoreError::VserverNotFound(_))));
+    assert!(matches!(store.put_locks("zz", 3, &serde_json::json!({})), Err(StoreError::VserverNotFound(_))));
+    store.delete_vserver("a").unwrap();
+    store.create_vserver(&config("a", "127.0.0.10")).unwrap();
+    assert_eq!(store.locks("a").unwrap(), None, "a new vserver of the same name starts with none");
 }
 
 fn bad_names_are_refused(store: &impl Store) {
@@ -202,6 +214,7 @@ fn history_and_drain(store: &impl Store) {
             epoch,
             pause_ms: 10 * epoch,
             fence: (epoch == 2).then(|| "n1 fenced".into()),
+            locks: None,
         };
         store.append_history("a", &entry).unwrap();
     }

@@ -18,6 +18,6 @@ pub mod volumes;
 
 pub use monitor::Failure;
 pub use network::{Attachment, Linux, Loopback, Network};
-pub use running::{Lease, Params, Running};
+pub use running::{Lease, LockRecords, Params, Running};
 pub use units::{Units, UNIT_FILESYSTEMS};
 pub use volumes::{Claim, Directories, Volumes};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vnas_nfs::locks::{LockManager, LockTable};
 use vnas_nfs::{Connections, Gate, GateState, Server, ServerConfig};
 use vnas_store::VserverConfig;
 
@@ -38,6 +39,30 @@ pub struct Params {
     pub volumes: Arc<dyn Volumes>,
     /// Where the monitor reports the first failure it sees.
     pub failures: mpsc::Sender<Failure>,
+    /// Where each vserver's lock table is recorded and restored from;
+    /// `None`: locks live and die with the process.
+    pub locks: Option<Arc<dyn LockRecords>>,
+}
+
+/// The lock tables of vservers, in the common volume: written by the
+/// owner (under its epoch) before a lock change is answered, read by the
+/// next owner before it answers anything.
+pub trait LockRecords: Send + Sync {
+    fn load(&self, vserver: &str) -> Result<Option<LockTable>, String>;
+    fn record(&self, vserver: &str, epoch: u64, table: &LockTable) -> Result<(), String>;
+}
+
+/// The server's journal: the vserver's records under its current epoch.
+struct Journal {
+    records: Arc<dyn LockRecords>,
+    vserver: String,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl vnas_nfs::locks::LockJournal for Journal {
+    fn record(&self, table: &LockTable) -> Result<(), String> {
+        self.records.record(&self.vserver, self.epoch.load(Ordering::SeqCst), table)
+    }
 }
 
 pub struct Running {
@@ -58,6 +83,12 @@ pub struct Running {
     connections: Arc<Connections>,
     /// Its NFS counters.
     pub stats: Arc<vnas_nfs::Stats>,
+    /// Its lock manager (NLM locks, waiters, clients).
+    pub locks: Arc<LockManager>,
+    /// What became of its lock table at the start here (for the history).
+    pub restored: Option<String>,
+    /// The epoch its lock journal writes under.
+    journal_epoch: Arc<std::sync::atomic::AtomicU64>,
     /// Changes its exports while it runs.
     control: vnas_nfs::ServerControl,
     /// Its configuration with each volume where it is on this node.
@@ -141,6 +172,16 @@ impl Running {
         let write_verifier = server_config.write_verifier;
         let attachment = params.network.attach(&config).map_err(detach)?;
         server_config.connection_mark = attachment.connection_mark();
+        let journal_epoch = Arc::new(std::sync::atomic::AtomicU64::new(epoch));
+        if let Some(records) = &params.locks {
+            server_config.lock_journal = Some(Arc::new(Journal {
+                records: records.clone(),
+                vserver: config.name.clone(),
+                epoch: journal_epoch.clone(),
+            }));
+        }
+        let calling = attachment.clone();
+        server_config.connector = Some(Arc::new(move |to| calling.client_socket(to)));
         let server = match Server::new(server_config) {
             Ok(server) => server,
             Err(error) => {
@@ -150,6 +191,7 @@ impl Running {
         };
         let connections = server.connections();
         let stats = server.stats();
+        let locks = server.locks();
         let control = server.control();
         let unit_devices = claim.applied.lock().unwrap().clone();
         let mut running = Running {
@@ -167,6 +209,9 @@ impl Running {
             server: None,
             connections,
             stats,
+            locks,
+            restored: None,
+            journal_epoch,
             control,
             attached,
             monitor: None,
@@ -369,6 +414,11 @@ impl Running {
 
     /// The client connections it holds now, (server, client).
     /// Its client connections as the server keeps them (for metrics).
+    /// Changes its server while it runs (exports, lock breaks).
+    pub fn control(&self) -> vnas_nfs::ServerControl {
+        self.control.clone()
+    }
+
     pub fn connection_table(&self) -> Arc<Connections> {
         self.connections.clone()
     }
@@ -439,6 +489,30 @@ impl Running {
     /// Starts answering calls, under ownership `epoch` (first making the
     /// addresses answer here, where that waits for ownership).
     pub fn open(&mut self, epoch: u64) -> Result<(), String> {
+        // The lock table as the previous owner last recorded it (it
+        // recorded every change before answering it, and stopped before
+        // this node owned the vserver): restored whole, so nobody
+        // reclaims anything and no grace period is needed.
+        if let Some(records) = &self.params.locks {
+            let table = records
+                .load(&self.config.name)
+                .map_err(|e| format!("cannot read the vserver's lock table: {e}"))?;
+            if let Some(table) = table {
+                tracing::info!(
+                    vserver = %self.config.name,
+                    locks = table.locks().count(),
+                    waiting = table.waiters().count(),
+                    "lock table restored"
+                );
+                let (locks, waiting) = (table.locks().count(), table.waiters().count());
+                self.control.restore_locks(table);
+                self.restored =
+                    Some(format!("{locks} locks and {waiting} waiters restored; no grace period"));
+            } else {
+                self.restored = Some("no locks recorded; no grace period".to_string());
+            }
+        }
+        self.journal_epoch.store(epoch, Ordering::SeqCst);
         self.listen()?;
         self.epoch = epoch;
         self.gate.state.store(SERVE, Ordering::SeqCst);

@@ -39,6 +39,9 @@ pub struct Metrics {
 pub struct Meters {
     pub stats: Arc<Stats>,
     pub connections: Arc<Connections>,
+    pub locks: Arc<vnas_nfs::locks::LockManager>,
+    /// Changes its server (lock breaks).
+    pub control: vnas_nfs::ServerControl,
 }
 
 impl Metrics {
@@ -85,6 +88,11 @@ impl Metrics {
         }
     }
 
+    /// What vserver `name` is served with here, if it is.
+    pub fn served(&self, name: &str) -> Option<Meters> {
+        self.serving.lock().unwrap().get(name).cloned()
+    }
+
     /// The vservers served here now.
     pub fn serving(&self, meters: BTreeMap<String, Meters>) {
         *self.serving.lock().unwrap() = meters;
@@ -109,13 +117,44 @@ impl std::fmt::Debug for Served {
 
 impl Collector for Served {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let serving: Vec<(String, vnas_nfs::StatsSnapshot, usize)> = self
-            .0
-            .lock()
-            .unwrap()
+        let served: Vec<(String, Meters)> =
+            self.0.lock().unwrap().iter().map(|(name, m)| (name.clone(), m.clone())).collect();
+        let serving: Vec<(String, vnas_nfs::StatsSnapshot, usize)> = served
             .iter()
             .map(|(name, m)| (name.clone(), m.stats.snapshot(), m.connections.snapshot().len()))
             .collect();
+        let locks: Vec<(String, vnas_nfs::locks::LockStats)> =
+            served.iter().map(|(name, m)| (name.clone(), m.locks.stats())).collect();
+        type LockPick = fn(&vnas_nfs::locks::LockStats) -> u64;
+        let lock_gauges: [(&str, &str, LockPick); 3] = [
+            ("nlm_locks_held", "Byte-range locks granted and held, by vserver", |l| l.held),
+            ("nlm_locks_waiting", "Blocked lock requests waiting, by vserver", |l| l.waiting),
+            ("nlm_clients", "Lock clients with any lock state, by vserver", |l| l.clients),
+        ];
+        for (name, help, pick) in lock_gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (vserver, stats) in &locks {
+                let labels: Labels = vec![("vserver", vserver.clone())];
+                ConstGauge::new(pick(stats) as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let lock_counters: [(&str, &str, LockPick); 4] = [
+            ("nlm_granted", "Locks granted (at once or to a waiter), by vserver", |l| l.granted),
+            ("nlm_denied", "Lock requests denied (held by another, or over the limit), by vserver", |l| {
+                l.denied
+            }),
+            ("nlm_blocked", "Lock requests that had to wait, by vserver", |l| l.blocked),
+            ("nlm_callbacks_failed", "Calls back to clients (GRANTED) that failed, by vserver", |l| {
+                l.callbacks_failed
+            }),
+        ];
+        for (name, help, pick) in lock_counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (vserver, stats) in &locks {
+                let labels: Labels = vec![("vserver", vserver.clone())];
+                ConstCounter::new(pick(stats)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         type Pick = fn(&vnas_nfs::stats::ProcedureSnapshot) -> u64;
         let counters: [(&str, &str, Pick); 2] = [
             ("nfs_calls", "NFSv3 calls answered, by vserver and procedure", |p| p.calls),

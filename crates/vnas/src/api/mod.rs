@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod locks;
 pub mod openapi;
 pub mod rebalance;
 pub mod routes;

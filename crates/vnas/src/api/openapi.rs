@@ -24,7 +24,9 @@ use super::types::*;
         vserver_history,
         drain_node,
         undrain_node,
-        super::rebalance::plan
+        super::rebalance::plan,
+        super::locks::list_locks,
+        super::locks::break_locks
     ),
     components(schemas(
         CreateVserver,
@@ -37,6 +39,11 @@ use super::types::*;
         MoveVserver,
         MoveResult,
         RebalancePlan,
+        super::locks::LocksView,
+        super::locks::LockView,
+        super::locks::LockClientView,
+        super::locks::BreakLocks,
+        super::locks::BreakResult,
         ModifyVserver,
         RuleRef,
         NodeLoadView,

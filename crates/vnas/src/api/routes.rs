@@ -33,6 +33,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/vservers/{name}/stop", post(stop_vserver))
         .route("/api/vservers/{name}/move", post(move_vserver))
         .route("/api/vservers/{name}/history", get(vserver_history))
+        .route("/api/vservers/{name}/locks", get(super::locks::list_locks))
+        .route("/api/vservers/{name}/locks/break", post(super::locks::break_locks))
         .route("/api/nodes/{name}/drain", post(drain_node))
         .route("/api/nodes/{name}/undrain", post(undrain_node))
         .route("/api/cluster/rebalance", get(super::rebalance::plan))

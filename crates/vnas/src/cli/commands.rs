@@ -101,6 +101,17 @@ pub enum VserverCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The locks a vserver's NFSv3 clients hold and wait for (NLM), asked
+    /// of the node serving it; `--break CLIENT` releases everything a
+    /// client that will not come back holds.
+    Locks {
+        name: String,
+        /// Release every lock of this client (its name as listed).
+        #[arg(long = "break", value_name = "CLIENT")]
+        break_client: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a vserver's addresses, routes, volumes, exports and client
     /// rules while it serves: clients of what did not change see no pause;
     /// a changed rule applies from the next call.
@@ -429,6 +440,56 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                     })
                     .collect();
                 table::print(&["WHEN (UTC)", "FROM", "TO", "WHY", "PAUSE", "EPOCH", "FENCE"], &rows);
+            }
+        }
+        VserverCommand::Locks { name, break_client: Some(who), json: as_json } => {
+            let body = serde_json::json!({ "client": who });
+            let result: crate::api::locks::BreakResult =
+                client.post(&format!("/api/vservers/{name}/locks/break"), &body)?;
+            if as_json {
+                json(&result);
+            } else {
+                println!("vserver {name}: {} lock(s) of client {} released", result.released, result.client);
+            }
+        }
+        VserverCommand::Locks { name, break_client: None, json: as_json } => {
+            let locks: crate::api::locks::LocksView = client.get(&format!("/api/vservers/{name}/locks"))?;
+            if as_json {
+                json(&locks);
+            } else {
+                let row = |l: &crate::api::locks::LockView, state: &str| {
+                    let length = if l.length == 0 { "to end".to_string() } else { l.length.to_string() };
+                    vec![
+                        l.client.clone(),
+                        l.svid.to_string(),
+                        l.file.clone(),
+                        l.start.to_string(),
+                        length,
+                        l.kind.clone(),
+                        state.to_string(),
+                        format_time(l.since_ms),
+                    ]
+                };
+                let rows: Vec<Vec<String>> = locks
+                    .held
+                    .iter()
+                    .map(|l| row(l, "held"))
+                    .chain(locks.waiting.iter().map(|l| row(l, "waiting")))
+                    .collect();
+                table::print(
+                    &["CLIENT", "SVID", "FILE", "START", "LENGTH", "TYPE", "STATE", "SINCE (UTC)"],
+                    &rows,
+                );
+                println!(
+                    "{} held, {} waiting, {} client(s), served by {}; since it started there: {} granted, {} denied, {} blocked",
+                    locks.held.len(),
+                    locks.waiting.len(),
+                    locks.clients.len(),
+                    locks.node,
+                    locks.granted,
+                    locks.denied,
+                    locks.blocked
+                );
             }
         }
         VserverCommand::Modify {

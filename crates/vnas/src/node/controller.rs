@@ -118,6 +118,7 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
             node.fence_command.clone(),
         )),
         failures,
+        locks: Some(Arc::new(super::locks::StoreLocks(node.store.clone()))),
     };
     let mut controller = Controller {
         node: node.clone(),
@@ -298,7 +299,12 @@ impl Controller {
             .iter()
             .filter(|(_, vserver)| vserver.serving())
             .map(|(name, vserver)| {
-                let meters = Meters { stats: vserver.stats.clone(), connections: vserver.connection_table() };
+                let meters = Meters {
+                    stats: vserver.stats.clone(),
+                    connections: vserver.connection_table(),
+                    locks: vserver.locks.clone(),
+                    control: vserver.control(),
+                };
                 (name.clone(), meters)
             })
             .collect();
@@ -662,6 +668,7 @@ async fn confirm(node: &Arc<Node>, record: &VserverRecord, vserver: &Running, wh
     if !vserver.notes.is_empty() {
         transfer.fence = Some(vserver.notes.join("; "));
     }
+    transfer.locks = vserver.restored.clone();
     let pause_ms = transfer.pause_ms;
     let name2 = name.clone();
     let previous_owner = record.ownership.owner.clone();

@@ -6,6 +6,7 @@ mod auto;
 mod controller;
 pub mod fence;
 mod load;
+mod locks;
 pub mod validate;
 
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@ mod etcd;
 mod handles_at_scale;
 mod libnfs;
 mod lifecycle;
+mod locks;
 mod metrics;
 mod modify;
 mod procedures;

@@ -16,25 +16,31 @@ pub type Connection = Nfs3Connection<TokioIo<tokio::net::TcpStream>>;
 /// Builds our libnfs probe (tools/nfsprobe.c) once per test run.
 pub fn nfsprobe() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let out = dir.join("nfsprobe");
-            // Built aside and renamed: tests in other processes may race.
-            let building = dir.join(format!("nfsprobe.{}", std::process::id()));
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/nfsprobe.c");
-            let status = Command::new("cc")
-                .args(["-O2", "-Wall", "-o"])
-                .arg(&building)
-                .arg(&source)
-                .arg("-lnfs")
-                .status()
-                .expect("cc runs (gcc, libnfs-dev)");
-            assert!(status.success(), "building {}", source.display());
-            std::fs::rename(&building, &out).unwrap();
-            out
-        })
-        .clone()
+    BUILT.get_or_init(|| build_tool("nfsprobe")).clone()
+}
+
+/// Our libnfs NLM/NSM client (tools/nlmtool.c), built like `nfsprobe`.
+pub fn nlmtool() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| build_tool("nlmtool")).clone()
+}
+
+fn build_tool(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = dir.join(name);
+    // Built aside and renamed: tests in other processes may race.
+    let building = dir.join(format!("{name}.{}", std::process::id()));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tools/{name}.c"));
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&building)
+        .arg(&source)
+        .arg("-lnfs")
+        .status()
+        .expect("cc runs (gcc, libnfs-dev)");
+    assert!(status.success(), "building {}", source.display());
+    std::fs::rename(&building, &out).unwrap();
+    out
 }
 
 /// The admin token file every node and CLI of the tests shares (made once
