@@ -27,5 +27,5 @@ pub mod server;
 pub mod stats;
 
 pub use config::{Access, ClientRule, ExportConfig, Gate, GateState, ServerConfig, Squash};
-pub use server::{Connections, Server, ServerControl, ServerError};
+pub use server::{Connections, Server, ServerControl, ServerError, WeakControl};
 pub use stats::{Stats, StatsSnapshot};

@@ -1,7 +1,7 @@
 //! Portmap v2 (RFC 1833), answered on the NFS port itself so a client that
 //! asks "where is NFS / MOUNT?" is told "here".
 
-use nfs3_types::portmap::{mapping, IPPROTO_TCP};
+use nfs3_types::portmap::{mapping, IPPROTO_TCP, IPPROTO_UDP};
 use nfs3_types::xdr_codec::List;
 
 use crate::nfs3::Garbage;
@@ -12,13 +12,16 @@ pub const PROGRAM: u32 = nfs3_types::portmap::PROGRAM;
 pub const VERSION: u32 = nfs3_types::portmap::VERSION;
 
 /// The programs this port serves.
-fn served(port: u16) -> [mapping; 4] {
+fn served(port: u16) -> [mapping; 6] {
     let port = u32::from(port);
     [
         mapping { prog: crate::nfs3::PROGRAM, vers: crate::nfs3::VERSION, prot: IPPROTO_TCP, port },
         mapping { prog: nfs3_types::mount::PROGRAM, vers: 3, prot: IPPROTO_TCP, port },
         mapping { prog: crate::nlm::PROGRAM, vers: crate::nlm::VERSION, prot: IPPROTO_TCP, port },
         mapping { prog: crate::nsm::PROGRAM, vers: crate::nsm::VERSION, prot: IPPROTO_TCP, port },
+        // A rebooted client's statd tells of it over UDP only.
+        mapping { prog: crate::nsm::PROGRAM, vers: crate::nsm::VERSION, prot: IPPROTO_UDP, port },
+        mapping { prog: PROGRAM, vers: VERSION, prot: IPPROTO_UDP, port },
     ]
 }
 

@@ -54,6 +54,8 @@ pub struct State {
     pub(crate) connector: Option<crate::locks::Connector>,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
+    /// Datagram sockets given before `run`, which `run` takes.
+    early_datagrams: Mutex<Vec<std::net::UdpSocket>>,
 }
 
 enum ListenState {
@@ -78,6 +80,15 @@ struct Listening {
 }
 
 impl Listening {
+    fn spawn_datagrams(&mut self, state: &Arc<State>, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        let ip = socket.local_addr()?.ip();
+        let _runtime = self.runtime.enter();
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let stop = self.addresses.entry(ip).or_insert_with(|| self.shutdown.child_token()).clone();
+        self.tracker.spawn_on(datagram_loop(socket, state.clone(), stop), &self.runtime);
+        Ok(())
+    }
+
     fn spawn(&mut self, state: &Arc<State>, listener: std::net::TcpListener) -> std::io::Result<()> {
         let ip = listener.local_addr()?.ip();
         let _runtime = self.runtime.enter();
@@ -170,6 +181,25 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
     listen().map_err(|source| ServerError::Listen { addr, source })
 }
 
+/// A datagram socket for `addr` (portmap and NSM over UDP), shared with
+/// a next server on the same address as [`bind`] is.
+pub fn bind_datagrams(addr: SocketAddr) -> Result<std::net::UdpSocket, ServerError> {
+    let open = || -> std::io::Result<std::net::UdpSocket> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv4() {
+            socket.set_freebind_v4(true)?;
+        } else {
+            socket.set_freebind_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    open().map_err(|source| ServerError::Listen { addr, source })
+}
+
 impl Server {
     /// Opens the exports. Nothing is served until [`run`](Self::run).
     pub fn new(config: ServerConfig) -> Result<Server, ServerError> {
@@ -195,6 +225,7 @@ impl Server {
             )),
             connector: config.connector.clone(),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
+            early_datagrams: Mutex::new(Vec::new()),
         };
         Ok(Server { state: Arc::new(state), drain_timeout: config.drain_timeout })
     }
@@ -253,6 +284,9 @@ impl Server {
             for listener in listeners.into_iter().chain(early) {
                 listening.spawn(&self.state, listener)?;
             }
+            for socket in std::mem::take(&mut *self.state.early_datagrams.lock().expect("not poisoned")) {
+                listening.spawn_datagrams(&self.state, socket)?;
+            }
             *state = ListenState::Running(listening);
         }
         shutdown.cancelled().await;
@@ -288,6 +322,44 @@ async fn lock_ticks(state: Arc<State>, shutdown: CancellationToken) {
             ticking.locks.tick(&open);
         })
         .await;
+    }
+}
+
+/// Largest datagram taken (a portmap or NSM call is a few hundred bytes).
+const DATAGRAM_MAX: usize = 8192;
+
+/// Portmap and NSM over UDP, what a client's statd uses to tell of its
+/// reboot (sm-notify sends nothing over TCP). NFS, MOUNT and NLM are
+/// served over TCP only: other datagrams are dropped.
+async fn datagram_loop(socket: tokio::net::UdpSocket, state: Arc<State>, stop: CancellationToken) {
+    let local = socket.local_addr().ok();
+    let mut buf = vec![0u8; DATAGRAM_MAX];
+    let serving = |state: &State, reply: bool| {
+        state.gate.as_ref().is_none_or(|g| if reply { g.reply() } else { g.state() } == GateState::Serve)
+    };
+    loop {
+        let (len, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(_) => continue,
+            },
+        };
+        let record = &buf[..len];
+        let prog = record.get(12..16).map(|w| u32::from_be_bytes(w.try_into().unwrap()));
+        if !matches!(prog, Some(crate::portmap::PROGRAM | crate::nsm::PROGRAM)) || !serving(&state, false) {
+            continue;
+        }
+        let local_port = state.service_port.or(local.map(|a| a.port())).unwrap_or(0);
+        let conn = Conn { peer, local_port, local: local.map(|a| a.ip()) };
+        let (calling, record) = (state.clone(), record.to_vec());
+        let outcome = tokio::task::spawn_blocking(move || dispatch::handle(&calling, conn, &record)).await;
+        if let Ok(Outcome::Reply(reply)) = outcome {
+            // The record mark is TCP's alone.
+            if serving(&state, true) && reply.head.len() > 4 {
+                let _ = socket.send_to(&reply.head[4..], peer).await;
+            }
+        }
     }
 }
 
@@ -642,7 +714,23 @@ async fn send_file(
 #[derive(Clone)]
 pub struct ServerControl(Arc<State>);
 
+/// A [`ServerControl`] that does not keep the server (and its exports'
+/// open files) alive: for those that outlive it, such as the metrics.
+#[derive(Clone)]
+pub struct WeakControl(std::sync::Weak<State>);
+
+impl WeakControl {
+    /// The server's control, while it exists.
+    pub fn upgrade(&self) -> Option<ServerControl> {
+        self.0.upgrade().map(ServerControl)
+    }
+}
+
 impl ServerControl {
+    pub fn downgrade(&self) -> WeakControl {
+        WeakControl(Arc::downgrade(&self.0))
+    }
+
     /// Where the file a handle names is, as its clients see it
     /// (`/data/dir/file`); `None` if it is gone or not served here.
     pub fn path_of(&self, fh: &[u8]) -> Option<String> {
@@ -696,6 +784,21 @@ impl ServerControl {
             ListenState::Running(listening) => {
                 for listener in listeners {
                     listening.spawn(&self.0, listener)?;
+                }
+            }
+            ListenState::Stopped => return Err(std::io::Error::other("the server stopped")),
+        }
+        Ok(())
+    }
+
+    /// Answers portmap and NSM datagrams on `sockets` too (before `run`,
+    /// from when it runs).
+    pub fn serve_datagrams(&self, sockets: Vec<std::net::UdpSocket>) -> std::io::Result<()> {
+        match &mut *self.0.listening.lock().expect("not poisoned") {
+            ListenState::NotYet(_) => self.0.early_datagrams.lock().expect("not poisoned").extend(sockets),
+            ListenState::Running(listening) => {
+                for socket in sockets {
+                    listening.spawn_datagrams(&self.0, socket)?;
                 }
             }
             ListenState::Stopped => return Err(std::io::Error::other("the server stopped")),

@@ -256,6 +256,8 @@ impl Running {
     fn listen(&mut self) -> Result<(), String> {
         let Some(server) = self.pending.take() else { return Ok(()) };
         let listeners = self.attachment.listen(&self.ports())?;
+        let datagrams = self.attachment.listen_datagrams(&self.ports())?;
+        self.control.serve_datagrams(datagrams).map_err(|e| format!("cannot serve datagrams: {e}"))?;
         let (shutdown, failures, name, epoch) =
             (self.shutdown.clone(), self.params.failures.clone(), self.config.name.clone(), self.epoch);
         self.server = Some(tokio::spawn(async move {
@@ -494,8 +496,12 @@ impl Running {
         // this node owned the vserver): restored whole, so nobody
         // reclaims anything and no grace period is needed.
         if let Some(records) = &self.params.locks {
-            let table = records
-                .load(&self.config.name)
+            // A store call may block on a runtime of its own (etcd): on a
+            // thread of its own, wherever this is called from.
+            let (records, name) = (records.clone(), self.config.name.clone());
+            let table = std::thread::spawn(move || records.load(&name))
+                .join()
+                .map_err(|_| "reading the lock table panicked".to_string())?
                 .map_err(|e| format!("cannot read the vserver's lock table: {e}"))?;
             if let Some(table) = table {
                 tracing::info!(

@@ -40,8 +40,9 @@ pub struct Meters {
     pub stats: Arc<Stats>,
     pub connections: Arc<Connections>,
     pub locks: Arc<vnas_nfs::locks::LockManager>,
-    /// Changes its server (lock breaks).
-    pub control: vnas_nfs::ServerControl,
+    /// Changes its server (lock breaks); weak: a stopped server's files
+    /// must close at once (a unit unmounts), whenever the next scrape is.
+    pub control: vnas_nfs::WeakControl,
 }
 
 impl Metrics {

@@ -202,6 +202,24 @@ impl Attachment for OnLinux {
         Ok(listeners)
     }
 
+    fn listen_datagrams(&self, ports: &[u16]) -> Result<Vec<std::net::UdpSocket>, String> {
+        let addresses: Vec<SocketAddr> = self
+            .addresses
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .flat_map(|a| ports.iter().map(|port| SocketAddr::new(a.addr(), *port)))
+            .collect();
+        self.ns
+            .run(|| {
+                addresses
+                    .iter()
+                    .map(|a| vnas_nfs::server::bind_datagrams(*a).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .map_err(|e| e.to_string())?
+    }
+
     fn add_address(&self, address: IpNet) -> Result<(), String> {
         if address.addr().is_ipv6() {
             // The namespace began without IPv6 if the vserver had no IPv6

@@ -47,6 +47,17 @@ impl Attachment for OnLoopback {
         bind_all(address.addr(), ports)
     }
 
+    fn listen_datagrams(&self, ports: &[u16]) -> Result<Vec<std::net::UdpSocket>, String> {
+        let mut sockets = Vec::new();
+        for net in self.addresses.lock().expect("not poisoned").iter() {
+            for port in ports {
+                let addr = SocketAddr::new(net.addr(), *port);
+                sockets.push(vnas_nfs::server::bind_datagrams(addr).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(sockets)
+    }
+
     fn add_address(&self, address: IpNet) -> Result<(), String> {
         self.addresses.lock().expect("not poisoned").push(address);
         Ok(())

@@ -47,6 +47,12 @@ pub trait Attachment: Send + Sync {
     /// While the vserver runs: `address` answers here too (once the
     /// addresses answer here at all).
     fn add_address(&self, address: IpNet) -> Result<(), String>;
+    /// Datagram sockets on every address for `ports` (portmap and NSM over
+    /// UDP, what a rebooted client's statd uses). None by default.
+    fn listen_datagrams(&self, ports: &[u16]) -> Result<Vec<std::net::UdpSocket>, String> {
+        let _ = ports;
+        Ok(Vec::new())
+    }
     /// While the vserver runs: `address` answers here no more; its
     /// listeners were closed first.
     fn remove_address(&self, address: IpNet) -> Result<(), String>;

@@ -78,7 +78,9 @@ pub struct BreakResult {
 fn view(node: &Node, name: &str, meters: &Meters) -> LocksView {
     let table = meters.locks.snapshot();
     let stats = meters.locks.stats();
-    let file = |fh: &[u8]| meters.control.path_of(fh).unwrap_or_else(|| vnas_nfs::locks::hex(fh));
+    let control = meters.control.upgrade();
+    let file =
+        |fh: &[u8]| control.as_ref().and_then(|c| c.path_of(fh)).unwrap_or_else(|| vnas_nfs::locks::hex(fh));
     let kind = |exclusive: bool| if exclusive { "write" } else { "read" }.to_string();
     let held = table
         .locks()
@@ -220,7 +222,13 @@ pub async fn break_locks(
             format!("client {} holds no locks on vserver {name}", request.client),
         ));
     }
-    let control = meters.control.clone();
+    let Some(control) = meters.control.upgrade() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("vserver {name} just stopped here; try again"),
+        ));
+    };
     let client = request.client.clone();
     let released = tokio::task::spawn_blocking(move || control.break_locks(&client))
         .await

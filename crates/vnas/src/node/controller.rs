@@ -303,7 +303,7 @@ impl Controller {
                     stats: vserver.stats.clone(),
                     connections: vserver.connection_table(),
                     locks: vserver.locks.clone(),
-                    control: vserver.control(),
+                    control: vserver.control().downgrade(),
                 };
                 (name.clone(), meters)
             })
