@@ -8,6 +8,7 @@
 //! pause, a failover's) are not measured next to other tests' load.
 
 mod kernel_client;
+mod kernel_locks;
 mod modify;
 #[allow(dead_code)]
 #[path = "../it/support.rs"]
