@@ -6,9 +6,14 @@
 //! calls of one transfer), freezes and thaws, is cut off from the store; a
 //! store call fails, or is applied but its answer is lost; a renewal is
 //! delayed past the lease; reads are stale; clocks are skewed within the
-//! lease bounds. After every step the invariants are checked; after the
-//! faults stop, every wanted vserver must be served by exactly one live
-//! node within a bounded time.
+//! lease bounds. Clients take and release byte-range locks on the
+//! vservers through whoever serves them, with the lock table the server
+//! runs (`vnas_locks`), recorded in the store under the owner's epoch
+//! before each answer and restored by the next owner, as the node does.
+//! After every step the invariants are checked (among them: no two
+//! conflicting locks are ever granted, no acknowledged lock is lost);
+//! after the faults stop, every wanted vserver must be served by exactly
+//! one live node within a bounded time.
 //!
 //! One seed is one run: the same seed replays the same run, event for
 //! event (`cargo run -p vnas-cluster --example sim -- --seed S --trace`).
@@ -19,6 +24,8 @@ use std::fmt::Write as _;
 use vnas_store::{
     Desired, NodeInfo, NodeStatus, Ownership, Transfer, VserverConfig, VserverRecord, VserverState,
 };
+
+use vnas_locks::{LockTable, Outcome as Locked, Owner, Range};
 
 use crate::decide::{decide, is_up, must_fence, Action, Local, View, Why};
 use crate::fence::Fence;
@@ -128,6 +135,12 @@ pub struct Outcome {
     pub late_replies: u64,
     /// Replies withheld because the vserver left the node meanwhile.
     pub dropped_replies: u64,
+    /// Locks granted and acknowledged to their client.
+    pub locks_granted: u64,
+    /// Lock requests refused (held by another client).
+    pub locks_denied: u64,
+    /// Lock changes not answered: the store refused or did not answer.
+    pub locks_unrecorded: u64,
 }
 
 impl Outcome {
@@ -139,6 +152,9 @@ impl Outcome {
         self.writes += other.writes;
         self.late_replies += other.late_replies;
         self.dropped_replies += other.dropped_replies;
+        self.locks_granted += other.locks_granted;
+        self.locks_denied += other.locks_denied;
+        self.locks_unrecorded += other.locks_unrecorded;
     }
 }
 
@@ -153,6 +169,8 @@ struct Store {
     history: BTreeMap<String, Vec<Transfer>>,
     service_epoch: BTreeMap<String, u64>,
     sessions: BTreeMap<String, Session>,
+    /// Each vserver's lock table as its owner last recorded it.
+    locks: BTreeMap<String, LockTable>,
 }
 
 #[derive(Clone)]
@@ -210,6 +228,16 @@ impl Store {
         Ok(())
     }
 
+    /// `Store::put_locks`: the owner's alone, under the current epoch.
+    fn put_locks(&mut self, name: &str, epoch: u64, table: &LockTable) -> Result<(), String> {
+        let current = self.ownership.get(name).ok_or("not found")?;
+        if current.epoch != epoch {
+            return Err("stale epoch".into());
+        }
+        self.locks.insert(name.to_string(), table.clone());
+        Ok(())
+    }
+
     fn append_history(&mut self, name: &str, transfer: Transfer) -> Result<(), String> {
         self.history.get_mut(name).ok_or("not found")?.push(transfer);
         Ok(())
@@ -249,6 +277,32 @@ struct Node {
     renewing: Option<(u64, u64)>,
     /// The last full read, for stale reads.
     last_read: Option<(Vec<VserverRecord>, Vec<NodeStatus>)>,
+    /// Per vserver served here, its lock table and the epoch it was read
+    /// from the store under (read when it starts serving, as `open` does).
+    tables: BTreeMap<String, (u64, LockTable)>,
+    /// Vservers whose last lock record failed here: the store may hold
+    /// another table (a write applied, its answer lost), so the next call
+    /// records even if it changes nothing (`LockManager`'s `dirty`).
+    dirty: BTreeSet<String>,
+    /// Answers to lock calls not sent yet: (vserver, epoch, the ack).
+    lock_replies: Vec<(String, u64, Ack)>,
+}
+
+/// What a lock call's answer tells its client.
+#[derive(Clone, Debug)]
+struct Ack {
+    client: u32,
+    /// A lock granted: (exclusive, range).
+    granted: Option<(bool, Range)>,
+}
+
+/// The one file every client locks in, per vserver.
+const FILE: &[u8] = b"f";
+/// Lock clients per vserver.
+const CLIENTS: u32 = 3;
+
+fn owner(client: u32) -> Owner {
+    Owner { caller: format!("c{client}"), svid: client, oh: Vec::new() }
 }
 
 impl Node {
@@ -315,6 +369,11 @@ struct Sim {
     written: BTreeMap<String, u64>,
     /// Per vserver, the highest ownership epoch the store held.
     epochs: BTreeMap<String, u64>,
+    /// Per vserver, the locks its clients were told they hold (and have
+    /// not begun to let go of): the clients' view.
+    believed: BTreeMap<String, LockTable>,
+    /// (vserver, client) with a lock call unanswered: one at a time.
+    outstanding: BTreeSet<(String, u32)>,
     outcome: Outcome,
 }
 
@@ -338,6 +397,8 @@ pub fn run_traced(seed: u64) -> Result<(Outcome, Vec<String>), Box<Violation>> {
         next_vserver: 0,
         written: BTreeMap::new(),
         epochs: BTreeMap::new(),
+        believed: BTreeMap::new(),
+        outstanding: BTreeSet::new(),
         outcome: Outcome::default(),
         settings,
     };
@@ -385,6 +446,9 @@ impl Sim {
             cut_off: false,
             renewing: None,
             last_read: None,
+            tables: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            lock_replies: Vec::new(),
         };
         node.fence = Fence::new(self.settings.lease_ms, node.clock(now));
         self.nodes.push(node);
@@ -583,16 +647,144 @@ impl Sim {
                 }
             }
         }
+        self.answer_locks(i)?;
         let served: Vec<(String, u64)> = self.nodes[i]
             .local
             .iter()
             .filter(|(name, _)| self.nodes[i].gate_open(name, now))
             .map(|(name, local)| (name.clone(), local.epoch))
             .collect();
-        for call in served {
+        for (vserver, epoch) in served {
             if self.nodes[i].pending.len() < 64 && self.rng.chance(300) {
-                self.nodes[i].pending.push(call);
+                self.nodes[i].pending.push((vserver.clone(), epoch));
             }
+            if self.rng.chance(25) {
+                self.lock_call(i, &vserver, epoch);
+            }
+        }
+        Ok(())
+    }
+
+    /// A lock call from one of `vserver`'s clients, served by node `i`
+    /// under `epoch` as `LockManager` serves it: the table decides, the
+    /// change is recorded in the store before the answer, and a change
+    /// that cannot be recorded is undone and not answered.
+    fn lock_call(&mut self, i: usize, vserver: &str, epoch: u64) {
+        let client = self.rng.below(CLIENTS as u64) as u32;
+        let key = (vserver.to_string(), client);
+        if self.outstanding.contains(&key) {
+            return;
+        }
+        let who = owner(client);
+        let start = self.rng.below(8);
+        let range = Range::of(start, self.rng.below(4));
+        let kind = self.rng.below(10);
+        // The client relies on nothing it is changing until it is told.
+        let believed = self.believed.entry(vserver.to_string()).or_default();
+        if kind == 9 {
+            believed.release_client(&who.caller);
+        } else {
+            believed.unlock(FILE, &who, range);
+        }
+        if self.nodes[i].tables.get(vserver).is_none_or(|(e, _)| *e != epoch) {
+            let restored = self.store.locks.get(vserver).cloned().unwrap_or_default();
+            self.nodes[i].dirty.remove(vserver);
+            let node = self.nodes[i].name.clone();
+            self.log(format!(
+                "{node}: {vserver} lock table read, {} locks (epoch {epoch})",
+                restored.locks().count()
+            ));
+            self.nodes[i].tables.insert(vserver.to_string(), (epoch, restored));
+        }
+        let mut table = self.nodes[i].tables[vserver].1.clone();
+        let limits = vnas_locks::Limits::default();
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let granted = match kind {
+            0..=5 => {
+                let exclusive = kind < 3;
+                match table.lock(&limits, FILE, &who, exclusive, range, None, ip, self.now_ms) {
+                    Locked::Granted => Some((exclusive, range)),
+                    _ => {
+                        self.outcome.locks_denied += 1;
+                        None
+                    }
+                }
+            }
+            6..=8 => {
+                table.unlock(FILE, &who, range);
+                None
+            }
+            _ => {
+                table.release_client(&who.caller);
+                None
+            }
+        };
+        if table != self.nodes[i].tables[vserver].1 || self.nodes[i].dirty.contains(vserver) {
+            let recorded = match self.call(i) {
+                Call::Failed => false,
+                Call::Lost => {
+                    let _ = self.store.put_locks(vserver, epoch, &table);
+                    false
+                }
+                Call::Ok => self.store.put_locks(vserver, epoch, &table).is_ok(),
+            };
+            if !recorded {
+                self.nodes[i].dirty.insert(vserver.to_string());
+                self.outcome.locks_unrecorded += 1;
+                let node = self.nodes[i].name.clone();
+                self.log(format!(
+                    "{node}: {vserver} lock call {kind} of c{client} {range:?} not recorded (epoch {epoch})"
+                ));
+                return;
+            }
+            self.nodes[i].dirty.remove(vserver);
+            self.nodes[i].tables.insert(vserver.to_string(), (epoch, table));
+        }
+        self.outstanding.insert(key);
+        let node = self.nodes[i].name.clone();
+        self.log(format!(
+            "{node}: {vserver} lock call {kind} of c{client} {range:?}: {granted:?} (epoch {epoch})"
+        ));
+        self.nodes[i].lock_replies.push((vserver.to_string(), epoch, Ack { client, granted }));
+    }
+
+    /// Sends the lock answers the gate lets out now; a grant becomes what
+    /// its client relies on, and must not conflict with any other
+    /// client's.
+    fn answer_locks(&mut self, i: usize) -> Result<(), Box<Violation>> {
+        let now = self.now_ms;
+        let replies = std::mem::take(&mut self.nodes[i].lock_replies);
+        for (vserver, epoch, ack) in replies {
+            match self.nodes[i].reply(&vserver, epoch, now) {
+                Reply::Hold => {
+                    self.nodes[i].lock_replies.push((vserver, epoch, ack));
+                    continue;
+                }
+                Reply::Drop => {}
+                Reply::Send => {
+                    if let Some((exclusive, range)) = ack.granted {
+                        let who = owner(ack.client);
+                        let believed = self.believed.entry(vserver.clone()).or_default();
+                        let limits = vnas_locks::Limits::default();
+                        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+                        if let Locked::Denied(other) =
+                            believed.lock(&limits, FILE, &who, exclusive, range, None, ip, now)
+                        {
+                            return Err(self.violation(format!(
+                                "{vserver}: {} granted c{} {range:?} (exclusive {exclusive}) while {} holds {:?} (exclusive {})",
+                                self.nodes[i].name, ack.client, other.owner.caller, other.range, other.exclusive
+                            )));
+                        }
+                        self.outcome.locks_granted += 1;
+                        let node = self.nodes[i].name.clone();
+                        self.log(format!(
+                            "{node}: {vserver} grant to c{} {range:?} answered (epoch {epoch})",
+                            ack.client
+                        ));
+                    }
+                }
+            }
+            self.outstanding.remove(&(vserver, ack.client));
         }
         Ok(())
     }
@@ -836,6 +1028,8 @@ impl Sim {
                     self.store.configs.remove(&name);
                     self.store.ownership.remove(&name);
                     self.store.history.remove(&name);
+                    self.store.locks.remove(&name);
+                    self.believed.remove(&name);
                     self.written.remove(&name);
                     self.log(format!("api: delete {name}"));
                 }
@@ -857,6 +1051,12 @@ impl Sim {
         node.life = Life::Crashed;
         node.local.clear();
         node.pending.clear();
+        node.tables.clear();
+        node.dirty.clear();
+        for (vserver, _, ack) in std::mem::take(&mut node.lock_replies) {
+            self.outstanding.remove(&(vserver, ack.client));
+        }
+        let node = &mut self.nodes[i];
         node.renewing = None;
         let name = node.name.clone();
         // The kernel drops a dead process's session lock at once.
@@ -954,6 +1154,29 @@ impl Sim {
                 }
                 self.written.insert(name.clone(), epoch);
                 self.outcome.writes += 1;
+            }
+        }
+        // Every lock a client was told it holds is in the table of whoever
+        // answers for its vserver now, exactly (same kind, whole range).
+        for node in &self.nodes {
+            for (name, (epoch, table)) in &node.tables {
+                let serving_now =
+                    node.gate_open(name, now) && node.local.get(name).is_some_and(|l| l.epoch == *epoch);
+                let Some(believed) = self.believed.get(name).filter(|_| serving_now) else { continue };
+                for (_, lock) in believed.locks() {
+                    let kept = table.locks().any(|(_, l)| {
+                        l.owner == lock.owner
+                            && l.exclusive == lock.exclusive
+                            && l.range.start <= lock.range.start
+                            && lock.range.end <= l.range.end
+                    });
+                    if !kept {
+                        return Err(self.violation(format!(
+                            "{name}: {} lost {}'s lock {:?} (exclusive {}) granted earlier",
+                            node.name, lock.owner.caller, lock.range, lock.exclusive
+                        )));
+                    }
+                }
             }
         }
         // A deleted vserver (stopped and given back before the delete) is

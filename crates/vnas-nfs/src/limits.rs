@@ -38,10 +38,8 @@ pub const AUTH_GIDS_MAX: usize = 16;
 /// Largest credential or verifier body (RFC 5531: 400 bytes).
 pub const AUTH_BODY_MAX: usize = 400;
 /// Locks, blocked requests and share reservations one NLM client may hold
-/// together; past it, NLM4_DENIED_NOLOCKS.
-pub const LOCKS_PER_CLIENT_MAX: usize = 4096;
-/// NLM clients with any lock state on one server.
-pub const LOCK_CLIENTS_MAX: usize = 4096;
+/// together (past it, NLM4_DENIED_NOLOCKS), and lock clients per server.
+pub use vnas_locks::{LOCKS_PER_CLIENT_MAX, LOCK_CLIENTS_MAX};
 /// Largest READDIR/READDIRPLUS reply the server builds, whatever the client asks.
 pub const READDIR_REPLY_MAX: u32 = 256 * 1024;
 

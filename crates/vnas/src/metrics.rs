@@ -139,7 +139,15 @@ impl Collector for Served {
                 ConstGauge::new(pick(stats) as i64).encode(family.encode_family(&labels)?)?;
             }
         }
-        let lock_counters: [(&str, &str, LockPick); 4] = [
+        let lock_counters: [(&str, &str, LockPick); 6] = [
+            (
+                "nlm_records",
+                "Lock table changes recorded in the store before they were answered, by vserver",
+                |l| l.recorded,
+            ),
+            ("nlm_record_microseconds", "Time spent recording lock table changes, by vserver", |l| {
+                l.record_us
+            }),
             ("nlm_granted", "Locks granted (at once or to a waiter), by vserver", |l| l.granted),
             ("nlm_denied", "Lock requests denied (held by another, or over the limit), by vserver", |l| {
                 l.denied

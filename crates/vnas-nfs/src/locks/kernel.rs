@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::table::{Owner, Range};
+use vnas_locks::{Owner, Range};
 
 /// Opens the file a handle names, for locking (read-write if it can).
 pub type Opener<'a> = &'a dyn Fn(&[u8]) -> std::io::Result<OwnedFd>;

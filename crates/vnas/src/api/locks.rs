@@ -59,6 +59,10 @@ pub struct LocksView {
     pub blocked: u64,
     pub callbacks_failed: u64,
     pub released_by_reboot: u64,
+    /// Changes recorded in the store before they were answered, and the
+    /// mean time one took (µs).
+    pub recorded: u64,
+    pub record_us_mean: u64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -126,6 +130,8 @@ fn view(node: &Node, name: &str, meters: &Meters) -> LocksView {
         blocked: stats.blocked,
         callbacks_failed: stats.callbacks_failed,
         released_by_reboot: stats.released_by_reboot,
+        recorded: stats.recorded,
+        record_us_mean: stats.record_us.checked_div(stats.recorded).unwrap_or(0),
     }
 }
 

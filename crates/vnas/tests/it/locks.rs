@@ -94,6 +94,11 @@ fn locks_conflict_wait_and_move_with_the_vserver() {
     assert_eq!(locks["node"], "n1");
     assert_eq!(held(&n3.api)[0], a_write(0, 100));
     assert_eq!(locks["clients"].as_array().unwrap().len(), 3, "{locks}");
+    // Every change was recorded in the store before it was answered.
+    assert_eq!(locks["granted"], 3, "{locks}");
+    assert_eq!(locks["denied"], 1, "{locks}");
+    assert_eq!(locks["recorded"], 3, "each grant recorded: {locks}");
+    assert!(locks["record_us_mean"].as_u64().unwrap() > 0, "{locks}");
     let (ok, table, _) = cli(&n2.api, &["vserver", "locks", "locky"]);
     assert!(
         ok && table.contains("client-a") && table.contains("/data/f") && table.contains("write"),

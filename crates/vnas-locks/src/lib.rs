@@ -4,6 +4,10 @@
 //! the same code runs in the server and in the cluster simulation, and its
 //! whole state is what a next owner restores.
 //!
+//! One lock manager for every protocol that locks (NLM now, NFSv4 next):
+//! the server runs it (`vnas_nfs::locks`), the cluster simulation runs it
+//! across its fault schedules.
+//!
 //! Ranges follow POSIX (and NLM): a lock owner's new lock replaces its own
 //! locks where they overlap and merges with adjacent ones of the same
 //! kind; locks of different owners conflict where they overlap and either
@@ -216,9 +220,15 @@ pub struct Limits {
     pub clients: usize,
 }
 
+/// Locks, blocked requests and share reservations one client may hold
+/// together by default; past it, NLM4_DENIED_NOLOCKS.
+pub const LOCKS_PER_CLIENT_MAX: usize = 4096;
+/// Lock clients with any state on one vserver, by default.
+pub const LOCK_CLIENTS_MAX: usize = 4096;
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits { per_client: crate::limits::LOCKS_PER_CLIENT_MAX, clients: crate::limits::LOCK_CLIENTS_MAX }
+        Limits { per_client: LOCKS_PER_CLIENT_MAX, clients: LOCK_CLIENTS_MAX }
     }
 }
 
