@@ -22,8 +22,11 @@ fi
 # busybox, cpio, kmod and the decompressors of the kernel's modules. The
 # logical-unit tests make ext4 and XFS (xfsprogs) on files with a loop
 # device per node, bound into the nodes' mount namespaces (util-linux).
-# tcpdump watches what a frozen node sends on the test bed.
-packages=(libnfs-utils libnfs-dev gcc e2fsprogs etcd-server protobuf-compiler
+# tcpdump watches what a frozen node sends on the test bed. libc6-dev: the
+# guest's lock owner (tools/locker.c) is linked statically; the guest's
+# rpcbind and rpc.statd come from Debian's packages, downloaded (not
+# installed) by scripts/guest.sh.
+packages=(libnfs-utils libnfs-dev gcc libc6-dev e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
           util-linux xfsprogs tcpdump)
 missing=()
