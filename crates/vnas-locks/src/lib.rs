@@ -218,6 +218,9 @@ pub struct Limits {
     pub per_client: usize,
     /// Clients with any state.
     pub clients: usize,
+    /// Locks, waiters and shares of all clients together: the table is
+    /// recorded whole at every change, so its size is what each costs.
+    pub total: usize,
 }
 
 /// Locks, blocked requests and share reservations one client may hold
@@ -225,10 +228,12 @@ pub struct Limits {
 pub const LOCKS_PER_CLIENT_MAX: usize = 4096;
 /// Lock clients with any state on one vserver, by default.
 pub const LOCK_CLIENTS_MAX: usize = 4096;
+/// Locks, waiters and shares on one vserver, by default.
+pub const LOCKS_MAX: usize = 16_384;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { per_client: LOCKS_PER_CLIENT_MAX, clients: LOCK_CLIENTS_MAX }
+        Limits { per_client: LOCKS_PER_CLIENT_MAX, clients: LOCK_CLIENTS_MAX, total: LOCKS_MAX }
     }
 }
 
@@ -263,6 +268,11 @@ impl LockTable {
         self.test(file, owner, exclusive, range).is_none()
     }
 
+    /// Locks, waiters and shares, over all clients.
+    pub fn size(&self) -> usize {
+        self.files.values().map(|f| f.locks.len() + f.waiters.len() + f.shares.len()).sum()
+    }
+
     /// Things one client holds or waits for.
     pub fn held_by(&self, caller: &str) -> usize {
         self.files
@@ -279,7 +289,7 @@ impl LockTable {
         if !self.clients.contains_key(caller) && self.clients.len() >= limits.clients {
             return false;
         }
-        if self.held_by(caller) >= limits.per_client {
+        if self.held_by(caller) >= limits.per_client || self.size() >= limits.total {
             return false;
         }
         self.clients.entry(caller.to_string()).or_insert(Client {
@@ -634,7 +644,7 @@ mod tests {
     #[test]
     fn a_client_is_bounded_and_released_whole() {
         let mut t = LockTable::new();
-        let limits = Limits { per_client: 3, clients: 2 };
+        let limits = Limits { per_client: 3, clients: 2, total: 5 };
         let a = owner("a", 1);
         for i in 0..3 {
             assert_eq!(t.lock(&limits, b"f", &a, true, Range::of(i * 10, 1), None, IP, 0), Outcome::Granted);
@@ -657,6 +667,19 @@ mod tests {
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0].waiter.owner, b);
         assert_eq!(t.clients.keys().collect::<Vec<_>>(), ["b"]);
+        // The vserver's whole table is bounded too, whoever asks.
+        let mut t = LockTable::new();
+        let limits = Limits { per_client: 10, clients: 10, total: 2 };
+        for (i, who) in ["x", "y"].iter().enumerate() {
+            let o = owner(who, 1);
+            assert_eq!(
+                t.lock(&limits, b"f", &o, true, Range::of(i as u64, 1), None, IP, 0),
+                Outcome::Granted
+            );
+        }
+        let z = owner("z", 1);
+        assert_eq!(t.lock(&limits, b"f", &z, true, Range::of(9, 1), None, IP, 0), Outcome::NoLocks);
+        assert_eq!(t.size(), 2);
     }
 
     #[test]
@@ -691,7 +714,7 @@ mod tests {
         let op = (0u32..4, 0u8..4, 0u64..16, 0u64..6, any::<bool>());
         proptest!(|(ops in proptest::collection::vec(op, 1..80))| {
             let mut t = LockTable::new();
-            let limits = Limits { per_client: 10_000, clients: 100 };
+            let limits = Limits { per_client: 10_000, clients: 100, total: 100_000 };
             // Expected: per owner, per byte 0..24 (len 0 reaches 24).
             let mut bytes = [[0u8; 24]; 4];
             for (who, kind, start, len, block) in ops {

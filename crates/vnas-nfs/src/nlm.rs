@@ -167,7 +167,7 @@ pub fn run(
         11..=15 => Ok(Answer::Reply),
         20 => share(state, conn, auth, x, true).map(|body| respond_opt(out, proc_, 0, body)),
         21 => share(state, conn, auth, x, false).map(|body| respond_opt(out, proc_, 0, body)),
-        23 => free_all(state, x).map(|()| Answer::Reply),
+        23 => free_all(state, conn, x).map(|()| Answer::Reply),
         _ => return None,
     };
     Some(result)
@@ -207,7 +207,8 @@ fn test(state: &State, conn: Conn, auth: &Auth, x: &mut XdrReader<'_>) -> Result
         body.u32(stat);
         return Ok(body.0);
     }
-    match state.locks.test(lock.fh, &owner, exclusive, lock.range()) {
+    let open = opener(state);
+    match state.locks.test(&open, lock.fh, &owner, exclusive, lock.range()) {
         None => {
             body.u32(GRANTED);
         }
@@ -345,10 +346,16 @@ fn share(
     Ok(Some(body.u32(stat).u32(0).0.clone()))
 }
 
-/// FREE_ALL (a message: no reply): everything the named client holds goes.
-fn free_all(state: &State, x: &mut XdrReader<'_>) -> Result<(), Garbage> {
+/// FREE_ALL (a message: no reply): everything the named client holds goes,
+/// when the client itself asks (from the address it locked from).
+fn free_all(state: &State, conn: Conn, x: &mut XdrReader<'_>) -> Result<(), Garbage> {
     let name = caller_name(x.opaque(CALLER_MAX).map_err(|_| Garbage)?)?;
     let _state = x.u32().map_err(|_| Garbage)?;
+    let known = state.locks.snapshot().clients.get(&name).map(|c| c.address);
+    if known != Some(conn.peer.ip()) {
+        tracing::warn!(client = %name, from = %conn.peer.ip(), "FREE_ALL for a client from another address; ignored");
+        return Ok(());
+    }
     let open = opener(state);
     match state.locks.release_client(&open, &name) {
         Ok(released) => tracing::info!(client = %name, released, "FREE_ALL: the client's locks released"),

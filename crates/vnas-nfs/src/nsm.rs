@@ -45,7 +45,7 @@ pub fn run(
                 (|| Some((std::str::from_utf8(x.opaque(NAME_MAX).ok()?).ok()?.to_string(), x.u32().ok()?)))();
             let Some((name, client_state)) = notice else { return Some(Err(Garbage)) };
             let open = nlm::opener(state);
-            match state.locks.rebooted(&open, &name, client_state) {
+            match state.locks.rebooted(&open, &name, client_state, conn.peer.ip()) {
                 Ok(0) => {
                     tracing::debug!(client = %name, from = %conn.peer.ip(), "reboot notice for a client holding nothing")
                 }

@@ -303,10 +303,11 @@ impl Server {
     }
 }
 
-/// Once a second: restored grants into the kernel, waiters held up only
-/// by locks outside the table granted when those go.
+/// Four times a second: restored grants into the kernel, waiters held up
+/// only by locks outside the table (a process on the server) granted when
+/// those go (the kernel tells of no release, so it is asked).
 async fn lock_ticks(state: Arc<State>, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut every = tokio::time::interval(Duration::from_millis(250));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -83,6 +83,30 @@ impl KernelLocks {
         }
     }
 
+    /// A lock held in the kernel by someone outside the table (a process on
+    /// the server, another server on the same files) that would stop this
+    /// one: its range and whether it is exclusive.
+    pub fn outside(
+        &self,
+        open: Opener<'_>,
+        file: &[u8],
+        exclusive: bool,
+        range: Range,
+    ) -> Option<(bool, Range)> {
+        let fd = open(file).ok()?;
+        let kind = if exclusive { libc::F_WRLCK } else { libc::F_RDLCK };
+        let mut probe = flock(kind, range);
+        // SAFETY: a valid descriptor and a flock the call fills in.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) } != 0 {
+            return None;
+        }
+        if probe.l_type == libc::F_UNLCK as libc::c_short {
+            return None;
+        }
+        let start = probe.l_start.max(0) as u64;
+        Some((probe.l_type == libc::F_WRLCK as libc::c_short, Range::of(start, probe.l_len.max(0) as u64)))
+    }
+
     /// Every kernel lock of `caller` goes.
     pub fn release_caller(&mut self, caller: &str) {
         self.fds.retain(|(owner, _), _| owner.caller != caller);

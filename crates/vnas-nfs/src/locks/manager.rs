@@ -199,8 +199,35 @@ impl LockManager {
         }
     }
 
-    pub fn test(&self, file: &[u8], owner: &Owner, exclusive: bool, range: Range) -> Option<Lock> {
-        self.inner.lock().expect("not poisoned").table.test(file, owner, exclusive, range)
+    /// A TEST: the lock that would stop this one, from the table, or one
+    /// the kernel holds for someone outside it (reported with no owner).
+    pub fn test(
+        &self,
+        open: Opener<'_>,
+        file: &[u8],
+        owner: &Owner,
+        exclusive: bool,
+        range: Range,
+    ) -> Option<Lock> {
+        let inner = self.inner.lock().expect("not poisoned");
+        if let Some(holder) = inner.table.test(file, owner, exclusive, range) {
+            return Some(holder);
+        }
+        // The kernel also shows this server's own copies; ask it only
+        // where every copy it holds belongs to another owner's lock the
+        // table already weighed (none overlap, or the owner holds none).
+        let theirs =
+            inner.table.files.get(file).is_some_and(|f| f.locks.iter().any(|l| l.range.overlaps(&range)));
+        if theirs {
+            return None;
+        }
+        let (exclusive, range) = inner.kernel.outside(open, file, exclusive, range)?;
+        Some(Lock {
+            owner: Owner { caller: String::new(), svid: 0, oh: Vec::new() },
+            exclusive,
+            range,
+            since_ms: 0,
+        })
     }
 
     /// A LOCK (blocking when `waiter` is given).
@@ -311,10 +338,24 @@ impl LockManager {
         Ok(released)
     }
 
-    /// A client's reboot notice (SM_NOTIFY) with its new NSM state.
-    pub fn rebooted(&self, open: Opener<'_>, caller: &str, state: u32) -> Result<usize, NotRecorded> {
-        let known = self.inner.lock().expect("not poisoned").table.clients.get(caller).map(|c| c.state);
-        if known.is_none() || known == Some(state) && state != 0 {
+    /// A client's reboot notice (SM_NOTIFY) with its new NSM state, sent
+    /// from `from`. Taken only from the address the client locked from (as
+    /// a server's statd takes a notice only from the host it is about):
+    /// anyone else could otherwise free another client's locks.
+    pub fn rebooted(
+        &self,
+        open: Opener<'_>,
+        caller: &str,
+        state: u32,
+        from: IpAddr,
+    ) -> Result<usize, NotRecorded> {
+        let known = self.inner.lock().expect("not poisoned").table.clients.get(caller).cloned();
+        let Some(known) = known else { return Ok(0) };
+        if known.address != from {
+            tracing::warn!(client = %caller, address = %known.address, %from, "reboot notice from another address; ignored");
+            return Ok(0);
+        }
+        if known.state == state && state != 0 {
             return Ok(0);
         }
         let released = self.release_client(open, caller)?;
@@ -450,5 +491,22 @@ mod tests {
         // hold what the clients were answered from.
         assert_eq!(locks.lock(&open, b"f", &a, false, Range::of(4, 2), None, ip).unwrap(), Outcome::Granted);
         assert_eq!(journal.stored.lock().unwrap().as_ref(), Some(&locks.snapshot()));
+    }
+
+    #[test]
+    fn a_reboot_notice_counts_only_from_the_client_itself() {
+        let locks = LockManager::new(None, None, Limits::default());
+        let a = Owner { caller: "a".into(), svid: 1, oh: vec![] };
+        let (ip, other) =
+            (IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 201)), IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let open = no_kernel;
+        locks.lock(&open, b"f", &a, true, Range::of(0, 0), None, ip).unwrap();
+        locks.note_state("a", 3);
+        assert_eq!(locks.rebooted(&open, "a", 5, other).unwrap(), 0, "from another host: ignored");
+        assert_eq!(locks.rebooted(&open, "a", 3, ip).unwrap(), 0, "the state it had: a repeat");
+        assert_eq!(locks.rebooted(&open, "b", 5, ip).unwrap(), 0, "a client holding nothing");
+        assert_eq!(locks.snapshot().locks().count(), 1);
+        assert_eq!(locks.rebooted(&open, "a", 5, ip).unwrap(), 1);
+        assert_eq!(locks.snapshot().locks().count(), 0);
     }
 }

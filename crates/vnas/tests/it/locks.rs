@@ -99,6 +99,14 @@ fn locks_conflict_wait_and_move_with_the_vserver() {
     assert_eq!(locks["denied"], 1, "{locks}");
     assert_eq!(locks["recorded"], 3, "each grant recorded: {locks}");
     assert!(locks["record_us_mean"].as_u64().unwrap() > 0, "{locks}");
+    // And in the metrics of the node serving it.
+    let scrape = crate::metrics::scrape(&n1.api);
+    let at = |metric: &str| crate::metrics::find(&scrape, metric, &[("vserver", "locky")]);
+    assert_eq!(at("vnas_nlm_locks_held"), Some(3.0));
+    assert_eq!(at("vnas_nlm_clients"), Some(3.0));
+    assert_eq!(at("vnas_nlm_granted_total"), Some(3.0));
+    assert_eq!(at("vnas_nlm_denied_total"), Some(1.0));
+    assert_eq!(at("vnas_nlm_records_total"), Some(3.0));
     let (ok, table, _) = cli(&n2.api, &["vserver", "locks", "locky"]);
     assert!(
         ok && table.contains("client-a") && table.contains("/data/f") && table.contains("write"),
@@ -140,6 +148,30 @@ fn locks_conflict_wait_and_move_with_the_vserver() {
     assert_eq!(last["why"], "node down");
     let locks_note = last["locks"].as_str().unwrap_or_default();
     assert!(locks_note.contains("no grace"), "the history says no grace was needed: {last}");
+
+    // A process on the server holds a lock (its own OFD lock): a client
+    // is refused, TEST sees it, and one that waits is granted within the
+    // lock manager's tick (250 ms) once the process lets go.
+    let g = top.path().join("a").join("g");
+    std::fs::write(&g, b"g").unwrap();
+    let local = std::fs::OpenOptions::new().read(true).write(true).open(&g).unwrap();
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    assert_eq!(unsafe { libc::fcntl(local.as_raw_fd(), libc::F_OFD_SETLK, &lock) }, 0);
+    assert_eq!(status(&nlm(ip, &["lock", "g", "client-d", "4", "w", "0", "0"])), "NLM4_DENIED");
+    let test = nlm(ip, &["test", "g", "client-d", "4", "r", "0", "1"]);
+    assert_eq!(status(&test), "NLM4_DENIED", "TEST sees the local process's lock: {test}");
+    assert_eq!(status(&nlm(ip, &["lock", "g", "client-d", "4", "w", "0", "0", "block"])), "NLM4_BLOCKED");
+    let released = std::time::Instant::now();
+    drop(local);
+    eventually(5, "the waiter granted once the local process let go", || {
+        held(&n1.api).iter().any(|l| l.0 == "client-d" && l.1 == "/data/g")
+    });
+    eprintln!("a waiter behind a local process's lock granted {:?} after its release", released.elapsed());
+    assert!(released.elapsed() < Duration::from_millis(1_500), "within the manager's 250 ms tick");
+    assert!(!local_can_lock(&g), "and held in the kernel for it");
+    assert_eq!(status(&nlm(ip, &["unlock", "g", "client-d", "4", "0", "0"])), "NLM4_GRANTED");
 
     // C reboots: its statd's notice releases what it held.
     assert_eq!(status(&nlm(ip, &["notify", "client-c", "5"])), "OK");

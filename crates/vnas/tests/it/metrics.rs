@@ -9,7 +9,7 @@ use prometheus_parse::{Sample, Scrape, Value};
 use crate::support::*;
 use crate::transfer::volume;
 
-fn scrape(api: &str) -> Scrape {
+pub fn scrape(api: &str) -> Scrape {
     let response = reqwest::blocking::Client::new()
         .get(format!("{api}/metrics"))
         .bearer_auth(admin_token())
@@ -28,7 +28,7 @@ fn value(sample: &Sample) -> f64 {
 }
 
 /// The value of `metric` with all of `labels`, if present.
-fn find(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn find(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape
         .samples
         .iter()

@@ -54,6 +54,8 @@ fn the_api_refuses_calls_without_the_token_and_changes_nothing() {
             ("POST", "/api/nodes/n1/drain", None),
             ("DELETE", "/api/vservers/web", None),
             ("POST", "/api/internal/wake", None),
+            ("GET", "/api/vservers/web/locks", None),
+            ("POST", "/api/vservers/web/locks/break", Some(r#"{"client":"c1"}"#)),
             ("GET", "/api/no-such-thing", None),
         ] {
             let (status, error) = http(method, &url(path), presented, body);
