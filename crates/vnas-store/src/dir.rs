@@ -27,6 +27,10 @@ pub struct DirStore {
 
 /// Transfers kept per vserver.
 const HISTORY_MAX: usize = 1000;
+/// A vserver's lock records: appended, the newest last.
+const LOCK_LOG: &str = "locks.log";
+/// Past this size the log is rewritten with its newest record alone.
+const LOCK_LOG_MAX: u64 = 4 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Stored<T> {
@@ -136,23 +140,29 @@ impl DirStore {
         }
     }
 
-    fn write<T: Serialize>(&self, path: &Path, data: &T) -> Result<(), StoreError> {
+    /// Replaces `path` with `bytes` durably (a new file synced, renamed over
+    /// it, the directory synced).
+    fn write_bytes(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let dir = path.parent().expect("records live in a directory");
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let tmp = dir.join(format!(".tmp-{}", u64::from_ne_bytes(suffix)));
-        let bytes = serde_json::to_vec_pretty(&Stored { format: FORMAT, data }).expect("records serialize");
         let result = (|| {
             let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             file.sync_all()?;
             fs::rename(&tmp, path)?;
             File::open(dir)?.sync_all()
         })();
-        if result.is_err() {
+        result.map_err(|e| {
             let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| unavailable("cannot write", path, e))
+            unavailable("cannot write", path, e)
+        })
+    }
+
+    fn write<T: Serialize>(&self, path: &Path, data: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(&Stored { format: FORMAT, data }).expect("records serialize");
+        self.write_bytes(path, &bytes)
     }
 
     fn record(&self, name: &str) -> Result<Option<VserverRecord>, StoreError> {
@@ -332,7 +342,26 @@ impl Store for DirStore {
         if self.record(name)?.is_none() {
             return Err(StoreError::VserverNotFound(name.to_string()));
         }
-        self.read(&self.vserver_dir(name).join("locks.json"))
+        let path = self.vserver_dir(name).join(LOCK_LOG);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable("cannot read", &path, e)),
+        };
+        // The newest whole record: the last line that parses. A line cut
+        // short by a crash was never acknowledged (its sync never returned),
+        // and the next record starts on a line of its own.
+        let newest = bytes.split(|b| *b == b'\n').rev().filter(|line| !line.is_empty()).find_map(|line| {
+            serde_json::from_slice::<Stored<serde_json::Value>>(line).ok().filter(|s| s.format == FORMAT)
+        });
+        match newest {
+            Some(stored) => Ok(Some(stored.data)),
+            None if bytes.iter().all(|b| *b == b'\n') => Ok(None),
+            None => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: "no whole lock record in it".into(),
+            }),
+        }
     }
 
     fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError> {
@@ -348,7 +377,27 @@ impl Store for DirStore {
                 actual: ownership.epoch,
             });
         }
-        self.write(&dir.join("locks.json"), locks)
+        // One line, on a line of its own (after a record a crash cut short).
+        let mut line = b"\n".to_vec();
+        serde_json::to_writer(&mut line, &Stored { format: FORMAT, data: locks }).expect("records serialize");
+        line.push(b'\n');
+        let path = dir.join(LOCK_LOG);
+        let size = fs::metadata(&path).map(|m| m.len()).ok();
+        match size {
+            // Appended and synced: one fdatasync, a third of a rewrite's
+            // cost (a new file, its sync, a rename, the directory's sync).
+            Some(size) if size + line.len() as u64 <= LOCK_LOG_MAX => {
+                let append = || -> std::io::Result<()> {
+                    let mut file = OpenOptions::new().append(true).open(&path)?;
+                    file.write_all(&line)?;
+                    file.sync_data()
+                };
+                append().map_err(|e| unavailable("cannot append to", &path, e))
+            }
+            // The first record, or a log grown long: rewritten with the
+            // newest alone.
+            _ => self.write_bytes(&path, &line),
+        }
     }
 
     fn generation(&self) -> Result<u64, StoreError> {
@@ -526,6 +575,39 @@ mod tests {
             },
             |store| DirStore::open(store.root()).unwrap(),
         );
+    }
+
+    #[test]
+    fn lock_records_survive_a_record_cut_short_and_the_log_is_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        store.create_vserver(&crate::suite::config("a", "127.0.0.10")).unwrap();
+        let mut owned = Ownership::unowned();
+        owned.owner = Some("n1".into());
+        owned.epoch = 1;
+        store.swap_ownership("a", 0, &owned).unwrap();
+        let log = dir.path().join("vservers/a").join(LOCK_LOG);
+        for i in 0..3 {
+            store.put_locks("a", 1, &serde_json::json!({ "n": i })).unwrap();
+        }
+        assert_eq!(store.locks("a").unwrap(), Some(serde_json::json!({ "n": 2 })));
+        // A crash in the middle of the next record: the last whole one
+        // stands, and the record after it is read whole.
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(b"\n{\"format\":1,\"data\":{\"n\":").unwrap();
+        assert_eq!(store.locks("a").unwrap(), Some(serde_json::json!({ "n": 2 })));
+        store.put_locks("a", 1, &serde_json::json!({ "n": 3 })).unwrap();
+        assert_eq!(store.locks("a").unwrap(), Some(serde_json::json!({ "n": 3 })));
+        // Grown past its limit, it starts again from the newest record.
+        let big = serde_json::json!({ "pad": "x".repeat(1 << 20) });
+        for _ in 0..5 {
+            store.put_locks("a", 1, &big).unwrap();
+        }
+        assert!(fs::metadata(&log).unwrap().len() <= LOCK_LOG_MAX, "compacted");
+        assert_eq!(store.locks("a").unwrap(), Some(big));
+        // Nothing whole in it at all: unreadable, said so.
+        fs::write(&log, b"{\"format\":1,").unwrap();
+        assert!(matches!(store.locks("a"), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
