@@ -161,6 +161,9 @@ pub struct ServerConfig {
     /// Makes the sockets calls back to clients (NLM GRANTED) leave from;
     /// `None`: ordinary sockets.
     pub connector: Option<crate::locks::Connector>,
+    /// Answer NFSv4.0 too (reading only so far: see `nfs4`). Off: version
+    /// 4 gets PROG_MISMATCH, and clients fall back to v3.
+    pub nfs4: bool,
 }
 
 /// What a server may do with a call it has read.
@@ -204,6 +207,7 @@ impl ServerConfig {
             locks: None,
             lock_journal: None,
             connector: None,
+            nfs4: false,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::locks::Callback;
 use crate::nfs3::{self, Garbage, Req};
 use crate::rpc::{parse_call, Call, CallError, Outgoing, Reply};
 use crate::server::State;
-use crate::{mount, nlm, nsm, portmap};
+use crate::{mount, nfs4, nlm, nsm, portmap};
 
 /// Where a call came from and arrived at.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +48,10 @@ pub fn is_heavy(record: &[u8]) -> bool {
     }
     if word(12) != Some(nfs3::PROGRAM) {
         return false;
+    }
+    // A v4 COMPOUND may read, write or wait for the disk.
+    if word(16) == Some(4) {
+        return true;
     }
     match word(20) {
         Some(6) => read_count(record).is_none_or(|count| count > READ_INLINE_MAX),
@@ -118,6 +122,28 @@ fn simple(call: &Call, version: u32, run: impl FnOnce(&mut Reply) -> Option<Resu
     Outcome::Reply(reply.finish())
 }
 
+/// NFSv4: NULL and COMPOUND.
+fn handle_nfs4(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
+    let mut out = Reply::success(call.xid, 512);
+    creds::assume(&Creds::ROOT);
+    let ran = catch_unwind(AssertUnwindSafe(|| match call.proc_ {
+        0 => Some(Ok(())),
+        1 => Some(nfs4::compound(state, conn, &call.auth, args, &mut out)),
+        _ => None,
+    }));
+    creds::assume(&Creds::ROOT);
+    let reply = match ran {
+        Ok(Some(Ok(()))) => out,
+        Ok(Some(Err(Garbage))) => Reply::garbage_args(call.xid),
+        Ok(None) => Reply::proc_unavail(call.xid),
+        Err(_) => {
+            tracing::error!(xid = call.xid, "NFSv4 COMPOUND panicked; answered SYSTEM_ERR");
+            Reply::system_err(call.xid)
+        }
+    };
+    Outcome::Reply(reply.finish())
+}
+
 fn handle_nlm(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
     if call.vers != nlm::VERSION {
         return Outcome::Reply(Reply::prog_mismatch(call.xid, nlm::VERSION, nlm::VERSION).finish());
@@ -144,8 +170,12 @@ fn handle_nlm(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
 }
 
 fn handle_nfs(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
+    if call.vers == nfs4::VERSION && state.nfs4 {
+        return handle_nfs4(state, conn, call, args);
+    }
     if call.vers != nfs3::VERSION {
-        return Outcome::Reply(Reply::prog_mismatch(call.xid, nfs3::VERSION, nfs3::VERSION).finish());
+        let high = if state.nfs4 { nfs4::VERSION } else { nfs3::VERSION };
+        return Outcome::Reply(Reply::prog_mismatch(call.xid, nfs3::VERSION, high).finish());
     }
     let Some(proc_) = nfs3::PROCS.get(call.proc_ as usize) else {
         return Outcome::Reply(Reply::proc_unavail(call.xid).finish());

@@ -52,6 +52,10 @@ struct Fixture {
 const OBJECTS: [&str; 6] = ["sub", "file", "empty", "hard", "link", "fifo"];
 
 fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+fn fixture_with(nfs4: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), vec![7u8; 100_000]).unwrap();
     std::fs::write(dir.path().join("empty"), b"").unwrap();
@@ -68,7 +72,9 @@ fn fixture() -> Fixture {
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     let mut export = ExportConfig::new("/data", dir.path());
     export.rules = vec![ClientRule::parse_options("no_root_squash,insecure").unwrap()];
-    let server = Server::new(ServerConfig::new(vec![export])).unwrap();
+    let mut config = ServerConfig::new(vec![export]);
+    config.nfs4 = nfs4;
+    let server = Server::new(config).unwrap();
     let export = server.state.exports()[0].clone();
     let root = export.root_obj().unwrap();
     let mut handles = vec![export.handle_of(&root).data.to_vec()];
@@ -229,6 +235,40 @@ proptest! {
             answered_sanely(dispatch::handle(&f.server.state, f.conn, &record))?;
             prop_assert_eq!(f.server.state.locks.snapshot().conflicting_pair(), None);
             Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    /// NFSv4 COMPOUNDs: a tag, a minor version, an operation count that may
+    /// lie, then operations each with a number (NFSv4.0's, 4.1's or any),
+    /// maybe a valid handle of any object (so PUTFH lands and what follows
+    /// works on a real file), and any words. Always an RPC reply.
+    #[test]
+    fn fuzz_compound_arguments(
+        tag in proptest::collection::vec(any::<u8>(), 0..12),
+        minor in prop_oneof![Just(0u32), any::<u32>()],
+        count in prop_oneof![0u32..8, any::<u32>()],
+        ops in proptest::collection::vec((0u32..64, any::<bool>(), 0usize..=OBJECTS.len(), proptest::collection::vec(0u32..70_000, 0..6)), 0..8),
+        tail in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        thread_local! { static FIXTURE: Fixture = fixture_with(true); }
+        FIXTURE.with(|f| {
+            let mut record = header(100003, 4, 1, true);
+            opaque(&mut record, &tag);
+            record.extend_from_slice(&minor.to_be_bytes());
+            record.extend_from_slice(&count.to_be_bytes());
+            for (op, with_handle, object, words) in &ops {
+                record.extend_from_slice(&op.to_be_bytes());
+                if *with_handle {
+                    opaque(&mut record, &f.handles[*object]);
+                }
+                for w in words {
+                    record.extend_from_slice(&w.to_be_bytes());
+                }
+            }
+            record.extend_from_slice(&tail);
+            answered_sanely(dispatch::handle(&f.server.state, f.conn, &record))
         })?;
     }
 }

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod locks;
 mod mount;
 mod nfs3;
+pub mod nfs4;
 mod nlm;
 mod nsm;
 mod portmap;

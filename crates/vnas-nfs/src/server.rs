@@ -52,6 +52,9 @@ pub struct State {
     pub locks: Arc<crate::locks::LockManager>,
     /// Makes the sockets calls back to clients leave from.
     pub(crate) connector: Option<crate::locks::Connector>,
+    /// NFSv4.0 answered (client records, open states), if at all.
+    pub(crate) nfs4: bool,
+    pub(crate) v4: crate::nfs4::state::V4State,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
     /// Datagram sockets given before `run`, which `run` takes.
@@ -224,6 +227,8 @@ impl Server {
                 crate::locks::Limits::default(),
             )),
             connector: config.connector.clone(),
+            nfs4: config.nfs4,
+            v4: crate::nfs4::state::V4State::new(),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };

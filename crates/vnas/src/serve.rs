@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Seconds a stop waits for calls in flight.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
+    /// Answer NFSv4.0 as well (listing, looking up, reading and opening
+    /// files so far; writing over v4 is not served yet).
+    #[arg(long)]
+    nfs4: bool,
 }
 
 fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
@@ -36,6 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let exports = args.exports.iter().map(|s| parse_export(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = ServerConfig::new(exports);
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    config.nfs4 = args.nfs4;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let signals = Signals::catch();

@@ -19,6 +19,7 @@ mod mknod;
 mod pathconf;
 mod read;
 mod readdir;
+pub use readdir::open_listing as readdir_open_listing;
 mod readdirplus;
 mod readlink;
 mod remove;

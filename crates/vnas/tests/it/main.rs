@@ -10,6 +10,7 @@ mod lifecycle;
 mod locks;
 mod metrics;
 mod modify;
+mod nfs4;
 mod procedures;
 mod rebalance;
 mod restart;

@@ -95,8 +95,13 @@ impl Served {
     }
 
     pub fn start_exports(exports: &[String]) -> Served {
+        Served::start_with(exports, &[])
+    }
+
+    /// With more `vnas serve` arguments (`--nfs4`).
+    pub fn start_with(exports: &[String], more: &[&str]) -> Served {
         let mut cmd = vnas_command();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "2"]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-timeout", "2"]).args(more);
         cmd.env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()));
         for export in exports {
             cmd.args(["--export", export]);

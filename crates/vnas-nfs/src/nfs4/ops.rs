@@ -1,0 +1,550 @@
+//! The operations of a COMPOUND: each decodes its arguments, acts on the
+//! current filehandle, and returns its status and result body.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use nfs3_types::nfs3::{nfs_fh3, nfsstat3, ACCESS3_LOOKUP, ACCESS3_READ};
+use nfs3_types::xdr_codec::Opaque;
+
+use super::attrs::{self, Facts};
+use super::*;
+use crate::fs::{attr, dir, Export, Obj};
+use crate::limits::{NAME_MAX, READDIR_REPLY_MAX, READ_MAX};
+use crate::nfs3::{Proc, Req, Target};
+
+type Done = (u32, Vec<u8>);
+
+fn ok(body: Xdr) -> Result<Done, Garbage> {
+    Ok((NFS4_OK, body.0))
+}
+
+fn fail(status: u32) -> Result<Done, Garbage> {
+    Ok((status, Vec::new()))
+}
+
+fn word(x: &mut XdrReader<'_>) -> Result<u32, Garbage> {
+    x.u32().map_err(|_| Garbage)
+}
+
+fn bitmap(x: &mut XdrReader<'_>) -> Result<Vec<u32>, Garbage> {
+    let len = word(x)? as usize;
+    if len > 8 {
+        return Err(Garbage);
+    }
+    (0..len).map(|_| word(x)).collect()
+}
+
+fn fixed<const N: usize>(x: &mut XdrReader<'_>) -> Result<[u8; N], Garbage> {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(4) {
+        chunk.copy_from_slice(&word(x)?.to_be_bytes()[..chunk.len()]);
+    }
+    Ok(out)
+}
+
+fn name<'a>(x: &mut XdrReader<'a>) -> Result<&'a [u8], Garbage> {
+    x.opaque(NAME_MAX + 1).map_err(|_| Garbage)
+}
+
+/// A handle checked against its export and the client's rules.
+fn target<'a>(c: &Compound<'a>, fh: &[u8]) -> Result<Target<'a>, u32> {
+    static PROC: Proc = Proc { name: "NFSv4", modifies: false, replay: false, run: |_, _, _| Ok(()) };
+    let req = Req {
+        state: c.state,
+        client: c.conn.peer.ip(),
+        port: c.conn.peer.port(),
+        auth: c.auth,
+        proc_: &PROC,
+    };
+    req.target(&nfs_fh3 { data: Opaque::owned(fh.to_vec()) }).map_err(status4)
+}
+
+fn current(c: &Compound<'_>) -> Result<Fh, u32> {
+    c.current.clone().ok_or(NFS4ERR_NOFILEHANDLE)
+}
+
+/// The exports this client may see under the pseudo-root, by name.
+fn visible(c: &Compound<'_>) -> Vec<Arc<Export>> {
+    let client = c.conn.peer.ip();
+    c.state.exports().iter().filter(|e| e.rule_for(client).is_some()).cloned().collect()
+}
+
+fn root_handle(export: &Export) -> Result<(Vec<u8>, Obj), u32> {
+    let root = export.root_obj().map_err(status4)?;
+    Ok((export.handle_of(&root).data.to_vec(), root))
+}
+
+pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    match op {
+        3 => access(c, x),
+        4 => close(c, x),
+        9 => getattr(c, x),
+        10 => match current(c) {
+            Ok(Fh::Pseudo) => ok(handle_body(&PSEUDO_ROOT)),
+            Ok(Fh::Real(fh)) => ok(handle_body(&fh)),
+            Err(status) => fail(status),
+        },
+        15 => lookup(c, x),
+        16 => lookupp(c),
+        18 => open(c, x),
+        20 => open_confirm(x),
+        22 => {
+            let fh = x.opaque(128).map_err(|_| Garbage)?;
+            if fh == PSEUDO_ROOT {
+                c.current = Some(Fh::Pseudo);
+                return ok(Xdr::default());
+            }
+            match target(c, fh) {
+                Ok(_) => {
+                    c.current = Some(Fh::Real(fh.to_vec()));
+                    ok(Xdr::default())
+                }
+                Err(status) => fail(status),
+            }
+        }
+        // PUTPUBFH, PUTROOTFH: the pseudo-root (an export named "/" is the
+        // root itself).
+        23 | 24 => {
+            let slash = visible(c).into_iter().find(|e| e.name == "/");
+            c.current = Some(match slash {
+                Some(export) => match root_handle(&export) {
+                    Ok((fh, _)) => Fh::Real(fh),
+                    Err(status) => return fail(status),
+                },
+                None => Fh::Pseudo,
+            });
+            ok(Xdr::default())
+        }
+        25 => read(c, x),
+        26 => readdir(c, x),
+        30 => {
+            let clientid = x.u64().map_err(|_| Garbage)?;
+            fail(if c.state.v4.known(clientid) { NFS4_OK } else { NFS4ERR_STALE_CLIENTID })
+        }
+        31 => match c.saved.clone() {
+            Some(fh) => {
+                c.current = Some(fh);
+                ok(Xdr::default())
+            }
+            None => fail(NFS4ERR_RESTOREFH),
+        },
+        32 => match current(c) {
+            Ok(fh) => {
+                c.saved = Some(fh);
+                ok(Xdr::default())
+            }
+            Err(status) => fail(status),
+        },
+        33 => {
+            name(x)?;
+            if let Err(status) = current(c) {
+                return fail(status);
+            }
+            // One flavor: AUTH_SYS.
+            let mut body = Xdr::default();
+            body.u32(1).u32(1);
+            ok(body)
+        }
+        35 => setclientid(c, x),
+        36 => {
+            let clientid = x.u64().map_err(|_| Garbage)?;
+            let confirm = fixed::<8>(x)?;
+            fail(if c.state.v4.confirm(clientid, confirm) { NFS4_OK } else { NFS4ERR_STALE_CLIENTID })
+        }
+        // Operations of NFSv4.0 not served yet: their arguments cannot be
+        // skipped without decoding them, so the COMPOUND ends here.
+        5..=39 => fail(NFS4ERR_NOTSUPP),
+        _ => fail(NFS4ERR_OP_ILLEGAL),
+    }
+}
+
+fn handle_body(fh: &[u8]) -> Xdr {
+    let mut body = Xdr::default();
+    body.opaque(fh);
+    body
+}
+
+fn facts<'a>(c: &Compound<'_>, fh: &'a Fh, stat: Option<&'a rustix::fs::Statx>, fsid: u64) -> Facts<'a> {
+    let _ = c;
+    let handle: &[u8] = match fh {
+        Fh::Pseudo => &PSEUDO_ROOT,
+        Fh::Real(bytes) => bytes,
+    };
+    Facts { stat, fileid: stat.map_or(1, |s| s.stx_ino), fsid, handle, lease_seconds: LEASE_SECONDS }
+}
+
+fn getattr(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let requested = bitmap(x)?;
+    let fh = match current(c) {
+        Ok(fh) => fh,
+        Err(status) => return fail(status),
+    };
+    let mut body = Xdr::default();
+    match &fh {
+        Fh::Pseudo => attrs::put_fattr(&mut body, &requested, &facts(c, &fh, None, 0)),
+        Fh::Real(bytes) => {
+            let target = match target(c, bytes) {
+                Ok(t) => t,
+                Err(status) => return fail(status),
+            };
+            let stat = match target.export.resolve_stat(&target.fh) {
+                Ok(stat) => stat,
+                Err(stat) => return fail(status4(stat)),
+            };
+            attrs::put_fattr(&mut body, &requested, &facts(c, &fh, Some(&stat), target.export.fsid()));
+        }
+    }
+    ok(body)
+}
+
+fn access(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let want = word(x)?;
+    let (supported, granted) = match current(c) {
+        Err(status) => return fail(status),
+        // The pseudo-root: read and look up.
+        Ok(Fh::Pseudo) => {
+            let supported = want & (ACCESS3_READ | ACCESS3_LOOKUP);
+            (want, supported)
+        }
+        Ok(Fh::Real(bytes)) => {
+            let target = match target(c, &bytes) {
+                Ok(t) => t,
+                Err(status) => return fail(status),
+            };
+            let stat = match target.export.resolve_stat(&target.fh) {
+                Ok(stat) => stat,
+                Err(stat) => return fail(status4(stat)),
+            };
+            let mut granted = 0;
+            for bit in [1u32, 2, 4, 8, 16, 32] {
+                if want & bit != 0 && target.may(&stat, bit) {
+                    granted |= bit;
+                }
+            }
+            (want & 0x3f, granted)
+        }
+    };
+    let mut body = Xdr::default();
+    body.u32(supported).u32(granted);
+    ok(body)
+}
+
+fn lookup(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let name = name(x)?;
+    if name.is_empty() || name.len() > NAME_MAX {
+        return fail(NFS4ERR_INVAL);
+    }
+    match current(c) {
+        Err(status) => fail(status),
+        Ok(Fh::Pseudo) => {
+            let found = visible(c).into_iter().find(|e| e.name.trim_start_matches('/').as_bytes() == name);
+            let Some(export) = found else { return fail(NFS4ERR_NOENT) };
+            match root_handle(&export) {
+                Ok((fh, _)) => {
+                    c.current = Some(Fh::Real(fh));
+                    ok(Xdr::default())
+                }
+                Err(status) => fail(status),
+            }
+        }
+        Ok(Fh::Real(bytes)) => {
+            let target = match target(c, &bytes) {
+                Ok(t) => t,
+                Err(status) => return fail(status),
+            };
+            let found = (|| {
+                let dir = target.export.resolve(&target.fh)?;
+                if !attr::is_dir(&dir.stat) {
+                    return Err(nfsstat3::NFS3ERR_NOTDIR);
+                }
+                if !target.may(&dir.stat, ACCESS3_LOOKUP) {
+                    return Err(nfsstat3::NFS3ERR_ACCES);
+                }
+                let stat = target.export.lookup(&dir, name)?;
+                Ok(target.export.handle_at(&dir.fd, name, &stat).data.to_vec())
+            })();
+            match found {
+                Ok(fh) => {
+                    c.current = Some(Fh::Real(fh));
+                    ok(Xdr::default())
+                }
+                Err(stat) => fail(status4(stat)),
+            }
+        }
+    }
+}
+
+fn lookupp(c: &mut Compound<'_>) -> Result<Done, Garbage> {
+    match current(c) {
+        Err(status) => fail(status),
+        Ok(Fh::Pseudo) => fail(NFS4ERR_NOENT),
+        Ok(Fh::Real(bytes)) => {
+            let target = match target(c, &bytes) {
+                Ok(t) => t,
+                Err(status) => return fail(status),
+            };
+            let parent = (|| {
+                let dir = target.export.resolve(&target.fh)?;
+                if dir.ino() == target.export.root_ino() {
+                    return Ok(None);
+                }
+                let stat = target.export.lookup(&dir, b"..")?;
+                Ok(Some(target.export.handle_at(&dir.fd, b"..", &stat).data.to_vec()))
+            })();
+            match parent {
+                Ok(Some(fh)) => c.current = Some(Fh::Real(fh)),
+                // Above an export's root: the pseudo-root.
+                Ok(None) => c.current = Some(Fh::Pseudo),
+                Err(stat) => return fail(status4(stat)),
+            }
+            ok(Xdr::default())
+        }
+    }
+}
+
+fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let cookie = x.u64().map_err(|_| Garbage)?;
+    let _verifier = fixed::<8>(x)?;
+    let _dircount = word(x)?;
+    let maxcount = word(x)?;
+    let requested = bitmap(x)?;
+    let budget = (maxcount.min(READDIR_REPLY_MAX) as usize).saturating_sub(16);
+    let mut entries = Xdr::default();
+    let mut count = 0usize;
+    let fh = match current(c) {
+        Ok(fh) => fh,
+        Err(status) => return fail(status),
+    };
+    let eof = match &fh {
+        Fh::Pseudo => {
+            let exports = visible(c);
+            let mut eof = true;
+            for (i, export) in exports.iter().enumerate() {
+                let entry_cookie = i as u64 + 3;
+                if entry_cookie <= cookie || export.name == "/" {
+                    continue;
+                }
+                let Ok((handle, root)) = root_handle(export) else { continue };
+                let mut one = Xdr::default();
+                one.u32(1).u64(entry_cookie).opaque(export.name.trim_start_matches('/').as_bytes());
+                let fact = Facts {
+                    stat: Some(&root.stat),
+                    fileid: root.stat.stx_ino,
+                    fsid: export.fsid(),
+                    handle: &handle,
+                    lease_seconds: LEASE_SECONDS,
+                };
+                attrs::put_fattr(&mut one, &requested, &fact);
+                if entries.0.len() + one.0.len() > budget {
+                    eof = false;
+                    break;
+                }
+                entries.0.extend_from_slice(&one.0);
+                count += 1;
+            }
+            eof
+        }
+        Fh::Real(bytes) => {
+            let target = match target(c, bytes) {
+                Ok(t) => t,
+                Err(status) => return fail(status),
+            };
+            let listed = (|| {
+                let obj = target.export.resolve(&target.fh)?;
+                let fd = crate::nfs3::readdir_open_listing(&target, &obj)?;
+                let fsid = target.export.fsid();
+                dir::read(&fd, cookie, |entry| {
+                    if entry.name == b"." || entry.name == b".." {
+                        return true;
+                    }
+                    let Ok(stat) = target.export.lookup(&obj, entry.name) else { return true };
+                    let handle = target.export.handle_at(&obj.fd, entry.name, &stat).data.to_vec();
+                    let mut one = Xdr::default();
+                    one.u32(1).u64(entry.cookie).opaque(entry.name);
+                    let fact = Facts {
+                        stat: Some(&stat),
+                        fileid: stat.stx_ino,
+                        fsid,
+                        handle: &handle,
+                        lease_seconds: LEASE_SECONDS,
+                    };
+                    attrs::put_fattr(&mut one, &requested, &fact);
+                    if entries.0.len() + one.0.len() > budget {
+                        return false;
+                    }
+                    entries.0.extend_from_slice(&one.0);
+                    count += 1;
+                    true
+                })
+            })();
+            match listed {
+                Ok(eof) => eof,
+                Err(stat) => return fail(status4(stat)),
+            }
+        }
+    };
+    if count == 0 && !eof {
+        return fail(NFS4ERR_TOOSMALL);
+    }
+    let mut body = Xdr::default();
+    body.u64(0); // cookie verifier
+    body.0.extend_from_slice(&entries.0);
+    body.u32(0).u32(eof as u32);
+    ok(body)
+}
+
+fn setclientid(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let verifier = fixed::<8>(x)?;
+    let id = x.opaque(1024).map_err(|_| Garbage)?;
+    let _cb_program = word(x)?;
+    let _netid = x.opaque(64).map_err(|_| Garbage)?;
+    let _addr = x.opaque(128).map_err(|_| Garbage)?;
+    let _ident = word(x)?;
+    match c.state.v4.set_client(id, verifier) {
+        Some((clientid, confirm)) => {
+            let mut body = Xdr::default();
+            body.u64(clientid);
+            body.0.extend_from_slice(&confirm);
+            ok(body)
+        }
+        None => fail(NFS4ERR_RESOURCE),
+    }
+}
+
+fn stateid(x: &mut XdrReader<'_>) -> Result<(u32, [u8; 12]), Garbage> {
+    Ok((word(x)?, fixed::<12>(x)?))
+}
+
+fn put_stateid(body: &mut Xdr, seqid: u32, other: &[u8; 12]) {
+    body.u32(seqid);
+    body.0.extend_from_slice(other);
+}
+
+fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let _seqid = word(x)?;
+    let share_access = word(x)?;
+    let _share_deny = word(x)?;
+    let _clientid = x.u64().map_err(|_| Garbage)?;
+    let _owner = x.opaque(1024).map_err(|_| Garbage)?;
+    let how = word(x)?;
+    if how != 0 {
+        // OPEN4_CREATE: creating files comes with the write path.
+        return fail(NFS4ERR_NOTSUPP);
+    }
+    let claim = word(x)?;
+    if claim != 0 {
+        return fail(NFS4ERR_NOTSUPP);
+    }
+    let file = name(x)?;
+    let Ok(Fh::Real(dir_fh)) = current(c) else {
+        return fail(if c.current.is_some() { NFS4ERR_ISDIR } else { NFS4ERR_NOFILEHANDLE });
+    };
+    let target = match target(c, &dir_fh) {
+        Ok(t) => t,
+        Err(status) => return fail(status),
+    };
+    let opened = (|| {
+        let dir = target.export.resolve(&target.fh)?;
+        let stat = target.export.lookup(&dir, file)?;
+        Ok((target.export.handle_at(&dir.fd, file, &stat).data.to_vec(), stat))
+    })();
+    let (fh, stat) = match opened {
+        Ok(found) => found,
+        Err(stat) => return fail(status4(stat)),
+    };
+    match attrs::ftype(Some(&stat)) {
+        1 => {}
+        2 => return fail(NFS4ERR_ISDIR),
+        5 => return fail(NFS4ERR_SYMLINK),
+        _ => return fail(NFS4ERR_INVAL),
+    }
+    if share_access & 2 != 0 {
+        // Writing comes with the write path.
+        return fail(NFS4ERR_ROFS);
+    }
+    if share_access & 1 != 0 && !target.may_data(&stat, ACCESS3_READ) {
+        return fail(NFS4ERR_ACCESS);
+    }
+    let Some(other) = c.state.v4.open(&fh, share_access & 3) else { return fail(NFS4ERR_RESOURCE) };
+    c.current = Some(Fh::Real(fh));
+    let mut body = Xdr::default();
+    put_stateid(&mut body, 1, &other);
+    body.u32(0).u64(0).u64(0); // change_info: not atomic
+    body.u32(4); // OPEN4_RESULT_LOCKTYPE_POSIX; no confirmation needed
+    body.u32(0); // attrset: empty bitmap
+    body.u32(0); // OPEN_DELEGATE_NONE
+    ok(body)
+}
+
+fn open_confirm(x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let (seqid, other) = stateid(x)?;
+    let _seqid = word(x)?;
+    let mut body = Xdr::default();
+    put_stateid(&mut body, seqid.wrapping_add(1), &other);
+    ok(body)
+}
+
+fn close(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let _seqid = word(x)?;
+    let (_, other) = stateid(x)?;
+    match c.state.v4.close(&other) {
+        Some(seqid) => {
+            let mut body = Xdr::default();
+            put_stateid(&mut body, seqid, &other);
+            ok(body)
+        }
+        None => fail(NFS4ERR_BAD_STATEID),
+    }
+}
+
+fn read(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let (_, other) = stateid(x)?;
+    let offset = x.u64().map_err(|_| Garbage)?;
+    let count = word(x)?.min(READ_MAX);
+    let fh = match current(c) {
+        Ok(Fh::Real(fh)) => fh,
+        Ok(Fh::Pseudo) => return fail(NFS4ERR_ISDIR),
+        Err(status) => return fail(status),
+    };
+    match c.state.v4.access(&other, &fh) {
+        Some(access) if access & 1 != 0 => {}
+        Some(_) => return fail(NFS4ERR_OPENMODE),
+        None => return fail(NFS4ERR_BAD_STATEID),
+    }
+    let target = match target(c, &fh) {
+        Ok(t) => t,
+        Err(status) => return fail(status),
+    };
+    let read = (|| {
+        let (open, stat) = target.export.file(&target.fh, false)?;
+        let len = stat.stx_size.saturating_sub(offset).min(u64::from(count)) as usize;
+        let mut data = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            // SAFETY: a buffer of `len - done` bytes, an open descriptor.
+            let n = unsafe {
+                libc::pread(
+                    open.file.as_raw_fd(),
+                    data[done..].as_mut_ptr().cast(),
+                    len - done,
+                    (offset + done as u64) as i64,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            done += n as usize;
+        }
+        data.truncate(done);
+        Ok::<_, nfsstat3>((data, offset + done as u64 >= stat.stx_size))
+    })();
+    match read {
+        Ok((data, eof)) => {
+            let mut body = Xdr::default();
+            body.u32(eof as u32).opaque(&data);
+            ok(body)
+        }
+        Err(stat) => fail(status4(stat)),
+    }
+}

@@ -1,0 +1,105 @@
+//! NFSv4.0 client records (SETCLIENTID, SETCLIENTID_CONFIRM, RENEW) and
+//! open states (OPEN, CLOSE), bounded.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Clients with a record at once; past it, NFS4ERR_RESOURCE.
+pub const CLIENTS_MAX: usize = 4096;
+/// Open states at once over all clients.
+pub const OPENS_MAX: usize = 65_536;
+
+pub struct ClientRecord {
+    pub id: Vec<u8>,
+    pub verifier: [u8; 8],
+    pub confirm: [u8; 8],
+    pub confirmed: bool,
+}
+
+pub struct Open {
+    pub fh: Vec<u8>,
+    pub access: u32,
+    pub seqid: u32,
+}
+
+#[derive(Default)]
+pub struct V4State {
+    clients: Mutex<HashMap<u64, ClientRecord>>,
+    opens: Mutex<HashMap<[u8; 12], Open>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Makes client ids and state ids of this server instance unlike any
+    /// other's.
+    boot: u32,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+}
+
+impl V4State {
+    pub fn new() -> V4State {
+        V4State { boot: u32::from_ne_bytes(random()), ..V4State::default() }
+    }
+
+    /// SETCLIENTID: a new client id and its confirmation verifier; an
+    /// earlier record of the same client (its id string) is replaced.
+    pub fn set_client(&self, id: &[u8], verifier: [u8; 8]) -> Option<(u64, [u8; 8])> {
+        let mut clients = self.clients.lock().expect("not poisoned");
+        clients.retain(|_, c| c.id != id);
+        if clients.len() >= CLIENTS_MAX {
+            return None;
+        }
+        let clientid = u64::from(self.boot) << 32
+            | self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff;
+        let confirm = random();
+        clients.insert(clientid, ClientRecord { id: id.to_vec(), verifier, confirm, confirmed: false });
+        Some((clientid, confirm))
+    }
+
+    /// SETCLIENTID_CONFIRM; false: no such client or a wrong verifier.
+    pub fn confirm(&self, clientid: u64, confirm: [u8; 8]) -> bool {
+        let mut clients = self.clients.lock().expect("not poisoned");
+        match clients.get_mut(&clientid) {
+            Some(c) if c.confirm == confirm => {
+                c.confirmed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn known(&self, clientid: u64) -> bool {
+        self.clients.lock().expect("not poisoned").contains_key(&clientid)
+    }
+
+    /// A new open state for `fh`; its stateid's `other`.
+    pub fn open(&self, fh: &[u8], access: u32) -> Option<[u8; 12]> {
+        let mut opens = self.opens.lock().expect("not poisoned");
+        if opens.len() >= OPENS_MAX {
+            return None;
+        }
+        let mut other = [0u8; 12];
+        other[..4].copy_from_slice(&self.boot.to_be_bytes());
+        other[4..].copy_from_slice(&random::<8>());
+        opens.insert(other, Open { fh: fh.to_vec(), access, seqid: 1 });
+        Some(other)
+    }
+
+    /// The access an open state grants to `fh`: `None` if it is not an
+    /// open of this file. The special stateids (all zeros, all ones) read
+    /// and write without an open.
+    pub fn access(&self, other: &[u8; 12], fh: &[u8]) -> Option<u32> {
+        if other.iter().all(|b| *b == 0) || other.iter().all(|b| *b == 0xff) {
+            return Some(3);
+        }
+        let opens = self.opens.lock().expect("not poisoned");
+        opens.get(other).filter(|o| o.fh == fh).map(|o| o.access)
+    }
+
+    /// CLOSE: the open state goes; its last seqid.
+    pub fn close(&self, other: &[u8; 12]) -> Option<u32> {
+        self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid + 1)
+    }
+}
