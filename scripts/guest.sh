@@ -85,7 +85,10 @@
 # Options (environment): GUEST_IP (default 198.18.0.201/16), GAP_MS (gap
 # report threshold, default 100), KMSG=1 (show kernel notices such as "nfs:
 # server ... not responding"), CONSOLE_LOG=FILE (also keep the console there),
-# GUEST_NAME (the guest's hostname in locks mode, default "guest").
+# GUEST_NAME (the guest's hostname in locks mode, default "guest"),
+# MOUNT_OPTS (the mount's options before addr=VIP, no spaces; default
+# vers=3,proto=tcp,hard plus nolock in run mode; e.g. vers=4.1 or none
+# at all as "rw" for what the kernel picks itself).
 #
 # Why a guest: the machines here run a kernel without an NFS client, and KVM
 # does not work (its emulator stops stock guest kernels), so this is TCG emulation:
@@ -155,7 +158,7 @@ ip link set eth0 up
 # for the NFS and MOUNT ports and does the MOUNT call itself. (This busybox
 # has no NFS support of its own, so its mount passes -o through as text; -i:
 # no mount helper.) The vserver may still be starting: retry a little.
-opts="vers=3,proto=tcp,nolock,hard,addr=$vip"
+opts=${mount_opts:-vers=3,proto=tcp,nolock,hard},addr=$vip
 tries=0
 until mount -i -t nfs -o "$opts" "$vip:$export" /mnt; do
     tries=$((tries + 1))
@@ -257,7 +260,7 @@ rpc.statd -F -d >/tmp/statd.log 2>&1 &
 wait_for 300 statd_registered || failed "rpc.statd did not register" /tmp/statd.log /tmp/rpcbind.log
 
 # No nolock: lockd starts with the mount and registers with our rpcbind.
-opts="vers=3,proto=tcp,hard,addr=$vip"
+opts=${mount_opts:-vers=3,proto=tcp,hard},addr=$vip
 tries=0
 until mount -i -t nfs -o "$opts" "$vip:$export" /mnt; do
     tries=$((tries + 1))
@@ -493,8 +496,12 @@ build() {
         local i=0 path name
         : >"$stage/modules.order"
         # Lines are "insmod /path/mod.ko[.xz|.zst] [params]" or "builtin mod".
+        local seen=" "
         while read -r kind path _; do
             [ "$kind" = insmod ] || continue
+            # nfsv3 and nfsv4 share sunrpc, nfs and the rest: load each once.
+            [[ $seen == *" $path "* ]] && continue
+            seen+="$path "
             i=$((i + 1))
             name=$(printf '%02d-%s' "$i" "$(basename "$path")")
             # busybox insmod takes plain .ko only: decompress here.
@@ -505,7 +512,7 @@ build() {
                 *) cp "$path" "$stage/lib/modules/$name" ;;
             esac
             echo "$name" >>"$stage/modules.order"
-        done < <(modprobe -d "$root" -S "$version" -a --show-depends virtio_pci virtio_net nfsv3)
+        done < <(modprobe -d "$root" -S "$version" -a --show-depends virtio_pci virtio_net nfsv3 nfsv4)
         grep -q -- '-nfsv3\.ko$' "$stage/modules.order" ||
             { log "nfsv3 missing from the module list"; exit 1; }
         write_init "$stage/init"
@@ -571,6 +578,7 @@ run() {
     local append="console=ttyS0 quiet panic=-1"
     append+=" guest_ip=${GUEST_IP:-198.18.0.201/16} vip=$vip export=$export"
     append+=" seconds=$seconds interval_ms=$interval gap_ms=${GAP_MS:-100} kmsg=${KMSG:-0}"
+    [ -z "${MOUNT_OPTS:-}" ] || append+=" mount_opts=$MOUNT_OPTS"
 
     local console
     console=${CONSOLE_LOG:-$(mktemp)}
@@ -597,6 +605,7 @@ locks() {
     local append="console=ttyS0 quiet panic=-1 mode=locks"
     append+=" guest_ip=${GUEST_IP:-198.18.0.201/16} guest_name=$name vip=$vip export=$export"
     append+=" seconds=$seconds kmsg=${KMSG:-0}"
+    [ -z "${MOUNT_OPTS:-}" ] || append+=" mount_opts=$MOUNT_OPTS"
 
     local console
     console=${CONSOLE_LOG:-$(mktemp)}

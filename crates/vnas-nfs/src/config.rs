@@ -164,6 +164,9 @@ pub struct ServerConfig {
     /// Answer NFSv4.0 too (reading only so far: see `nfs4`). Off: version
     /// 4 gets PROG_MISMATCH, and clients fall back to v3.
     pub nfs4: bool,
+    /// NFSv4.1's server owner and scope: one name wherever the server
+    /// runs, so a client sees the same server after a move.
+    pub nfs4_scope: String,
 }
 
 /// What a server may do with a call it has read.
@@ -208,6 +211,7 @@ impl ServerConfig {
             lock_journal: None,
             connector: None,
             nfs4: false,
+            nfs4_scope: "vnas".to_string(),
         }
     }
 }

@@ -249,15 +249,36 @@ proptest! {
         tag in proptest::collection::vec(any::<u8>(), 0..12),
         minor in prop_oneof![Just(0u32), any::<u32>()],
         count in prop_oneof![0u32..8, any::<u32>()],
-        ops in proptest::collection::vec((0u32..64, any::<bool>(), 0usize..=OBJECTS.len(), proptest::collection::vec(0u32..70_000, 0..6)), 0..8),
+        ops in proptest::collection::vec((0u32..72, any::<bool>(), 0usize..=OBJECTS.len(), proptest::collection::vec(0u32..70_000, 0..6)), 0..8),
         tail in proptest::collection::vec(any::<u8>(), 0..64),
+        in_session in any::<bool>(),
+        slot in (0u32..5, 0u32..6),
     ) {
-        thread_local! { static FIXTURE: Fixture = fixture_with(true); }
-        FIXTURE.with(|f| {
+        thread_local! { static FIXTURE: (Fixture, [u8; 16]) = {
+            let f = fixture_with(true);
+            let sessions = &f.server.state.sessions;
+            let now = std::time::Instant::now();
+            let (id, seq, _) = sessions.exchange_id(b"fuzz", [1; 8], now).unwrap();
+            let channel = crate::nfs4::session::Channel { max_request: 1 << 20, max_response: 1 << 20, max_response_cached: 8192, max_operations: 16, max_requests: 4 };
+            let body = sessions.create_session(id, seq, channel, now, |sid, _| sid.to_vec()).unwrap();
+            (f, body.try_into().unwrap())
+        }; }
+        FIXTURE.with(|(f, session)| {
             let mut record = header(100003, 4, 1, true);
             opaque(&mut record, &tag);
+            // In a session: NFSv4.1, SEQUENCE first with a slot (one past
+            // the table too) and a sequence id that may be new, a retry or
+            // out of order.
+            let (minor, count) = if in_session { (1 + minor % 2, count.saturating_add(1)) } else { (minor, count) };
             record.extend_from_slice(&minor.to_be_bytes());
             record.extend_from_slice(&count.to_be_bytes());
+            if in_session {
+                record.extend_from_slice(&53u32.to_be_bytes());
+                record.extend_from_slice(session);
+                for w in [slot.1, slot.0, 3, 1] {
+                    record.extend_from_slice(&w.to_be_bytes());
+                }
+            }
             for (op, with_handle, object, words) in &ops {
                 record.extend_from_slice(&op.to_be_bytes());
                 if *with_handle {

@@ -54,7 +54,10 @@ pub struct State {
     pub(crate) connector: Option<crate::locks::Connector>,
     /// NFSv4.0 answered (client records, open states), if at all.
     pub(crate) nfs4: bool,
+    pub(crate) nfs4_scope: String,
     pub(crate) v4: crate::nfs4::state::V4State,
+    /// NFSv4.1 client IDs and sessions.
+    pub(crate) sessions: crate::nfs4::session::Sessions,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
     /// Datagram sockets given before `run`, which `run` takes.
@@ -155,6 +158,11 @@ fn open_exports(configs: &[ExportConfig], current: &[Arc<Export>]) -> Result<Vec
 }
 
 impl State {
+    /// NFSv4.1's server owner and scope.
+    pub fn server_scope(&self) -> &str {
+        &self.nfs4_scope
+    }
+
     pub fn export_by_id(&self, id: u32) -> Option<Arc<Export>> {
         self.exports.read().expect("not poisoned").iter().find(|e| e.id == id).cloned()
     }
@@ -228,7 +236,9 @@ impl Server {
             )),
             connector: config.connector.clone(),
             nfs4: config.nfs4,
+            nfs4_scope: config.nfs4_scope.clone(),
             v4: crate::nfs4::state::V4State::new(),
+            sessions: crate::nfs4::session::Sessions::default(),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };

@@ -9,25 +9,26 @@ use nfs3_types::xdr_codec::Opaque;
 
 use super::attrs::{self, Facts};
 use super::*;
+use super::{change, ops41};
 use crate::fs::{attr, dir, Export, Obj};
 use crate::limits::{NAME_MAX, READDIR_REPLY_MAX, READ_MAX};
 use crate::nfs3::{Proc, Req, Target};
 
-type Done = (u32, Vec<u8>);
+pub(super) type Done = (u32, Vec<u8>);
 
-fn ok(body: Xdr) -> Result<Done, Garbage> {
+pub(super) fn ok(body: Xdr) -> Result<Done, Garbage> {
     Ok((NFS4_OK, body.0))
 }
 
-fn fail(status: u32) -> Result<Done, Garbage> {
+pub(super) fn fail(status: u32) -> Result<Done, Garbage> {
     Ok((status, Vec::new()))
 }
 
-fn word(x: &mut XdrReader<'_>) -> Result<u32, Garbage> {
+pub(super) fn word(x: &mut XdrReader<'_>) -> Result<u32, Garbage> {
     x.u32().map_err(|_| Garbage)
 }
 
-fn bitmap(x: &mut XdrReader<'_>) -> Result<Vec<u32>, Garbage> {
+pub(super) fn bitmap(x: &mut XdrReader<'_>) -> Result<Vec<u32>, Garbage> {
     let len = word(x)? as usize;
     if len > 8 {
         return Err(Garbage);
@@ -35,7 +36,7 @@ fn bitmap(x: &mut XdrReader<'_>) -> Result<Vec<u32>, Garbage> {
     (0..len).map(|_| word(x)).collect()
 }
 
-fn fixed<const N: usize>(x: &mut XdrReader<'_>) -> Result<[u8; N], Garbage> {
+pub(super) fn fixed<const N: usize>(x: &mut XdrReader<'_>) -> Result<[u8; N], Garbage> {
     let mut out = [0u8; N];
     for chunk in out.chunks_mut(4) {
         chunk.copy_from_slice(&word(x)?.to_be_bytes()[..chunk.len()]);
@@ -43,12 +44,12 @@ fn fixed<const N: usize>(x: &mut XdrReader<'_>) -> Result<[u8; N], Garbage> {
     Ok(out)
 }
 
-fn name<'a>(x: &mut XdrReader<'a>) -> Result<&'a [u8], Garbage> {
+pub(super) fn name<'a>(x: &mut XdrReader<'a>) -> Result<&'a [u8], Garbage> {
     x.opaque(NAME_MAX + 1).map_err(|_| Garbage)
 }
 
 /// A handle checked against its export and the client's rules.
-fn target<'a>(c: &Compound<'a>, fh: &[u8]) -> Result<Target<'a>, u32> {
+pub(super) fn target<'a>(c: &Compound<'a>, fh: &[u8]) -> Result<Target<'a>, u32> {
     static PROC: Proc = Proc { name: "NFSv4", modifies: false, replay: false, run: |_, _, _| Ok(()) };
     let req = Req {
         state: c.state,
@@ -60,35 +61,49 @@ fn target<'a>(c: &Compound<'a>, fh: &[u8]) -> Result<Target<'a>, u32> {
     req.target(&nfs_fh3 { data: Opaque::owned(fh.to_vec()) }).map_err(status4)
 }
 
-fn current(c: &Compound<'_>) -> Result<Fh, u32> {
+pub(super) fn current(c: &Compound<'_>) -> Result<Fh, u32> {
     c.current.clone().ok_or(NFS4ERR_NOFILEHANDLE)
 }
 
 /// The exports this client may see under the pseudo-root, by name.
-fn visible(c: &Compound<'_>) -> Vec<Arc<Export>> {
+pub(super) fn visible(c: &Compound<'_>) -> Vec<Arc<Export>> {
     let client = c.conn.peer.ip();
     c.state.exports().iter().filter(|e| e.rule_for(client).is_some()).cloned().collect()
 }
 
-fn root_handle(export: &Export) -> Result<(Vec<u8>, Obj), u32> {
+pub(super) fn root_handle(export: &Export) -> Result<(Vec<u8>, Obj), u32> {
     let root = export.root_obj().map_err(status4)?;
     Ok((export.handle_of(&root).data.to_vec(), root))
 }
 
+// The ranges at the end catch what the arms above (some guarded by the
+// minor version) do not serve.
+#[allow(clippy::match_overlapping_arm)]
 pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+    let v41 = c.minor >= 1;
     match op {
         3 => access(c, x),
         4 => close(c, x),
+        5 => change::commit(c, x),
+        6 => change::create(c, x),
+        // No delegations are given: none to return.
+        8 => {
+            stateid(x)?;
+            fail(NFS4ERR_BAD_STATEID)
+        }
         9 => getattr(c, x),
         10 => match current(c) {
             Ok(Fh::Pseudo) => ok(handle_body(&PSEUDO_ROOT)),
             Ok(Fh::Real(fh)) => ok(handle_body(&fh)),
             Err(status) => fail(status),
         },
+        11 => change::link(c, x),
         15 => lookup(c, x),
         16 => lookupp(c),
-        18 => open(c, x),
-        20 => open_confirm(x),
+        17 => change::verify(c, x, false),
+        18 => change::open(c, x),
+        20 if !v41 => open_confirm(x),
+        21 => change::open_downgrade(c, x),
         22 => {
             let fh = x.opaque(128).map_err(|_| Garbage)?;
             if fh == PSEUDO_ROOT {
@@ -118,7 +133,10 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         }
         25 => read(c, x),
         26 => readdir(c, x),
-        30 => {
+        27 => change::readlink(c),
+        28 => change::remove(c, x),
+        29 => change::rename(c, x),
+        30 if !v41 => {
             let clientid = x.u64().map_err(|_| Garbage)?;
             fail(if c.state.v4.known(clientid) { NFS4_OK } else { NFS4ERR_STALE_CLIENTID })
         }
@@ -138,25 +156,52 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         },
         33 => {
             name(x)?;
-            if let Err(status) = current(c) {
-                return fail(status);
-            }
-            // One flavor: AUTH_SYS.
-            let mut body = Xdr::default();
-            body.u32(1).u32(1);
-            ok(body)
+            secinfo(c)
         }
-        35 => setclientid(c, x),
-        36 => {
+        34 => change::setattr(c, x),
+        35 if !v41 => setclientid(c, x),
+        36 if !v41 => {
             let clientid = x.u64().map_err(|_| Garbage)?;
             let confirm = fixed::<8>(x)?;
             fail(if c.state.v4.confirm(clientid, confirm) { NFS4_OK } else { NFS4ERR_STALE_CLIENTID })
         }
-        // Operations of NFSv4.0 not served yet: their arguments cannot be
-        // skipped without decoding them, so the COMPOUND ends here.
-        5..=39 => fail(NFS4ERR_NOTSUPP),
+        37 => change::verify(c, x, true),
+        38 => change::write(c, x),
+        41 if v41 => ops41::bind_conn_to_session(c, x),
+        42 if v41 => ops41::exchange_id(c, x),
+        43 if v41 => ops41::create_session(c, x),
+        44 if v41 => ops41::destroy_session(c, x),
+        45 if v41 => ops41::free_stateid(c, x),
+        52 if v41 => {
+            let _style = word(x)?;
+            secinfo(c)
+        }
+        55 if v41 => ops41::test_stateid(c, x),
+        57 if v41 => ops41::destroy_clientid(c, x),
+        58 if v41 => ops41::reclaim_complete(x),
+        // Operations not served yet (locks, delegations, layouts, 4.2's
+        // SEEK, ALLOCATE, COPY...): their arguments cannot be skipped
+        // without decoding them, so the COMPOUND ends here. Operations of
+        // the other minor version are NOTSUPP as well.
+        3..=39 => fail(NFS4ERR_NOTSUPP),
+        40..=58 if v41 => fail(NFS4ERR_NOTSUPP),
+        59..=OP_MAX if c.minor >= 2 => fail(NFS4ERR_NOTSUPP),
         _ => fail(NFS4ERR_OP_ILLEGAL),
     }
+}
+
+/// SECINFO and SECINFO_NO_NAME: AUTH_SYS only. They consume the current
+/// filehandle.
+fn secinfo(c: &mut Compound<'_>) -> Result<Done, Garbage> {
+    if let Err(status) = current(c) {
+        return fail(status);
+    }
+    if c.minor >= 1 {
+        c.current = None;
+    }
+    let mut body = Xdr::default();
+    body.u32(1).u32(1);
+    ok(body)
 }
 
 fn handle_body(fh: &[u8]) -> Xdr {
@@ -165,13 +210,26 @@ fn handle_body(fh: &[u8]) -> Xdr {
     body
 }
 
-fn facts<'a>(c: &Compound<'_>, fh: &'a Fh, stat: Option<&'a rustix::fs::Statx>, fsid: u64) -> Facts<'a> {
+pub(super) fn facts<'a>(
+    c: &Compound<'_>,
+    fh: &'a Fh,
+    stat: Option<&'a rustix::fs::Statx>,
+    fsid: u64,
+) -> Facts<'a> {
     let _ = c;
     let handle: &[u8] = match fh {
         Fh::Pseudo => &PSEUDO_ROOT,
         Fh::Real(bytes) => bytes,
     };
-    Facts { stat, fileid: stat.map_or(1, |s| s.stx_ino), fsid, handle, lease_seconds: LEASE_SECONDS }
+    Facts {
+        stat,
+        fileid: stat.map_or(1, |s| s.stx_ino),
+        fsid,
+        handle,
+        lease_seconds: LEASE_SECONDS,
+        space: None,
+        minor: c.minor,
+    }
 }
 
 fn getattr(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
@@ -192,7 +250,11 @@ fn getattr(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                 Ok(stat) => stat,
                 Err(stat) => return fail(status4(stat)),
             };
-            attrs::put_fattr(&mut body, &requested, &facts(c, &fh, Some(&stat), target.export.fsid()));
+            let mut fact = facts(c, &fh, Some(&stat), target.export.fsid());
+            if attrs::wants_space(&requested) {
+                fact.space = space_of(&target);
+            }
+            attrs::put_fattr(&mut body, &requested, &fact);
         }
     }
     ok(body)
@@ -334,6 +396,8 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                     fsid: export.fsid(),
                     handle: &handle,
                     lease_seconds: LEASE_SECONDS,
+                    space: None,
+                    minor: c.minor,
                 };
                 attrs::put_fattr(&mut one, &requested, &fact);
                 if entries.0.len() + one.0.len() > budget {
@@ -368,6 +432,8 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                         fsid,
                         handle: &handle,
                         lease_seconds: LEASE_SECONDS,
+                        space: None,
+                        minor: c.minor,
                     };
                     attrs::put_fattr(&mut one, &requested, &fact);
                     if entries.0.len() + one.0.len() > budget {
@@ -412,69 +478,13 @@ fn setclientid(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garb
     }
 }
 
-fn stateid(x: &mut XdrReader<'_>) -> Result<(u32, [u8; 12]), Garbage> {
+pub(super) fn stateid(x: &mut XdrReader<'_>) -> Result<(u32, [u8; 12]), Garbage> {
     Ok((word(x)?, fixed::<12>(x)?))
 }
 
-fn put_stateid(body: &mut Xdr, seqid: u32, other: &[u8; 12]) {
+pub(super) fn put_stateid(body: &mut Xdr, seqid: u32, other: &[u8; 12]) {
     body.u32(seqid);
     body.0.extend_from_slice(other);
-}
-
-fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
-    let _seqid = word(x)?;
-    let share_access = word(x)?;
-    let _share_deny = word(x)?;
-    let _clientid = x.u64().map_err(|_| Garbage)?;
-    let _owner = x.opaque(1024).map_err(|_| Garbage)?;
-    let how = word(x)?;
-    if how != 0 {
-        // OPEN4_CREATE: creating files comes with the write path.
-        return fail(NFS4ERR_NOTSUPP);
-    }
-    let claim = word(x)?;
-    if claim != 0 {
-        return fail(NFS4ERR_NOTSUPP);
-    }
-    let file = name(x)?;
-    let Ok(Fh::Real(dir_fh)) = current(c) else {
-        return fail(if c.current.is_some() { NFS4ERR_ISDIR } else { NFS4ERR_NOFILEHANDLE });
-    };
-    let target = match target(c, &dir_fh) {
-        Ok(t) => t,
-        Err(status) => return fail(status),
-    };
-    let opened = (|| {
-        let dir = target.export.resolve(&target.fh)?;
-        let stat = target.export.lookup(&dir, file)?;
-        Ok((target.export.handle_at(&dir.fd, file, &stat).data.to_vec(), stat))
-    })();
-    let (fh, stat) = match opened {
-        Ok(found) => found,
-        Err(stat) => return fail(status4(stat)),
-    };
-    match attrs::ftype(Some(&stat)) {
-        1 => {}
-        2 => return fail(NFS4ERR_ISDIR),
-        5 => return fail(NFS4ERR_SYMLINK),
-        _ => return fail(NFS4ERR_INVAL),
-    }
-    if share_access & 2 != 0 {
-        // Writing comes with the write path.
-        return fail(NFS4ERR_ROFS);
-    }
-    if share_access & 1 != 0 && !target.may_data(&stat, ACCESS3_READ) {
-        return fail(NFS4ERR_ACCESS);
-    }
-    let Some(other) = c.state.v4.open(&fh, share_access & 3) else { return fail(NFS4ERR_RESOURCE) };
-    c.current = Some(Fh::Real(fh));
-    let mut body = Xdr::default();
-    put_stateid(&mut body, 1, &other);
-    body.u32(0).u64(0).u64(0); // change_info: not atomic
-    body.u32(4); // OPEN4_RESULT_LOCKTYPE_POSIX; no confirmation needed
-    body.u32(0); // attrset: empty bitmap
-    body.u32(0); // OPEN_DELEGATE_NONE
-    ok(body)
 }
 
 fn open_confirm(x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
@@ -547,4 +557,20 @@ fn read(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
         }
         Err(stat) => fail(status4(stat)),
     }
+}
+
+/// The export's filesystem's space and files (statvfs), as the caller
+/// sees them.
+fn space_of(target: &Target<'_>) -> Option<attrs::Space> {
+    let obj = target.export.resolve(&target.fh).ok()?;
+    let vfs = rustix::fs::fstatvfs(&obj.fd).ok()?;
+    let unit = vfs.f_frsize;
+    Some(attrs::Space {
+        avail: vfs.f_bavail * unit,
+        free: vfs.f_bfree * unit,
+        total: vfs.f_blocks * unit,
+        files_avail: vfs.f_favail,
+        files_free: vfs.f_ffree,
+        files_total: vfs.f_files,
+    })
 }

@@ -17,6 +17,7 @@ pub struct ClientRecord {
 }
 
 pub struct Open {
+    pub clientid: u64,
     pub fh: Vec<u8>,
     pub access: u32,
     pub seqid: u32,
@@ -75,7 +76,7 @@ impl V4State {
     }
 
     /// A new open state for `fh`; its stateid's `other`.
-    pub fn open(&self, fh: &[u8], access: u32) -> Option<[u8; 12]> {
+    pub fn open(&self, clientid: u64, fh: &[u8], access: u32) -> Option<[u8; 12]> {
         let mut opens = self.opens.lock().expect("not poisoned");
         if opens.len() >= OPENS_MAX {
             return None;
@@ -83,7 +84,7 @@ impl V4State {
         let mut other = [0u8; 12];
         other[..4].copy_from_slice(&self.boot.to_be_bytes());
         other[4..].copy_from_slice(&random::<8>());
-        opens.insert(other, Open { fh: fh.to_vec(), access, seqid: 1 });
+        opens.insert(other, Open { clientid, fh: fh.to_vec(), access, seqid: 1 });
         Some(other)
     }
 
@@ -96,6 +97,29 @@ impl V4State {
         }
         let opens = self.opens.lock().expect("not poisoned");
         opens.get(other).filter(|o| o.fh == fh).map(|o| o.access)
+    }
+
+    /// Whether a stateid names an open state of this server.
+    pub fn known_state(&self, other: &[u8; 12]) -> bool {
+        self.opens.lock().expect("not poisoned").contains_key(other)
+    }
+
+    /// A client's open states go (its client ID was destroyed or lapsed).
+    pub fn release_client(&self, clientid: u64) {
+        self.opens.lock().expect("not poisoned").retain(|_, o| o.clientid != clientid);
+    }
+
+    /// OPEN_DOWNGRADE: the open keeps only `access` (a subset of its own).
+    pub fn downgrade(&self, other: &[u8; 12], access: u32) -> bool {
+        let mut opens = self.opens.lock().expect("not poisoned");
+        match opens.get_mut(other) {
+            Some(o) if o.access & access == access => {
+                o.access = access;
+                o.seqid += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// CLOSE: the open state goes; its last seqid.

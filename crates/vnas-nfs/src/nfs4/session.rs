@@ -1,0 +1,382 @@
+//! NFSv4.1 client IDs and sessions (RFC 8881 sections 2.4, 2.10): the
+//! EXCHANGE_ID and CREATE_SESSION life cycle, and each session's
+//! fore-channel slot table whose cached replies give exactly-once
+//! semantics to retried calls. Bounded: clients, sessions per client,
+//! slots per session, the bytes a slot caches.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Client IDs at once (4.0 and 4.1 together count apart).
+pub const CLIENTS_MAX: usize = 4096;
+/// Sessions one client may hold.
+pub const SESSIONS_PER_CLIENT: usize = 8;
+/// Fore-channel slots a session gets at most.
+pub const SLOTS_MAX: u32 = 64;
+/// Operations a COMPOUND may carry in a session.
+pub const SESSION_OPS_MAX: u32 = 64;
+/// The largest reply a slot keeps for a retry.
+pub const CACHED_REPLY_MAX: u32 = 64 * 1024;
+
+pub type SessionId = [u8; 16];
+
+/// What a CREATE_SESSION's channel attributes settle on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub max_request: u32,
+    pub max_response: u32,
+    pub max_response_cached: u32,
+    pub max_operations: u32,
+    pub max_requests: u32,
+}
+
+struct Slot {
+    seqid: u32,
+    /// The whole COMPOUND reply of the last call in this slot, if kept.
+    reply: Option<Vec<u8>>,
+    busy: bool,
+}
+
+struct Session {
+    clientid: u64,
+    fore: Channel,
+    slots: Vec<Slot>,
+}
+
+struct Client {
+    owner: Vec<u8>,
+    verifier: [u8; 8],
+    confirmed: bool,
+    /// The sequence id the next CREATE_SESSION must carry, and the reply
+    /// to the last one (a retried CREATE_SESSION gets it again).
+    create_seq: u32,
+    last_create: Option<(u32, Vec<u8>)>,
+    renewed: Instant,
+}
+
+/// What SEQUENCE decided for a call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sequenced {
+    /// A new call: run it, then `finish` the slot with its reply.
+    New { highest_slot: u32 },
+    /// A retry of the slot's last call: this is the reply it got.
+    Replay(Vec<u8>),
+    /// An NFS4ERR_* for the SEQUENCE operation.
+    Refused(u32),
+}
+
+pub struct Sessions {
+    inner: Mutex<Inner>,
+    lease: Duration,
+    /// Part of every client ID and session ID: this instance's, so IDs of
+    /// an earlier one are stale, not mistaken.
+    boot: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: HashMap<u64, Client>,
+    sessions: HashMap<SessionId, Session>,
+    next: u32,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(Duration::from_secs(u64::from(LEASE_SECONDS)))
+    }
+}
+
+impl Sessions {
+    pub fn new(lease: Duration) -> Sessions {
+        Sessions { inner: Mutex::default(), lease, boot: u32::from_ne_bytes(random()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// EXCHANGE_ID: the client ID for an owner, the sequence id its next
+    /// CREATE_SESSION carries, and whether it is confirmed. A known owner
+    /// with the same verifier keeps its ID; a new verifier (the client
+    /// rebooted) gets a new, unconfirmed one, and the old one's state goes
+    /// when that is confirmed.
+    pub fn exchange_id(
+        &self,
+        owner: &[u8],
+        verifier: [u8; 8],
+        now: Instant,
+    ) -> Result<(u64, u32, bool), u32> {
+        let mut inner = self.lock();
+        self.expire(&mut inner, now);
+        if let Some((id, c)) =
+            inner.clients.iter_mut().find(|(_, c)| c.owner == owner && c.verifier == verifier)
+        {
+            c.renewed = now;
+            return Ok((*id, c.create_seq, c.confirmed));
+        }
+        // An unconfirmed record of the same owner is replaced.
+        inner.clients.retain(|_, c| c.owner != owner || c.confirmed);
+        if inner.clients.len() >= CLIENTS_MAX {
+            return Err(NFS4ERR_RESOURCE);
+        }
+        inner.next = inner.next.wrapping_add(1);
+        let id = u64::from(self.boot) << 32 | u64::from(inner.next);
+        inner.clients.insert(
+            id,
+            Client {
+                owner: owner.to_vec(),
+                verifier,
+                confirmed: false,
+                create_seq: 1,
+                last_create: None,
+                renewed: now,
+            },
+        );
+        Ok((id, 1, false))
+    }
+
+    /// CREATE_SESSION: a new session with the channel settled from what
+    /// the client asked, or the cached reply of a retried one (`Err(Ok)`),
+    /// or an error status (`Err(Err)`). `reply` builds the reply body from
+    /// the session id and channel, so a retry can be answered with it.
+    pub fn create_session(
+        &self,
+        clientid: u64,
+        seq: u32,
+        asked: Channel,
+        now: Instant,
+        reply: impl FnOnce(&SessionId, &Channel) -> Vec<u8>,
+    ) -> Result<Vec<u8>, u32> {
+        let mut inner = self.lock();
+        self.expire(&mut inner, now);
+        let Some(client) = inner.clients.get_mut(&clientid) else { return Err(NFS4ERR_STALE_CLIENTID) };
+        if let Some((last, body)) = &client.last_create {
+            if *last == seq {
+                return Ok(body.clone());
+            }
+        }
+        if seq != client.create_seq {
+            return Err(NFS4ERR_SEQ_MISORDERED);
+        }
+        let owner = client.owner.clone();
+        let held = inner.sessions.values().filter(|s| s.clientid == clientid).count();
+        if held >= SESSIONS_PER_CLIENT {
+            return Err(NFS4ERR_NOSPC);
+        }
+        let fore = Channel {
+            max_request: asked.max_request.min(crate::limits::RECORD_MAX as u32),
+            max_response: asked.max_response.min(crate::limits::RECORD_MAX as u32),
+            max_response_cached: asked.max_response_cached.min(CACHED_REPLY_MAX),
+            max_operations: asked.max_operations.clamp(2, SESSION_OPS_MAX),
+            max_requests: asked.max_requests.clamp(1, SLOTS_MAX),
+        };
+        let mut id: SessionId = random();
+        id[..4].copy_from_slice(&self.boot.to_be_bytes());
+        let body = reply(&id, &fore);
+        let slots = (0..fore.max_requests).map(|_| Slot { seqid: 0, reply: None, busy: false }).collect();
+        inner.sessions.insert(id, Session { clientid, fore, slots });
+        // Confirming a new client ID ends an older one of the same owner.
+        let client = inner.clients.get_mut(&clientid).expect("looked up above");
+        let was_confirmed = client.confirmed;
+        client.confirmed = true;
+        client.create_seq = seq.wrapping_add(1);
+        client.last_create = Some((seq, body.clone()));
+        client.renewed = now;
+        if !was_confirmed {
+            let old: Vec<u64> = inner
+                .clients
+                .iter()
+                .filter(|(id, c)| **id != clientid && c.owner == owner)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in old {
+                Self::drop_client(&mut inner, id);
+            }
+        }
+        Ok(body)
+    }
+
+    fn drop_client(inner: &mut Inner, clientid: u64) {
+        inner.clients.remove(&clientid);
+        inner.sessions.retain(|_, s| s.clientid != clientid);
+    }
+
+    /// Clients whose lease ran out go, with their sessions.
+    fn expire(&self, inner: &mut Inner, now: Instant) {
+        let lapsed: Vec<u64> = inner
+            .clients
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.renewed) > self.lease * 2)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lapsed {
+            Self::drop_client(inner, id);
+        }
+    }
+
+    /// SEQUENCE: checks the slot and renews the client's lease.
+    pub fn sequence(
+        &self,
+        id: &SessionId,
+        seqid: u32,
+        slot: u32,
+        ops: u32,
+        now: Instant,
+    ) -> (Sequenced, u64) {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(id) else {
+            return (Sequenced::Refused(NFS4ERR_BADSESSION), 0);
+        };
+        let clientid = session.clientid;
+        if ops > session.fore.max_operations {
+            return (Sequenced::Refused(NFS4ERR_TOO_MANY_OPS), clientid);
+        }
+        let highest_slot = session.fore.max_requests - 1;
+        let Some(s) = session.slots.get_mut(slot as usize) else {
+            return (Sequenced::Refused(NFS4ERR_BADSLOT), clientid);
+        };
+        let decided = if seqid == s.seqid && s.seqid != 0 {
+            if s.busy {
+                Sequenced::Refused(NFS4ERR_DELAY)
+            } else {
+                match &s.reply {
+                    Some(reply) => Sequenced::Replay(reply.clone()),
+                    None => Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP),
+                }
+            }
+        } else if seqid == s.seqid.wrapping_add(1) {
+            if s.busy {
+                Sequenced::Refused(NFS4ERR_DELAY)
+            } else {
+                s.seqid = seqid;
+                s.busy = true;
+                s.reply = None;
+                Sequenced::New { highest_slot }
+            }
+        } else {
+            Sequenced::Refused(NFS4ERR_SEQ_MISORDERED)
+        };
+        if let Some(c) = inner.clients.get_mut(&clientid) {
+            c.renewed = now;
+        }
+        (decided, clientid)
+    }
+
+    /// The reply of a call that SEQUENCE let through: kept for a retry if
+    /// it fits what the session caches.
+    pub fn finish(&self, id: &SessionId, slot: u32, reply: &[u8]) {
+        let mut inner = self.lock();
+        if let Some(session) = inner.sessions.get_mut(id) {
+            let cached = session.fore.max_response_cached as usize;
+            if let Some(s) = session.slots.get_mut(slot as usize) {
+                s.busy = false;
+                s.reply = (reply.len() <= cached).then(|| reply.to_vec());
+            }
+        }
+    }
+
+    /// The largest reply a session's slots keep.
+    pub fn cached_max(&self, id: &SessionId) -> usize {
+        self.lock().sessions.get(id).map_or(0, |s| s.fore.max_response_cached as usize)
+    }
+
+    pub fn destroy_session(&self, id: &SessionId) -> bool {
+        self.lock().sessions.remove(id).is_some()
+    }
+
+    /// DESTROY_CLIENTID: refused while the client has sessions.
+    pub fn destroy_client(&self, clientid: u64) -> Result<(), u32> {
+        let mut inner = self.lock();
+        if !inner.clients.contains_key(&clientid) {
+            return Err(NFS4ERR_STALE_CLIENTID);
+        }
+        if inner.sessions.values().any(|s| s.clientid == clientid) {
+            return Err(NFS4ERR_CLIENTID_BUSY);
+        }
+        inner.clients.remove(&clientid);
+        Ok(())
+    }
+
+    pub fn has_session(&self, id: &SessionId) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.clients.len(), inner.sessions.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> Channel {
+        Channel {
+            max_request: 1 << 20,
+            max_response: 1 << 20,
+            max_response_cached: 4096,
+            max_operations: 16,
+            max_requests: 4,
+        }
+    }
+
+    fn session(s: &Sessions, now: Instant) -> SessionId {
+        let (id, seq, confirmed) = s.exchange_id(b"client-a", [1; 8], now).unwrap();
+        assert!(!confirmed);
+        let body = s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        body.try_into().unwrap()
+    }
+
+    #[test]
+    fn a_retry_in_a_slot_gets_the_first_reply_and_is_not_run_again() {
+        let s = Sessions::default();
+        let now = Instant::now();
+        let sid = session(&s, now);
+        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
+        // The same call again while the first still runs: wait.
+        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Refused(NFS4ERR_DELAY));
+        s.finish(&sid, 0, b"first reply");
+        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Replay(b"first reply".to_vec()));
+        assert_eq!(s.sequence(&sid, 3, 0, 3, now).0, Sequenced::Refused(NFS4ERR_SEQ_MISORDERED));
+        assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(s.sequence(&sid, 1, 4, 3, now).0, Sequenced::Refused(NFS4ERR_BADSLOT));
+        assert_eq!(s.sequence(&sid, 1, 1, 17, now).0, Sequenced::Refused(NFS4ERR_TOO_MANY_OPS));
+        // Too big to keep: a retry is told so rather than run twice.
+        s.finish(&sid, 0, &[0; 5000]);
+        assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP));
+    }
+
+    #[test]
+    fn client_ids_through_reboots_retries_and_lapsed_leases() {
+        let s = Sessions::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let (id, seq, _) = s.exchange_id(b"c", [1; 8], now).unwrap();
+        let first = s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        // A retried CREATE_SESSION: the same session, not a second one.
+        assert_eq!(s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap(), first);
+        assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.exchange_id(b"c", [1; 8], now).unwrap(), (id, seq + 1, true));
+        // The client rebooted: a new ID; confirming it ends the old one.
+        let (new, seq2, confirmed) = s.exchange_id(b"c", [2; 8], now).unwrap();
+        assert!(new != id && !confirmed);
+        s.create_session(new, seq2, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        assert_eq!(s.counts(), (1, 1));
+        assert_eq!(s.destroy_client(new), Err(NFS4ERR_CLIENTID_BUSY));
+        // Silent past twice the lease: gone.
+        let later = now + Duration::from_secs(21);
+        s.exchange_id(b"other", [3; 8], later).unwrap();
+        assert_eq!(s.counts(), (1, 0));
+        let sid: SessionId = first.try_into().unwrap();
+        assert_eq!(s.sequence(&sid, 1, 0, 1, later).0, Sequenced::Refused(NFS4ERR_BADSESSION));
+    }
+}
