@@ -167,6 +167,9 @@ pub struct ServerConfig {
     /// NFSv4.1's server owner and scope: one name wherever the server
     /// runs, so a client sees the same server after a move.
     pub nfs4_scope: String,
+    /// The NFSv4 lease: a client silent for one and a half of it loses its
+    /// client ID, opens and locks.
+    pub nfs4_lease: Duration,
 }
 
 /// What a server may do with a call it has read.
@@ -212,6 +215,7 @@ impl ServerConfig {
             connector: None,
             nfs4: false,
             nfs4_scope: "vnas".to_string(),
+            nfs4_lease: Duration::from_secs(u64::from(crate::nfs4::LEASE_SECONDS)),
         }
     }
 }

@@ -158,6 +158,11 @@ fn open_exports(configs: &[ExportConfig], current: &[Arc<Export>]) -> Result<Vec
 }
 
 impl State {
+    /// The NFSv4 lease, in whole seconds.
+    pub fn lease_seconds(&self) -> u32 {
+        self.sessions.lease().as_secs().max(1) as u32
+    }
+
     /// NFSv4.1's server owner and scope.
     pub fn server_scope(&self) -> &str {
         &self.nfs4_scope
@@ -238,7 +243,7 @@ impl Server {
             nfs4: config.nfs4,
             nfs4_scope: config.nfs4_scope.clone(),
             v4: crate::nfs4::state::V4State::new(),
-            sessions: crate::nfs4::session::Sessions::default(),
+            sessions: crate::nfs4::session::Sessions::new(config.nfs4_lease),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };
@@ -336,6 +341,7 @@ async fn lock_ticks(state: Arc<State>, shutdown: CancellationToken) {
         let _ = tokio::task::spawn_blocking(move || {
             let open = crate::nlm::opener(&ticking);
             ticking.locks.tick(&open);
+            crate::nfs4::lock::expire(&ticking);
         })
         .await;
     }

@@ -20,10 +20,14 @@ pub struct ServeArgs {
     /// Seconds a stop waits for calls in flight.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
-    /// Answer NFSv4.0 as well (listing, looking up, reading and opening
-    /// files so far; writing over v4 is not served yet).
+    /// Answer NFSv4.0, 4.1 and 4.2 as well (off by default: see the
+    /// README for what is served).
     #[arg(long)]
     nfs4: bool,
+    /// The NFSv4 lease in seconds: a client silent for one and a half
+    /// leases loses its opens and locks.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    nfs4_lease: u64,
 }
 
 fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
@@ -41,6 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(exports);
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     config.nfs4 = args.nfs4;
+    config.nfs4_lease = std::time::Duration::from_secs(args.nfs4_lease);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let signals = Signals::catch();

@@ -10,6 +10,7 @@
 
 pub mod attrs;
 mod change;
+pub mod lock;
 mod ops;
 mod ops41;
 pub mod session;
@@ -47,6 +48,7 @@ pub const NFS4ERR_TOOSMALL: u32 = 10005;
 pub const NFS4ERR_SERVERFAULT: u32 = 10006;
 pub const NFS4ERR_BADTYPE: u32 = 10007;
 pub const NFS4ERR_DELAY: u32 = 10008;
+pub const NFS4ERR_DENIED: u32 = 10010;
 pub const NFS4ERR_RESOURCE: u32 = 10018;
 pub const NFS4ERR_NOFILEHANDLE: u32 = 10020;
 pub const NFS4ERR_MINOR_VERS_MISMATCH: u32 = 10021;

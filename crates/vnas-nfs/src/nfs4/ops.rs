@@ -9,7 +9,7 @@ use nfs3_types::xdr_codec::Opaque;
 
 use super::attrs::{self, Facts};
 use super::*;
-use super::{change, ops41};
+use super::{change, lock, ops41};
 use crate::fs::{attr, dir, Export, Obj};
 use crate::limits::{NAME_MAX, READDIR_REPLY_MAX, READ_MAX};
 use crate::nfs3::{Proc, Req, Target};
@@ -98,6 +98,9 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
             Err(status) => fail(status),
         },
         11 => change::link(c, x),
+        12 => lock::lock(c, x),
+        13 => lock::lockt(c, x),
+        14 => lock::locku(c, x),
         15 => lookup(c, x),
         16 => lookupp(c),
         17 => change::verify(c, x, false),
@@ -167,6 +170,7 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         }
         37 => change::verify(c, x, true),
         38 => change::write(c, x),
+        39 if !v41 => lock::release_lockowner(c, x),
         41 if v41 => ops41::bind_conn_to_session(c, x),
         42 if v41 => ops41::exchange_id(c, x),
         43 if v41 => ops41::create_session(c, x),
@@ -226,7 +230,7 @@ pub(super) fn facts<'a>(
         fileid: stat.map_or(1, |s| s.stx_ino),
         fsid,
         handle,
-        lease_seconds: LEASE_SECONDS,
+        lease_seconds: c.state.lease_seconds(),
         space: None,
         minor: c.minor,
     }
@@ -395,7 +399,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                     fileid: root.stat.stx_ino,
                     fsid: export.fsid(),
                     handle: &handle,
-                    lease_seconds: LEASE_SECONDS,
+                    lease_seconds: c.state.lease_seconds(),
                     space: None,
                     minor: c.minor,
                 };
@@ -431,7 +435,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                         fileid: stat.stx_ino,
                         fsid,
                         handle: &handle,
-                        lease_seconds: LEASE_SECONDS,
+                        lease_seconds: c.state.lease_seconds(),
                         space: None,
                         minor: c.minor,
                     };

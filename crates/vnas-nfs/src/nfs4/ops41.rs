@@ -184,7 +184,7 @@ pub fn destroy_clientid(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<D
     let clientid = x.u64().map_err(|_| Garbage)?;
     match c.state.sessions.destroy_client(clientid) {
         Ok(()) => {
-            c.state.v4.release_client(clientid);
+            super::lock::release(c.state, clientid);
             fail(NFS4_OK)
         }
         Err(status) => fail(status),

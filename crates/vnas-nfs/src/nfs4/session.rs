@@ -81,6 +81,8 @@ struct Inner {
     clients: HashMap<u64, Client>,
     sessions: HashMap<SessionId, Session>,
     next: u32,
+    /// Client IDs dropped whose opens and locks are still to be released.
+    dropped: Vec<u64>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -100,6 +102,10 @@ impl Sessions {
         Sessions { inner: Mutex::default(), lease, boot: u32::from_ne_bytes(random()) }
     }
 
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -116,7 +122,6 @@ impl Sessions {
         now: Instant,
     ) -> Result<(u64, u32, bool), u32> {
         let mut inner = self.lock();
-        self.expire(&mut inner, now);
         if let Some((id, c)) =
             inner.clients.iter_mut().find(|(_, c)| c.owner == owner && c.verifier == verifier)
         {
@@ -157,7 +162,6 @@ impl Sessions {
         reply: impl FnOnce(&SessionId, &Channel) -> Vec<u8>,
     ) -> Result<Vec<u8>, u32> {
         let mut inner = self.lock();
-        self.expire(&mut inner, now);
         let Some(client) = inner.clients.get_mut(&clientid) else { return Err(NFS4ERR_STALE_CLIENTID) };
         if let Some((last, body)) = &client.last_create {
             if *last == seq {
@@ -207,15 +211,24 @@ impl Sessions {
 
     fn drop_client(inner: &mut Inner, clientid: u64) {
         inner.clients.remove(&clientid);
+        inner.dropped.push(clientid);
         inner.sessions.retain(|_, s| s.clientid != clientid);
     }
 
-    /// Clients whose lease ran out go, with their sessions.
+    /// Clients whose lease ran out go, with their sessions; returns them
+    /// and those replaced by a rebooted client's new ID, whose opens and
+    /// locks the caller releases.
+    pub fn lapsed(&self, now: Instant) -> Vec<u64> {
+        let mut inner = self.lock();
+        self.expire(&mut inner, now);
+        std::mem::take(&mut inner.dropped)
+    }
+
     fn expire(&self, inner: &mut Inner, now: Instant) {
         let lapsed: Vec<u64> = inner
             .clients
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.renewed) > self.lease * 2)
+            .filter(|(_, c)| now.saturating_duration_since(c.renewed) > self.lease * 3 / 2)
             .map(|(id, _)| *id)
             .collect();
         for id in lapsed {
@@ -372,10 +385,11 @@ mod tests {
         s.create_session(new, seq2, channel(), now, |sid, _| sid.to_vec()).unwrap();
         assert_eq!(s.counts(), (1, 1));
         assert_eq!(s.destroy_client(new), Err(NFS4ERR_CLIENTID_BUSY));
-        // Silent past twice the lease: gone.
-        let later = now + Duration::from_secs(21);
-        s.exchange_id(b"other", [3; 8], later).unwrap();
-        assert_eq!(s.counts(), (1, 0));
+        assert_eq!(s.lapsed(now), vec![id], "the rebooted client's old ID");
+        // Silent past one and a half leases: gone.
+        let later = now + Duration::from_secs(16);
+        assert_eq!(s.lapsed(later), vec![new]);
+        assert_eq!(s.counts(), (0, 0));
         let sid: SessionId = first.try_into().unwrap();
         assert_eq!(s.sequence(&sid, 1, 0, 1, later).0, Sequenced::Refused(NFS4ERR_BADSESSION));
     }

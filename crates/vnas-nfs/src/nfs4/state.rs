@@ -23,8 +23,17 @@ pub struct Open {
     pub seqid: u32,
 }
 
+/// A lock owner's state on one file: its lock stateid.
+pub struct LockState {
+    pub clientid: u64,
+    pub owner: Vec<u8>,
+    pub fh: Vec<u8>,
+    pub seqid: u32,
+}
+
 #[derive(Default)]
 pub struct V4State {
+    locks: Mutex<HashMap<[u8; 12], LockState>>,
     clients: Mutex<HashMap<u64, ClientRecord>>,
     opens: Mutex<HashMap<[u8; 12], Open>>,
     next: std::sync::atomic::AtomicU64,
@@ -96,17 +105,71 @@ impl V4State {
             return Some(3);
         }
         let opens = self.opens.lock().expect("not poisoned");
-        opens.get(other).filter(|o| o.fh == fh).map(|o| o.access)
+        if let Some(open) = opens.get(other) {
+            return (open.fh == fh).then_some(open.access);
+        }
+        // A lock stateid reads and writes as the client's opens of the file.
+        let (clientid, file) = {
+            let locks = self.locks.lock().expect("not poisoned");
+            let l = locks.get(other)?;
+            (l.clientid, l.fh.clone())
+        };
+        if file != fh {
+            return None;
+        }
+        opens.values().filter(|o| o.clientid == clientid && o.fh == fh).map(|o| o.access).reduce(|a, b| a | b)
     }
 
     /// Whether a stateid names an open state of this server.
     pub fn known_state(&self, other: &[u8; 12]) -> bool {
         self.opens.lock().expect("not poisoned").contains_key(other)
+            || self.locks.lock().expect("not poisoned").contains_key(other)
     }
 
-    /// A client's open states go (its client ID was destroyed or lapsed).
+    /// A client's open and lock states go (its client ID was destroyed or
+    /// lapsed).
     pub fn release_client(&self, clientid: u64) {
         self.opens.lock().expect("not poisoned").retain(|_, o| o.clientid != clientid);
+        self.locks.lock().expect("not poisoned").retain(|_, l| l.clientid != clientid);
+    }
+
+    /// The lock stateid of an owner on a file, made on its first lock; its
+    /// seqid goes up with every lock.
+    pub fn lock_state(&self, clientid: u64, owner: &[u8], fh: &[u8]) -> Option<(u32, [u8; 12])> {
+        let mut locks = self.locks.lock().expect("not poisoned");
+        if let Some((other, l)) =
+            locks.iter_mut().find(|(_, l)| l.clientid == clientid && l.owner == owner && l.fh == fh)
+        {
+            l.seqid = l.seqid.wrapping_add(1).max(1);
+            return Some((l.seqid, *other));
+        }
+        if locks.len() >= OPENS_MAX {
+            return None;
+        }
+        let mut other = [0u8; 12];
+        other[..4].copy_from_slice(&self.boot.to_be_bytes());
+        other[4..].copy_from_slice(&random::<8>());
+        other[4] |= 0x80; // apart from open stateids
+        locks.insert(other, LockState { clientid, owner: owner.to_vec(), fh: fh.to_vec(), seqid: 1 });
+        Some((1, other))
+    }
+
+    /// The owner and file of a lock stateid.
+    pub fn lock_owner(&self, other: &[u8; 12]) -> Option<(u64, Vec<u8>, Vec<u8>)> {
+        let locks = self.locks.lock().expect("not poisoned");
+        locks.get(other).map(|l| (l.clientid, l.owner.clone(), l.fh.clone()))
+    }
+
+    pub fn bump_lock(&self, other: &[u8; 12]) -> u32 {
+        let mut locks = self.locks.lock().expect("not poisoned");
+        locks.get_mut(other).map_or(0, |l| {
+            l.seqid = l.seqid.wrapping_add(1).max(1);
+            l.seqid
+        })
+    }
+
+    pub fn forget_lock_owner(&self, clientid: u64, owner: &[u8]) {
+        self.locks.lock().expect("not poisoned").retain(|_, l| l.clientid != clientid || l.owner != owner);
     }
 
     /// OPEN_DOWNGRADE: the open keeps only `access` (a subset of its own).
