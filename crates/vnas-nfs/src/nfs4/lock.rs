@@ -102,12 +102,19 @@ pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         // As many as the client may hold (NLM's DENIED_NOLOCKS): no v4
         // error says so, so it is denied, by no one it knows.
         Ok(Outcome::Blocked) | Ok(Outcome::NoLocks) => {
-            let none = Lock { owner: Owner { caller: String::new(), svid: 0, oh: Vec::new() }, exclusive, range, since_ms: 0 };
+            let none = Lock {
+                owner: Owner { caller: String::new(), svid: 0, oh: Vec::new() },
+                exclusive,
+                range,
+                since_ms: 0,
+            };
             return Ok((NFS4ERR_DENIED, denied(&none)));
         }
         Err(NotRecorded) => return fail(NFS4ERR_DELAY),
     }
-    let Some((seqid, other)) = c.state.v4.lock_state(clientid, &oh, &fh) else { return fail(NFS4ERR_RESOURCE) };
+    let Some((seqid, other)) = c.state.v4.lock_state(clientid, &oh, &fh) else {
+        return fail(NFS4ERR_RESOURCE);
+    };
     let mut body = Xdr::default();
     put_stateid(&mut body, seqid, &other);
     ok(body)
@@ -186,8 +193,12 @@ pub fn expire(state: &State) {
         state.v4.release_client(clientid);
         match state.locks.release_client(&open, &caller(clientid)) {
             Ok(0) => {}
-            Ok(n) => tracing::info!(client = %format!("{clientid:016x}"), locks = n, "NFSv4 client's lease lapsed: its locks released"),
-            Err(NotRecorded) => tracing::warn!(client = %format!("{clientid:016x}"), "NFSv4 client's lease lapsed, but the release of its locks could not be recorded"),
+            Ok(n) => {
+                tracing::info!(client = %format!("{clientid:016x}"), locks = n, "NFSv4 client's lease lapsed: its locks released")
+            }
+            Err(NotRecorded) => {
+                tracing::warn!(client = %format!("{clientid:016x}"), "NFSv4 client's lease lapsed, but the release of its locks could not be recorded")
+            }
         }
     }
 }

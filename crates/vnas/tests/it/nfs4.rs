@@ -4,6 +4,7 @@
 //! default, so a client that mounts with no options falls back to v3.
 
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -55,5 +56,282 @@ fn libnfs_lists_and_reads_over_nfsv4_what_v3_wrote() {
     assert!(!ok, "v4 is off by default");
     let (ok, _, err) = run("nfs-ls", &[&format!("nfs://127.0.0.1/data?nfsport={port}&mountport={port}")]);
     assert!(ok, "v3 serves: {err}");
+    server.stop();
+}
+
+/// A bare NFSv4.1 client of our own over one TCP connection: it encodes
+/// COMPOUNDs by hand so a test can resend a call exactly, name any slot
+/// and sequence id, and go silent.
+mod v41 {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    #[derive(Default)]
+    pub struct W(pub Vec<u8>);
+
+    impl W {
+        pub fn u32(&mut self, v: u32) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        pub fn u64(&mut self, v: u64) -> &mut Self {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        pub fn raw(&mut self, b: &[u8]) -> &mut Self {
+            self.0.extend_from_slice(b);
+            self
+        }
+        pub fn opaque(&mut self, b: &[u8]) -> &mut Self {
+            self.u32(b.len() as u32).raw(b);
+            self.0.resize(self.0.len().div_ceil(4) * 4, 0);
+            self
+        }
+    }
+
+    pub struct R<'a>(pub &'a [u8]);
+
+    impl R<'_> {
+        pub fn u32(&mut self) -> u32 {
+            let v = u32::from_be_bytes(self.0[..4].try_into().unwrap());
+            self.0 = &self.0[4..];
+            v
+        }
+        pub fn u64(&mut self) -> u64 {
+            (u64::from(self.u32()) << 32) | u64::from(self.u32())
+        }
+        pub fn raw(&mut self, n: usize) -> Vec<u8> {
+            let v = self.0[..n].to_vec();
+            self.0 = &self.0[n.div_ceil(4) * 4..];
+            v
+        }
+        pub fn opaque(&mut self) -> Vec<u8> {
+            let n = self.u32() as usize;
+            self.raw(n)
+        }
+    }
+
+    pub struct Client {
+        stream: TcpStream,
+        xid: u32,
+        pub clientid: u64,
+        pub session: [u8; 16],
+    }
+
+    impl Client {
+        pub fn connect(port: u16) -> Client {
+            let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            Client { stream, xid: 1, clientid: 0, session: [0; 16] }
+        }
+
+        /// One COMPOUND (minor version 1) of `ops` (already encoded, each
+        /// with its operation number); the COMPOUND4res bytes.
+        pub fn compound(&mut self, count: u32, ops: &[u8]) -> Vec<u8> {
+            let mut args = W::default();
+            args.opaque(b"").u32(1).u32(count).raw(ops);
+            self.call(&args.0)
+        }
+
+        /// An RPC call of NFSv4 COMPOUND as root (AUTH_SYS), a new xid
+        /// each time: a resend reaches the session's slot, not a
+        /// transport-level duplicate cache.
+        pub fn call(&mut self, args: &[u8]) -> Vec<u8> {
+            self.xid += 1;
+            let mut m = W::default();
+            m.u32(self.xid).u32(0).u32(2).u32(100003).u32(4).u32(1);
+            let mut cred = W::default();
+            cred.u32(0).opaque(b"it").u32(0).u32(0).u32(0);
+            m.u32(1).opaque(&cred.0).u32(0).u32(0).raw(args);
+            let mut record = ((m.0.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
+            record.extend_from_slice(&m.0);
+            self.stream.write_all(&record).unwrap();
+            let mut head = [0u8; 4];
+            self.stream.read_exact(&mut head).unwrap();
+            let len = (u32::from_be_bytes(head) & 0x7fff_ffff) as usize;
+            let mut body = vec![0u8; len];
+            self.stream.read_exact(&mut body).unwrap();
+            let mut r = R(&body);
+            assert_eq!(r.u32(), self.xid);
+            assert_eq!(r.u32(), 1, "a reply");
+            assert_eq!(r.u32(), 0, "accepted");
+            r.u32();
+            r.opaque();
+            assert_eq!(r.u32(), 0, "SUCCESS");
+            r.0.to_vec()
+        }
+
+        /// EXCHANGE_ID and CREATE_SESSION (4 slots).
+        pub fn establish(&mut self, owner: &[u8]) {
+            let mut op = W::default();
+            op.u32(42).raw(&[7; 8]).opaque(owner).u32(0).u32(0).u32(0);
+            let res = self.compound(1, &op.0);
+            let mut r = R(&res);
+            assert_eq!(r.u32(), 0, "EXCHANGE_ID");
+            r.opaque();
+            r.u32();
+            r.u32();
+            r.u32();
+            self.clientid = r.u64();
+            let seq = r.u32();
+            let mut op = W::default();
+            op.u32(43).u64(self.clientid).u32(seq).u32(0);
+            for _ in 0..2 {
+                op.u32(0).u32(1 << 20).u32(1 << 20).u32(8192).u32(16).u32(4).u32(0);
+            }
+            op.u32(0x4000_0000).u32(1).u32(0);
+            let res = self.compound(1, &op.0);
+            let mut r = R(&res);
+            assert_eq!(r.u32(), 0, "CREATE_SESSION");
+            r.opaque();
+            r.u32();
+            r.u32();
+            r.u32();
+            self.session = r.raw(16).try_into().unwrap();
+        }
+
+        /// SEQUENCE in `slot` with `seqid`, encoded.
+        pub fn sequence(&self, slot: u32, seqid: u32) -> W {
+            let mut op = W::default();
+            op.u32(53).raw(&self.session).u32(seqid).u32(slot).u32(3).u32(1);
+            op
+        }
+    }
+
+    /// A COMPOUND4res: its status and each operation's (number, status),
+    /// and the bytes after the SEQUENCE result.
+    pub fn statuses(res: &[u8]) -> (u32, Vec<(u32, u32)>) {
+        let mut r = R(res);
+        let status = r.u32();
+        r.opaque();
+        let n = r.u32();
+        let mut ops = Vec::new();
+        for _ in 0..n {
+            let op = r.u32();
+            let st = r.u32();
+            ops.push((op, st));
+            match (op, st) {
+                (53, 0) => {
+                    r.raw(16 + 20);
+                }
+                // PUTFH, PUTROOTFH, LOOKUP: no result body.
+                (22 | 24 | 15, 0) => {}
+                // What follows is not parsed here.
+                _ => break,
+            }
+        }
+        (status, ops)
+    }
+}
+
+/// What the session's slot table promises, seen by a client of our own
+/// that resends: a retried CREATE (same slot, same sequence id) is answered
+/// with the first reply, byte for byte, and not run again; a sequence id
+/// out of order is refused. And locks: a v3 client's NLM lock and this v4
+/// client's LOCK conflict both ways, and a v4 client that goes silent loses
+/// its lock after one and a half leases.
+#[test]
+fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
+    use v41::{statuses, Client, W};
+    let dir = temp_dir();
+    let export = format!("/data={}:no_root_squash,insecure", dir.path().display());
+    let server = Served::start_with(&[export], &["--nfs4", "--nfs4-lease", "2"]);
+    let port = server.addr.port();
+    let mut c = Client::connect(port);
+    c.establish(b"it-client-1");
+
+    // The export's root handle.
+    let mut ops = c.sequence(0, 1);
+    ops.u32(24).u32(15).opaque(b"data").u32(10);
+    let res = c.compound(4, &ops.0);
+    let (status, _) = statuses(&res);
+    assert_eq!(status, 0, "PUTROOTFH, LOOKUP, GETFH");
+    let root = {
+        // SEQUENCE, PUTROOTFH, LOOKUP, then GETFH's handle.
+        let mut r = v41::R(&res);
+        r.u32();
+        r.opaque();
+        r.u32();
+        r.u32();
+        r.u32();
+        r.raw(36);
+        for _ in 0..2 {
+            r.u32();
+            r.u32();
+        }
+        assert_eq!((r.u32(), r.u32()), (10, 0));
+        r.opaque()
+    };
+
+    // CREATE a directory in slot 1, then the very same call again.
+    let mut ops = c.sequence(1, 1);
+    ops.u32(22).opaque(&root).u32(6).u32(2).opaque(b"once").u32(0).u32(0);
+    let first = c.compound(3, &ops.0);
+    assert_eq!(statuses(&first).0, 0, "CREATE");
+    assert!(dir.path().join("once").is_dir());
+    let again = c.compound(3, &ops.0);
+    assert_eq!(again, first, "the retry gets the first reply, byte for byte");
+    // Run again, it would have failed: a new call that does is refused.
+    let mut ops = c.sequence(1, 2);
+    ops.u32(22).opaque(&root).u32(6).u32(2).opaque(b"once").u32(0).u32(0);
+    let (_, results) = statuses(&c.compound(3, &ops.0));
+    assert_eq!(results.last(), Some(&(6, 17)), "a new CREATE of it: NFS4ERR_EXIST");
+    let (_, results) = statuses(&c.compound(1, &c.sequence(1, 9).0));
+    assert_eq!(results, vec![(53, 10063)], "a sequence id out of order: NFS4ERR_SEQ_MISORDERED");
+    let (_, results) = statuses(&c.compound(1, &c.sequence(4, 1).0));
+    assert_eq!(results, vec![(53, 10053)], "a slot past the table: NFS4ERR_BADSLOT");
+    let mut lone = W::default();
+    lone.u32(24);
+    let (_, results) = statuses(&c.compound(1, &lone.0));
+    assert_eq!(results, vec![(24, 10071)], "no SEQUENCE first: NFS4ERR_OP_NOT_IN_SESSION");
+
+    // OPEN (create) a file for writing, LOCK all of it.
+    let mut ops = c.sequence(2, 1);
+    ops.u32(22).opaque(&root);
+    ops.u32(18).u32(0).u32(3).u32(0).u64(c.clientid).opaque(b"open-owner");
+    ops.u32(1).u32(0).u32(0).u32(0); // CREATE, UNCHECKED4, no attributes
+    ops.u32(0).opaque(b"locked"); // CLAIM_NULL
+    let res = c.compound(3, &ops.0);
+    assert_eq!(statuses(&res).0, 0, "OPEN");
+    let mut r = v41::R(&res);
+    r.u32();
+    r.opaque();
+    r.u32();
+    r.raw(8 + 36 + 8 + 8);
+    let open_stateid = r.raw(16);
+    assert!(dir.path().join("locked").is_file());
+    let nlm = |args: &[&str]| {
+        let url = format!("nfs://127.0.0.1/data?nfsport={port}&mountport={port}");
+        let (op, rest) = args.split_first().unwrap();
+        let out = Command::new(nlmtool()).arg(op).arg(&url).args(rest).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let lock = |c: &mut Client, slot: u32, seqid: u32| {
+        let mut ops = c.sequence(slot, seqid);
+        ops.u32(22).opaque(&root).u32(15).opaque(b"locked");
+        ops.u32(12).u32(2).u32(0).u64(0).u64(u64::MAX).u32(1);
+        ops.u32(0).raw(&open_stateid).u32(0).u64(c.clientid).opaque(b"lock-owner");
+        let (_, results) = statuses(&c.compound(4, &ops.0));
+        *results.last().unwrap()
+    };
+    // A v3 client holds it first: the v4 LOCK is denied.
+    assert!(nlm(&["lock", "locked", "v3host", "5", "w", "0", "0"]).contains("NLM4_GRANTED"));
+    assert_eq!(lock(&mut c, 3, 1), (12, 10010), "held over NLM: NFS4ERR_DENIED");
+    assert!(nlm(&["unlock", "locked", "v3host", "5", "0", "0"]).contains("NLM4_GRANTED"));
+    assert_eq!(lock(&mut c, 3, 2), (12, 0), "free again: granted");
+    let held = nlm(&["lock", "locked", "v3host", "5", "w", "0", "1"]);
+    assert!(held.contains("NLM4_DENIED"), "a v4 lock stops a v3 client: {held}");
+
+    // Silent now: after one and a half leases (3 s) the lock is gone.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(
+        nlm(&["test", "locked", "v3host", "5", "w", "0", "1"]).contains("NLM4_DENIED"),
+        "within the lease"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    let after = nlm(&["lock", "locked", "v3host", "5", "w", "0", "1"]);
+    assert!(after.contains("NLM4_GRANTED"), "the silent client's lock lapsed: {after}");
+    let (_, results) = statuses(&c.compound(1, &c.sequence(0, 2).0));
+    assert_eq!(results, vec![(53, 10052)], "its session is gone: NFS4ERR_BADSESSION");
     server.stop();
 }
