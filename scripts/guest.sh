@@ -13,7 +13,9 @@
 #       tools/locker.c built static. The initramfs is rebuilt when this
 #       script or locker.c is newer than it.
 #   scripts/guest.sh run DIR BED VIP EXPORT SECONDS [INTERVAL_MS]
-#       Boot the guest on the tap g1 of bed BED (see scripts/bed.sh), mount
+#       Boot the guest on the tap g1 of bed BED (see scripts/bed.sh; BED
+#       "user" in locks mode: QEMU's user-mode network, where VIP 10.0.2.2
+#       is the host's 127.0.0.1, and no bed is needed), mount
 #       VIP:EXPORT over NFSv3/TCP (hard, nolock, no port options: the kernel
 #       asks portmap on VIP:111 itself), then for SECONDS, every INTERVAL_MS
 #       (default 20): write 4 KiB with fsync, read it back with O_DIRECT,
@@ -546,17 +548,25 @@ boot() {
     [ -f "$kernel" ] && [ -f "$initrd" ] || { log "$dir incomplete: run build"; exit 1; }
     # Kernel-command-line values end at a space: keep them simple.
     [[ "$vip$export" =~ ^[^[:space:]\"]+$ ]] || { log "VIP and EXPORT must not contain spaces or quotes"; exit 2; }
-    ip netns list | grep -q "^vnas-$bed-bed\b" || { log "no bed $bed: scripts/bed.sh up $bed"; exit 1; }
+    # BED "user": QEMU's user-mode network, no bed; the host's 127.0.0.1
+    # is 10.0.2.2 to the guest.
+    local net=(-netdev tap,id=n0,ifname=g1,script=no,downscript=no) inbed=(ip netns exec "vnas-$bed-bed")
+    if [ "$bed" = user ]; then
+        net=(-netdev user,id=n0)
+        inbed=()
+    else
+        ip netns list | grep -q "^vnas-$bed-bed\b" || { log "no bed $bed: scripts/bed.sh up $bed"; exit 1; }
+    fi
     : >"$console"
     local status=0
     # -monitor none so the serial port alone has stdio; romfile= (none): no
     # iPXE boot ROM to wait for.
     timeout "${timeout_opts[@]}" "$seconds" \
-        ip netns exec "vnas-$bed-bed" qemu-system-x86_64 \
+        "${inbed[@]}" qemu-system-x86_64 \
         -accel tcg,thread=multi -cpu max -smp 2 -m 512 \
         -nographic -serial stdio -monitor none -no-reboot \
         -kernel "$kernel" -initrd "$initrd" \
-        -netdev tap,id=n0,ifname=g1,script=no,downscript=no \
+        "${net[@]}" \
         -device virtio-net-pci,netdev=n0,romfile= \
         -append "$append" |
         # Line by line as it comes, so a caller can wait for "guest: mounted".
@@ -603,7 +613,9 @@ locks() {
     [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9.-]*$ ]] || { log "GUEST_NAME must be a host name"; exit 2; }
 
     local append="console=ttyS0 quiet panic=-1 mode=locks"
-    append+=" guest_ip=${GUEST_IP:-198.18.0.201/16} guest_name=$name vip=$vip export=$export"
+    local ip=198.18.0.201/16
+    [ "$bed" != user ] || ip=10.0.2.15/24
+    append+=" guest_ip=${GUEST_IP:-$ip} guest_name=$name vip=$vip export=$export"
     append+=" seconds=$seconds kmsg=${KMSG:-0}"
     [ -z "${MOUNT_OPTS:-}" ] || append+=" mount_opts=$MOUNT_OPTS"
 

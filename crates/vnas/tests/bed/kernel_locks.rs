@@ -18,7 +18,7 @@ use crate::testbed::*;
 const VIP: &str = "198.18.1.60";
 
 /// The guest on its console: commands in, `guest: ` lines out.
-struct Guest {
+pub(crate) struct Guest {
     child: std::process::Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
@@ -27,12 +27,25 @@ struct Guest {
 
 impl Guest {
     fn boot(bed: &Bed, kit: &std::path::Path, seconds: u64) -> Guest {
+        Guest::boot_with(kit, &bed.name, VIP, seconds, &[])
+    }
+
+    /// `scripts/guest.sh locks KIT BED VIP /data SECONDS` with `env` (BED
+    /// "user": QEMU's user-mode network, VIP 10.0.2.2).
+    pub(crate) fn boot_with(
+        kit: &std::path::Path,
+        bed: &str,
+        vip: &str,
+        seconds: u64,
+        env: &[(&str, &str)],
+    ) -> Guest {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh");
         let mut child = Command::new("bash")
             .arg(script)
             .arg("locks")
             .arg(kit)
-            .args([bed.name.as_str(), VIP, "/data", &seconds.to_string()])
+            .args([bed, vip, "/data", &seconds.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -51,7 +64,7 @@ impl Guest {
     }
 
     /// The next line that starts with `prefix`, within `wait`.
-    fn expect(&mut self, prefix: &str, wait: Duration) -> String {
+    pub(crate) fn expect(&mut self, prefix: &str, wait: Duration) -> String {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -70,13 +83,13 @@ impl Guest {
         }
     }
 
-    fn send(&mut self, command: &str) {
+    pub(crate) fn send(&mut self, command: &str) {
         writeln!(self.stdin, "{command}").unwrap();
         self.stdin.flush().unwrap();
     }
 
     /// Sends `A cmd` (or `B cmd`) and returns that locker's answer.
-    fn ask(&mut self, command: &str) -> String {
+    pub(crate) fn ask(&mut self, command: &str) -> String {
         let who = &command[..1];
         self.send(command);
         self.expect(&format!("guest: {who} "), Duration::from_secs(20))

@@ -9,6 +9,7 @@
 
 mod kernel_client;
 mod kernel_locks;
+mod kernel_nfs4;
 mod modify;
 #[allow(dead_code)]
 #[path = "../it/support.rs"]
