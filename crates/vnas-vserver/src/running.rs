@@ -42,6 +42,8 @@ pub struct Params {
     /// Where each vserver's lock table is recorded and restored from;
     /// `None`: locks live and die with the process.
     pub locks: Option<Arc<dyn LockRecords>>,
+    /// Serve NFSv4 as well as v3.
+    pub nfs4: bool,
 }
 
 /// The lock tables of vservers, in the common volume: written by the
@@ -167,6 +169,9 @@ impl Running {
         server_config.stats = counters;
         server_config.drain_timeout = params.drain_timeout;
         server_config.service_port = Some(params.nfs_port);
+        server_config.nfs4 = params.nfs4;
+        // One server owner and scope per vserver, whichever node serves it.
+        server_config.nfs4_scope = format!("vnas/{}", config.name);
         let gate = Arc::new(VserverGate { lease: params.lease.clone(), state: AtomicU8::new(WAIT) });
         server_config.gate = Some(gate.clone());
         let write_verifier = server_config.write_verifier;

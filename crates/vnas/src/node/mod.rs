@@ -107,6 +107,12 @@ pub struct NodeArgs {
     /// VNAS_FENCE_VSERVER, VNAS_FENCE_EPOCH. Exit 0: fenced.
     #[arg(long)]
     fence_command: Option<String>,
+    /// Serve NFSv4.0, 4.1 and 4.2 on every vserver besides v3 (off by
+    /// default: v4 opens, sessions and locks do not move with a vserver
+    /// yet, so a move or failover makes v4 clients recover them).
+    #[arg(long)]
+    #[serde(default)]
+    nfs4: bool,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -151,6 +157,8 @@ pub struct Settings {
     pub rebalance_by: vnas_cluster::rebalance::Measure,
     /// Send vservers back to their home node once it has been up this long.
     pub failback_after: Option<Duration>,
+    /// Vservers serve NFSv4 too.
+    pub nfs4: bool,
 }
 
 impl Default for Settings {
@@ -166,6 +174,7 @@ impl Default for Settings {
             rebalance_every: Duration::from_secs(60),
             rebalance_by: Default::default(),
             failback_after: None,
+            nfs4: false,
         }
     }
 }
@@ -354,6 +363,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .or(file.rebalance_every_s)
             .map_or(defaults.rebalance_every, Duration::from_secs),
         failback_after: args.failback_after_s.or(file.failback_after_s).map(Duration::from_secs),
+        nfs4: args.nfs4 || file.nfs4,
         rebalance_by: match args.rebalance_by.or(file.rebalance_by) {
             Some(by) => by.parse().map_err(|e: String| anyhow::anyhow!("--rebalance-by: {e}"))?,
             None => defaults.rebalance_by,

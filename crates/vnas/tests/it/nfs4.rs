@@ -335,3 +335,44 @@ fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
     assert_eq!(results, vec![(53, 10052)], "its session is gone: NFS4ERR_BADSESSION");
     server.stop();
 }
+
+/// `vnas node run --nfs4`: every vserver of the node answers NFSv4 on its
+/// own address, with the same files after a move to another such node; a
+/// node without the flag answers v3 only.
+#[test]
+fn nodes_with_nfs4_serve_it_on_each_vserver_and_after_a_move() {
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let spawn = |name: &str, nfs4: bool| {
+        let mut command = NodeProc::command(name, &store);
+        if nfs4 {
+            command.arg("--nfs4");
+        }
+        NodeProc::spawn(command)
+    };
+    let n1 = spawn("n1", true);
+    let n2 = spawn("n2", true);
+    let n3 = spawn("n3", false);
+    let vol = top.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("hello.txt"), b"over v4\n").unwrap();
+    let volume = format!("/data={}", vol.display());
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "four", "--ip", "127.0.41.1", "--volume", &volume, "--node", "n1"],
+    );
+    let cat = || run("nfs-cat", &["nfs://127.0.41.1/data/hello.txt?version=4"]);
+    let (ok, read, err) = cat();
+    assert!(ok && read == b"over v4\n", "v4 from n1: {err}");
+    cli_json(&n1.api, &["vserver", "move", "four", "--to", "n2"]);
+    let (ok, read, err) = cat();
+    assert!(ok && read == b"over v4\n", "v4 from n2 after the move: {err}");
+    cli_json(&n1.api, &["vserver", "move", "four", "--to", "n3"]);
+    let (ok, _, _) = cat();
+    assert!(!ok, "n3 was started without --nfs4");
+    let (ok, read, err) = run("nfs-cat", &["nfs://127.0.41.1/data/hello.txt?nfsport=2049&mountport=2049"]);
+    assert!(ok && read == b"over v4\n", "v3 from n3: {err}");
+    n1.stop();
+    n2.stop();
+    n3.stop();
+}
