@@ -29,6 +29,15 @@
  *   flock un                flock(LOCK_UN)           -> NAME ok ms=T
  *   close                   close(2)                 -> NAME ok ms=T
  *
+ * And for NFSv4.2's operations on contents, on the open file:
+ *   seek data|hole START    lseek(SEEK_DATA or SEEK_HOLE)
+ *                             -> NAME at=OFFSET ms=T
+ *   alloc START LEN         fallocate(0)             -> NAME ok ms=T
+ *   punch START LEN         fallocate(PUNCH_HOLE|KEEP_SIZE) -> NAME ok ms=T
+ *   copyto PATH LEN         copy_file_range of LEN bytes from offset 0 to
+ *                           offset 0 of PATH (opened O_RDWR|O_CREAT)
+ *                             -> NAME copied=N ms=T
+ *
  * Any call that fails otherwise prints NAME error ERRNO-TEXT ms=T (a
  * waiting call prints it after its "waiting" line); a line it cannot parse
  * prints NAME error bad command: LINE. End of input ends the program.
@@ -196,6 +205,57 @@ static int do_line(char *line)
 		t0 = now_ms();
 		rc = flock(fd, op);
 		result(rc, errno, t0, op == LOCK_UN ? "ok" : "granted", (op & LOCK_NB) != 0);
+		return 0;
+	}
+	if (strcmp(cmd, "seek") == 0 && n == 3) {
+		off_t start;
+		int whence = strcmp(words[1], "data") == 0 ? SEEK_DATA : strcmp(words[1], "hole") == 0 ? SEEK_HOLE : -1;
+		if (whence < 0 || offset(words[2], &start) < 0)
+			return -1;
+		t0 = now_ms();
+		off_t at = lseek(fd, start, whence);
+		if (at < 0)
+			result(-1, errno, t0, "", 0);
+		else
+			say("at=%lld ms=%lld", (long long)at, now_ms() - t0);
+		return 0;
+	}
+	if ((strcmp(cmd, "alloc") == 0 || strcmp(cmd, "punch") == 0) && n == 3) {
+		off_t start, len;
+		if (offset(words[1], &start) < 0 || offset(words[2], &len) < 0)
+			return -1;
+		int mode = strcmp(cmd, "punch") == 0 ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : 0;
+		t0 = now_ms();
+		rc = fallocate(fd, mode, start, len);
+		result(rc, errno, t0, "ok", 0);
+		return 0;
+	}
+	if (strcmp(cmd, "copyto") == 0 && n == 3) {
+		off_t len;
+		if (offset(words[2], &len) < 0)
+			return -1;
+		t0 = now_ms();
+		int to = open(words[1], O_RDWR | O_CREAT, 0666);
+		if (to < 0) {
+			result(-1, errno, t0, "", 0);
+			return 0;
+		}
+		loff_t in = 0, out = 0;
+		long long copied = 0;
+		while (copied < (long long)len) {
+			ssize_t got = copy_file_range(fd, &in, to, &out, (size_t)(len - copied), 0);
+			if (got <= 0) {
+				if (got < 0)
+					copied = -errno;
+				break;
+			}
+			copied += got;
+		}
+		close(to);
+		if (copied < 0)
+			result(-1, (int)-copied, t0, "", 0);
+		else
+			say("copied=%lld ms=%lld", copied, now_ms() - t0);
 		return 0;
 	}
 	return -1;

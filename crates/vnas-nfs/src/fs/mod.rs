@@ -11,3 +11,4 @@ mod open_files;
 
 pub use error::{errno_stat, NfsResult};
 pub use export::{Export, ExportError, Obj};
+pub use open_files::OpenFile;

@@ -16,6 +16,7 @@ mod ops41;
 pub mod session;
 pub mod state;
 mod v3;
+mod v42;
 
 use crate::dispatch::Conn;
 use crate::nfs3::Garbage;

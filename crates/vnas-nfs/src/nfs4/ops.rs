@@ -9,7 +9,7 @@ use nfs3_types::xdr_codec::Opaque;
 
 use super::attrs::{self, Facts};
 use super::*;
-use super::{change, lock, ops41};
+use super::{change, lock, ops41, v42};
 use crate::fs::{attr, dir, Export, Obj};
 use crate::limits::{NAME_MAX, READDIR_REPLY_MAX, READ_MAX};
 use crate::nfs3::{Proc, Req, Target};
@@ -81,6 +81,7 @@ pub(super) fn root_handle(export: &Export) -> Result<(Vec<u8>, Obj), u32> {
 #[allow(clippy::match_overlapping_arm)]
 pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let v41 = c.minor >= 1;
+    let v42 = c.minor >= 2;
     match op {
         3 => access(c, x),
         4 => close(c, x),
@@ -183,6 +184,10 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         55 if v41 => ops41::test_stateid(c, x),
         57 if v41 => ops41::destroy_clientid(c, x),
         58 if v41 => ops41::reclaim_complete(x),
+        59 if v42 => v42::allocate(c, x, false),
+        60 if v42 => v42::copy(c, x),
+        62 if v42 => v42::allocate(c, x, true),
+        69 if v42 => v42::seek(c, x),
         // Operations not served yet (locks, delegations, layouts, 4.2's
         // SEEK, ALLOCATE, COPY...): their arguments cannot be skipped
         // without decoding them, so the COMPOUND ends here. Operations of

@@ -3,7 +3,8 @@
 //! mounting `vnas serve --nfs4` with vers=4.1. Data written, synced and
 //! read back both ways; create, rename, link, symlink, chmod, remove; an
 //! fcntl lock that a v3 client (libnfs's NLM, tools/nlmtool.c) is refused,
-//! and the other way round.
+//! and the other way round; on a second mount with vers=4.2, SEEK over
+//! holes, ALLOCATE, DEALLOCATE and COPY.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -104,6 +105,57 @@ fn the_kernel_client_mounts_nfs41_writes_renames_and_locks() {
     assert!(guest.ask("A lock w 0 0").contains("granted"));
     assert!(guest.ask("A close").contains(" ok"));
     assert_eq!(nlm(&["lock", "f", "v3host", "1", "w", "0", "1"]), "NLM4_GRANTED", "close releases");
+
+    // NFSv4.2 on a second mount: SEEK over holes, ALLOCATE, DEALLOCATE
+    // and COPY answer as the server's own filesystem does.
+    sh_ok(
+        &mut guest,
+        &format!(
+            "mkdir -p /m42 && mount -i -t nfs -o vers=4.2,port={port},addr=10.0.2.2 10.0.2.2:/data /m42"
+        ),
+    );
+    let mounts = sh_ok(&mut guest, "grep ' /m42 ' /proc/mounts");
+    assert!(mounts.iter().any(|m| m.contains("vers=4.2")), "{mounts:?}");
+    let sparse = dir.path().join("sparse.bin");
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(2 << 20).unwrap();
+        file.write_all_at(&[7u8; 4096], 1 << 20).unwrap();
+        file.sync_all().unwrap();
+    }
+    let local_seek = |whence: libc::c_int, from: i64| {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&sparse).unwrap();
+        unsafe { libc::lseek(file.as_raw_fd(), from, whence) }
+    };
+    assert!(guest.ask("B open /m42/sparse.bin").contains(" ok"));
+    let at = |line: String| -> i64 {
+        line.split_whitespace().find_map(|w| w.strip_prefix("at=")).and_then(|v| v.parse().ok()).unwrap_or(-1)
+    };
+    let data = at(guest.ask("B seek data 0"));
+    assert_eq!(data, local_seek(libc::SEEK_DATA, 0), "SEEK_DATA over v4.2");
+    assert_eq!(at(guest.ask(&format!("B seek hole {data}"))), local_seek(libc::SEEK_HOLE, data), "SEEK_HOLE");
+    let blocks = || std::fs::metadata(&sparse).unwrap().blocks();
+    let before = blocks();
+    assert!(guest.ask("B alloc 0 65536").contains(" ok"));
+    assert!(blocks() >= before + 128, "ALLOCATE reserved 64 KiB: {before} -> {} blocks", blocks());
+    let before = blocks();
+    assert!(guest.ask("B punch 1048576 4096").contains(" ok"));
+    assert_eq!(blocks(), before - 8, "DEALLOCATE freed the 4 KiB written");
+    assert_eq!(std::fs::metadata(&sparse).unwrap().len(), 2 << 20, "the size kept");
+    let copied = guest.ask("B copyto /m42/copy.bin 2097152");
+    assert!(copied.contains("copied=2097152"), "{copied}");
+    assert!(std::fs::read(dir.path().join("copy.bin")).unwrap() == std::fs::read(&sparse).unwrap(), "COPY");
+    assert!(guest.ask("B close").contains(" ok"));
+    // The kernel falls back to reading and writing itself when COPY is
+    // refused: its own count of each operation says the server did it.
+    let stats = sh_ok(&mut guest, "awk '/ on \\/m42 /{on=1} on && /^[[:space:]]*(SEEK|ALLOCATE|DEALLOCATE|COPY):/{print $1, $2, $NF}' /proc/self/mountstats");
+    for op in ["SEEK:", "ALLOCATE:", "DEALLOCATE:", "COPY:"] {
+        let line = stats.iter().find(|l| l.starts_with(op)).unwrap_or_else(|| panic!("{op} in {stats:?}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words[1] != "0" && words[2] == "0", "{op} sent and never failed (ops, errors): {line}");
+    }
 
     guest.send("quit");
     let _ = guest.expect("guest: quit", Duration::from_secs(10));
