@@ -302,9 +302,9 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
     let _seqid = word(x)?;
     // The low bits are the access; NFSv4.1 puts delegation wishes above.
     let access = word(x)? & 3;
-    let _deny = word(x)?;
+    let deny = word(x)? & 3;
     let owner_client = x.u64().map_err(|_| Garbage)?;
-    let _owner = x.opaque(1024).map_err(|_| Garbage)?;
+    let owner = x.opaque(1024).map_err(|_| Garbage)?.to_vec();
     let how = match word(x)? {
         0 => How::NoCreate,
         1 => match word(x)? {
@@ -430,10 +430,16 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
             return fail(NFS4ERR_ACCESS);
         }
     }
-    let Some(other) = c.state.v4.open(clientid, &fh, access) else { return fail(NFS4ERR_RESOURCE) };
+    let (seqid, other) = match c.state.v4.open(clientid, &owner, &fh, access, deny) {
+        Ok(opened) => opened,
+        Err(state::Refused::ShareDenied) => return fail(NFS4ERR_SHARE_DENIED),
+        Err(state::Refused::Full) => {
+            return fail(if c.minor == 0 { NFS4ERR_RESOURCE } else { NFS4ERR_DELAY })
+        }
+    };
     c.current = Some(Fh::Real(fh));
     let mut body = Xdr::default();
-    put_stateid(&mut body, 1, &other);
+    put_stateid(&mut body, seqid, &other);
     put_cinfo(&mut body, &cinfo);
     body.u32(4); // OPEN4_RESULT_LOCKTYPE_POSIX; no confirmation needed
     attrs::put_bitmap(&mut body, &attrs::bitmap(&given));
@@ -442,17 +448,19 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
 }
 
 pub fn open_downgrade(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
-    let (seqid, other) = stateid(x)?;
+    let (_, other) = stateid(x)?;
     let _seqid = word(x)?;
     let access = word(x)? & 3;
-    let _deny = word(x)?;
+    let deny = word(x)? & 3;
     if access == 0 {
         return fail(NFS4ERR_INVAL);
     }
-    if !c.state.v4.downgrade(&other, access) {
+    if !c.state.v4.known_state(&other) {
         return fail(NFS4ERR_BAD_STATEID);
     }
+    // Only to what the open already has.
+    let Some(seqid) = c.state.v4.downgrade(&other, access, deny) else { return fail(NFS4ERR_INVAL) };
     let mut body = Xdr::default();
-    put_stateid(&mut body, seqid.wrapping_add(1), &other);
+    put_stateid(&mut body, seqid, &other);
     ok(body)
 }

@@ -16,11 +16,25 @@ pub struct ClientRecord {
     pub confirmed: bool,
 }
 
+/// An open-owner's open of a file: one stateid however often it opens
+/// the file again (access and deny add up), until CLOSE.
 pub struct Open {
     pub clientid: u64,
+    pub owner: Vec<u8>,
     pub fh: Vec<u8>,
     pub access: u32,
+    pub deny: u32,
     pub seqid: u32,
+}
+
+/// What OPEN could not do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Another owner's open denies this access, or has the file open in a
+    /// way this one denies (NFS4ERR_SHARE_DENIED).
+    ShareDenied,
+    /// The table is full (NFS4ERR_RESOURCE).
+    Full,
 }
 
 /// A lock owner's state on one file: its lock stateid.
@@ -84,17 +98,40 @@ impl V4State {
         self.clients.lock().expect("not poisoned").contains_key(&clientid)
     }
 
-    /// A new open state for `fh`; its stateid's `other`.
-    pub fn open(&self, clientid: u64, fh: &[u8], access: u32) -> Option<[u8; 12]> {
+    /// OPEN: the open state of `owner` on `fh`, made or added to; its
+    /// stateid's seqid and `other`. Share reservations are checked against
+    /// every other owner's opens of the file.
+    pub fn open(
+        &self,
+        clientid: u64,
+        owner: &[u8],
+        fh: &[u8],
+        access: u32,
+        deny: u32,
+    ) -> Result<(u32, [u8; 12]), Refused> {
         let mut opens = self.opens.lock().expect("not poisoned");
+        let mine = |o: &Open| o.clientid == clientid && o.owner == owner;
+        let conflict =
+            opens.values().any(|o| o.fh == fh && !mine(o) && (o.deny & access != 0 || o.access & deny != 0));
+        if conflict {
+            return Err(Refused::ShareDenied);
+        }
+        if let Some((other, o)) = opens.iter_mut().find(|(_, o)| o.fh == fh && mine(o)) {
+            o.access |= access;
+            o.deny |= deny;
+            o.seqid = o.seqid.wrapping_add(1).max(1);
+            return Ok((o.seqid, *other));
+        }
         if opens.len() >= OPENS_MAX {
-            return None;
+            return Err(Refused::Full);
         }
         let mut other = [0u8; 12];
         other[..4].copy_from_slice(&self.boot.to_be_bytes());
         other[4..].copy_from_slice(&random::<8>());
-        opens.insert(other, Open { clientid, fh: fh.to_vec(), access, seqid: 1 });
-        Some(other)
+        other[4] &= 0x7f; // apart from lock stateids
+        opens
+            .insert(other, Open { clientid, owner: owner.to_vec(), fh: fh.to_vec(), access, deny, seqid: 1 });
+        Ok((1, other))
     }
 
     /// The access an open state grants to `fh`: `None` if it is not an
@@ -173,20 +210,48 @@ impl V4State {
     }
 
     /// OPEN_DOWNGRADE: the open keeps only `access` (a subset of its own).
-    pub fn downgrade(&self, other: &[u8; 12], access: u32) -> bool {
+    pub fn downgrade(&self, other: &[u8; 12], access: u32, deny: u32) -> Option<u32> {
         let mut opens = self.opens.lock().expect("not poisoned");
         match opens.get_mut(other) {
-            Some(o) if o.access & access == access => {
+            Some(o) if o.access & access == access && o.deny & deny == deny => {
                 o.access = access;
-                o.seqid += 1;
-                true
+                o.deny = deny;
+                o.seqid = o.seqid.wrapping_add(1).max(1);
+                Some(o.seqid)
             }
-            _ => false,
+            _ => None,
         }
     }
 
     /// CLOSE: the open state goes; its last seqid.
     pub fn close(&self, other: &[u8; 12]) -> Option<u32> {
         self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_stateid_per_owner_and_file_and_share_reservations_between_owners() {
+        let v4 = V4State::new();
+        let (seq, a) = v4.open(1, b"alice", b"f", 1, 0).unwrap();
+        // The same owner again: the same stateid, a later seqid, more access.
+        let (seq2, a2) = v4.open(1, b"alice", b"f", 2, 2).unwrap();
+        assert_eq!((a2, seq2), (a, seq + 1));
+        assert_eq!(v4.access(&a, b"f"), Some(3));
+        // Alice denies writing: Bob may read, not write.
+        assert_eq!(v4.open(2, b"bob", b"f", 2, 0), Err(Refused::ShareDenied));
+        let (_, b) = v4.open(2, b"bob", b"f", 1, 0).unwrap();
+        // Bob reads: nobody may now deny reading.
+        assert_eq!(v4.open(3, b"carol", b"f", 1, 1), Err(Refused::ShareDenied));
+        assert_eq!(v4.downgrade(&a, 1, 0), Some(seq + 2));
+        assert!(v4.open(2, b"bob", b"f", 2, 0).is_ok(), "no longer denied");
+        assert!(v4.close(&b).is_some());
+        assert_eq!(v4.open(3, b"carol", b"f", 1, 1), Err(Refused::ShareDenied), "alice still reads");
+        v4.close(&a);
+        assert!(v4.open(3, b"carol", b"f", 1, 1).is_ok());
+        assert!(v4.open(3, b"carol", b"g", 1, 1).is_ok(), "another file");
     }
 }

@@ -190,6 +190,38 @@ mod v41 {
             self.session = r.raw(16).try_into().unwrap();
         }
 
+        /// SEQUENCE, PUTFH `dir`, OPEN `name` (created if missing, UNCHECKED4)
+        /// for `owner` with `access` and `deny`: OPEN's status and stateid.
+        #[allow(clippy::too_many_arguments)]
+        pub fn open(
+            &mut self,
+            slot: u32,
+            seqid: u32,
+            dir: &[u8],
+            name: &[u8],
+            access: u32,
+            deny: u32,
+            owner: &[u8],
+        ) -> (u32, Vec<u8>) {
+            let mut ops = self.sequence(slot, seqid);
+            ops.u32(22).opaque(dir);
+            ops.u32(18).u32(0).u32(access).u32(deny).u64(self.clientid).opaque(owner);
+            ops.u32(1).u32(0).u32(0).u32(0); // CREATE, UNCHECKED4, no attributes
+            ops.u32(0).opaque(name); // CLAIM_NULL
+            let res = self.compound(3, &ops.0);
+            let (_, results) = statuses(&res);
+            let status = results.last().unwrap().1;
+            if status != 0 {
+                return (status, Vec::new());
+            }
+            let mut r = R(&res);
+            r.u32();
+            r.opaque();
+            r.u32();
+            r.raw(8 + 36 + 8 + 8);
+            (0, r.raw(16))
+        }
+
         /// SEQUENCE in `slot` with `seqid`, encoded.
         pub fn sequence(&self, slot: u32, seqid: u32) -> W {
             let mut op = W::default();
@@ -228,7 +260,8 @@ mod v41 {
 /// that resends: a retried CREATE (same slot, same sequence id) is answered
 /// with the first reply, byte for byte, and not run again; a sequence id
 /// out of order is refused. And locks: a v3 client's NLM lock and this v4
-/// client's LOCK conflict both ways, and a v4 client that goes silent loses
+/// client's LOCK conflict both ways, as do two v4 clients' locks and their
+/// share reservations (OPEN's deny), and a v4 client that goes silent loses
 /// its lock after one and a half leases.
 #[test]
 fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
@@ -286,19 +319,8 @@ fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
     assert_eq!(results, vec![(24, 10071)], "no SEQUENCE first: NFS4ERR_OP_NOT_IN_SESSION");
 
     // OPEN (create) a file for writing, LOCK all of it.
-    let mut ops = c.sequence(2, 1);
-    ops.u32(22).opaque(&root);
-    ops.u32(18).u32(0).u32(3).u32(0).u64(c.clientid).opaque(b"open-owner");
-    ops.u32(1).u32(0).u32(0).u32(0); // CREATE, UNCHECKED4, no attributes
-    ops.u32(0).opaque(b"locked"); // CLAIM_NULL
-    let res = c.compound(3, &ops.0);
-    assert_eq!(statuses(&res).0, 0, "OPEN");
-    let mut r = v41::R(&res);
-    r.u32();
-    r.opaque();
-    r.u32();
-    r.raw(8 + 36 + 8 + 8);
-    let open_stateid = r.raw(16);
+    let (status, open_stateid) = c.open(2, 1, &root, b"locked", 3, 0, b"open-owner");
+    assert_eq!(status, 0, "OPEN");
     assert!(dir.path().join("locked").is_file());
     let nlm = |args: &[&str]| {
         let url = format!("nfs://127.0.0.1/data?nfsport={port}&mountport={port}");
@@ -321,6 +343,23 @@ fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
     assert_eq!(lock(&mut c, 3, 2), (12, 0), "free again: granted");
     let held = nlm(&["lock", "locked", "v3host", "5", "w", "0", "1"]);
     assert!(held.contains("NLM4_DENIED"), "a v4 lock stops a v3 client: {held}");
+
+    // A second v4.1 client: the first's lock stops its LOCK; share
+    // reservations between the two.
+    let mut d = Client::connect(port);
+    d.establish(b"it-client-2");
+    let (status, d_open) = d.open(0, 1, &root, b"locked", 3, 0, b"d-owner");
+    assert_eq!(status, 0);
+    let mut ops = d.sequence(0, 2);
+    ops.u32(22).opaque(&root).u32(15).opaque(b"locked");
+    ops.u32(12).u32(1).u32(0).u64(0).u64(10).u32(1);
+    ops.u32(0).raw(&d_open).u32(0).u64(d.clientid).opaque(b"d-lock-owner");
+    let (_, results) = statuses(&d.compound(4, &ops.0));
+    assert_eq!(results.last(), Some(&(12, 10010)), "a read lock under the other client's write lock: DENIED");
+    assert_eq!(c.open(2, 2, &root, b"shared", 1, 2, b"open-owner").0, 0, "c reads shared, denying writers");
+    assert_eq!(d.open(0, 3, &root, b"shared", 2, 0, b"d-owner").0, 10015, "d may not write: SHARE_DENIED");
+    assert_eq!(d.open(0, 4, &root, b"shared", 1, 0, b"d-owner").0, 0, "d may read");
+    assert_eq!(c.open(2, 3, &root, b"shared", 1, 1, b"open-owner").0, 10015, "nor deny reading now d reads");
 
     // Silent now: after one and a half leases (3 s) the lock is gone.
     std::thread::sleep(Duration::from_millis(2000));
