@@ -97,6 +97,12 @@ pub struct Compound<'a> {
     pub saved: Option<Fh>,
     /// The client ID SEQUENCE named (NFSv4.1).
     pub clientid: Option<u64>,
+    /// The operation running is the COMPOUND's last, and SEQUENCE did not
+    /// ask for the reply to be kept: a READ may then send its data from
+    /// the file (`file`) instead of through the reply's buffer.
+    pub last_uncached: bool,
+    pub cachethis: bool,
+    pub file: Option<crate::rpc::FileBody>,
 }
 
 /// Minor versions served: 4.0, 4.1 and 4.2.
@@ -124,13 +130,26 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
     let mut status = NFS4_OK;
     // The session slot this call holds, to keep its reply in.
     let mut slot: Option<(session::SessionId, u32)> = None;
+    let mut file: Option<crate::rpc::FileBody> = None;
     if minor > MINOR_MAX {
         status = NFS4ERR_MINOR_VERS_MISMATCH;
     } else if count > OPS_MAX {
         status = if minor == 0 { NFS4ERR_RESOURCE } else { NFS4ERR_TOO_MANY_OPS };
     } else {
-        let mut run = Compound { state, conn, auth, minor, current: None, saved: None, clientid: None };
+        let mut run = Compound {
+            state,
+            conn,
+            auth,
+            minor,
+            current: None,
+            saved: None,
+            clientid: None,
+            last_uncached: false,
+            cachethis: minor == 0,
+            file: None,
+        };
         for i in 0..count {
+            run.last_uncached = i + 1 == count && !run.cachethis;
             let Ok(op) = x.u32() else {
                 status = NFS4ERR_BADXDR;
                 break;
@@ -169,6 +188,7 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
                 break;
             }
         }
+        file = run.file.take();
     }
     let mut head = Xdr::default();
     head.u32(status).opaque(tag).u32(done);
@@ -176,7 +196,11 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
     out.buf_mut().extend_from_slice(&head.0);
     out.buf_mut().extend_from_slice(&results.0);
     if let Some((id, slot)) = slot {
-        state.sessions.finish(&id, slot, &out.buf_mut()[at..]);
+        let kept = if file.is_some() { None } else { Some(&out.buf_mut()[at..]) };
+        state.sessions.finish(&id, slot, kept);
+    }
+    if let Some(file) = file {
+        out.attach_file(file);
     }
     Ok(())
 }

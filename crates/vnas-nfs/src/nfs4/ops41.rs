@@ -44,13 +44,14 @@ pub fn sequence(c: &mut Compound<'_>, x: &mut XdrReader<'_>, ops: u32) -> Result
     let seqid = word(x)?;
     let slot = word(x)?;
     let _highest = word(x)?;
-    let _cachethis = word(x)?;
+    let cachethis = word(x)? != 0;
     let (decided, clientid) = c.state.sessions.sequence(&id, seqid, slot, ops, Instant::now());
     Ok(match decided {
         Sequenced::Replay(reply) => Seq::Replay(reply),
         Sequenced::Refused(status) => Seq::Refused(status),
         Sequenced::New { highest_slot } => {
             c.clientid = Some(clientid);
+            c.cachethis = cachethis;
             let mut body = Xdr::default();
             body.0.extend_from_slice(&id);
             body.u32(seqid).u32(slot).u32(highest_slot).u32(highest_slot).u32(0);

@@ -285,14 +285,16 @@ impl Sessions {
     }
 
     /// The reply of a call that SEQUENCE let through: kept for a retry if
-    /// it fits what the session caches.
-    pub fn finish(&self, id: &SessionId, slot: u32, reply: &[u8]) {
+    /// it fits what the session caches (`None`: not kept, as for a READ
+    /// whose data goes from the file to the socket; a retry of it is told
+    /// so).
+    pub fn finish(&self, id: &SessionId, slot: u32, reply: Option<&[u8]>) {
         let mut inner = self.lock();
         if let Some(session) = inner.sessions.get_mut(id) {
             let cached = session.fore.max_response_cached as usize;
             if let Some(s) = session.slots.get_mut(slot as usize) {
                 s.busy = false;
-                s.reply = (reply.len() <= cached).then(|| reply.to_vec());
+                s.reply = reply.filter(|r| r.len() <= cached).map(<[u8]>::to_vec);
             }
         }
     }
@@ -358,14 +360,14 @@ mod tests {
         assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
         // The same call again while the first still runs: wait.
         assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Refused(NFS4ERR_DELAY));
-        s.finish(&sid, 0, b"first reply");
+        s.finish(&sid, 0, Some(b"first reply"));
         assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Replay(b"first reply".to_vec()));
         assert_eq!(s.sequence(&sid, 3, 0, 3, now).0, Sequenced::Refused(NFS4ERR_SEQ_MISORDERED));
         assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
         assert_eq!(s.sequence(&sid, 1, 4, 3, now).0, Sequenced::Refused(NFS4ERR_BADSLOT));
         assert_eq!(s.sequence(&sid, 1, 1, 17, now).0, Sequenced::Refused(NFS4ERR_TOO_MANY_OPS));
         // Too big to keep: a retry is told so rather than run twice.
-        s.finish(&sid, 0, &[0; 5000]);
+        s.finish(&sid, 0, Some(&[0; 5000]));
         assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP));
     }
 
