@@ -6,7 +6,7 @@
 #       is skipped). LINUX_IMAGE=linux-image-VERSION-cloud-amd64 picks the
 #       kernel package (default: the newest cloud-amd64 one apt knows).
 #       For locks, the initramfs also holds rpcbind, rpc.statd, sm-notify
-#       and rpcinfo from Debian's rpcbind and nfs-common packages
+#       rpcinfo and mount.nfs from Debian's rpcbind and nfs-common packages
 #       (downloaded and unpacked, not installed) with every library they
 #       load, the files they read (/etc/passwd with _rpc and statd,
 #       netconfig, services, hosts, an empty resolv.conf), and
@@ -376,7 +376,7 @@ stage_lock_daemons() {
     local dir=$1 stage=$2
     local pkgroot=$dir/lockpkgs multiarch=x86_64-linux-gnu
     local libpath=$pkgroot/lib/$multiarch:$pkgroot/usr/lib/$multiarch
-    local bins=(sbin/rpcbind sbin/rpc.statd sbin/sm-notify usr/bin/rpcinfo)
+    local bins=(sbin/rpcbind sbin/rpc.statd sbin/sm-notify usr/bin/rpcinfo sbin/mount.nfs)
     [ -n "$dir" ] && [ -n "$stage" ] || { log "stage_lock_daemons: no directory"; exit 1; }
     rm -rf "$pkgroot"
     mkdir -p "$pkgroot" "$dir/debs"
