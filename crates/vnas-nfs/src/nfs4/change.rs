@@ -326,6 +326,9 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         _ => return Err(Garbage),
     };
     let clientid = c.clientid.unwrap_or(owner_client);
+    if c.minor == 0 && !c.state.v4.renew(clientid) {
+        return fail(NFS4ERR_STALE_CLIENTID);
+    }
     if access == 0 {
         return fail(NFS4ERR_INVAL);
     }

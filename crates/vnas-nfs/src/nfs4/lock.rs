@@ -184,7 +184,9 @@ pub fn release_lockowner(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<
 /// Clients whose lease lapsed (or that a rebooted client replaced) lose
 /// their opens and locks. Run with the lock manager's tick.
 pub fn expire(state: &State) {
-    let lapsed = state.sessions.lapsed(Instant::now());
+    let now = Instant::now();
+    let mut lapsed = state.sessions.lapsed(now);
+    lapsed.extend(state.v4.lapsed(now, state.sessions.lease() * 3 / 2));
     if lapsed.is_empty() {
         return;
     }

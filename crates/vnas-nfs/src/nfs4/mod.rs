@@ -128,8 +128,9 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
     let mut results = Xdr::default();
     let mut done = 0u32;
     let mut status = NFS4_OK;
-    // The session slot this call holds, to keep its reply in.
-    let mut slot: Option<(session::SessionId, u32)> = None;
+    // The session slot this call holds, to keep its reply in; let go
+    // (reply not kept) if the call ends otherwise, even by a panic.
+    let mut slot = Held { sessions: &state.sessions, at: None };
     let mut file: Option<crate::rpc::FileBody> = None;
     if minor > MINOR_MAX {
         status = NFS4ERR_MINOR_VERS_MISMATCH;
@@ -161,7 +162,7 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
                         return Ok(());
                     }
                     Ok(ops41::Seq::Go(held, body)) => {
-                        slot = Some(held);
+                        slot.at = Some(held);
                         Ok((NFS4_OK, body))
                     }
                     Ok(ops41::Seq::Refused(stat)) => Ok((stat, Vec::new())),
@@ -195,7 +196,7 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
     let at = out.buf_mut().len();
     out.buf_mut().extend_from_slice(&head.0);
     out.buf_mut().extend_from_slice(&results.0);
-    if let Some((id, slot)) = slot {
+    if let Some((id, slot)) = slot.at.take() {
         let kept = if file.is_some() { None } else { Some(&out.buf_mut()[at..]) };
         state.sessions.finish(&id, slot, kept);
     }
@@ -203,6 +204,20 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
         out.attach_file(file);
     }
     Ok(())
+}
+
+/// A session slot held by a call.
+struct Held<'a> {
+    sessions: &'a session::Sessions,
+    at: Option<(session::SessionId, u32)>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some((id, slot)) = self.at.take() {
+            self.sessions.finish(&id, slot, None);
+        }
+    }
 }
 
 /// The highest operation number known (NFSv4.2's CLONE).

@@ -1,8 +1,10 @@
-//! NFSv4.0 client records (SETCLIENTID, SETCLIENTID_CONFIRM, RENEW) and
-//! open states (OPEN, CLOSE), bounded.
+//! NFSv4.0 client records (SETCLIENTID, SETCLIENTID_CONFIRM, RENEW, and
+//! their leases: renewed by RENEW and by any use of their open states),
+//! and the open and lock stateids of every minor version, bounded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Clients with a record at once; past it, NFS4ERR_RESOURCE.
 pub const CLIENTS_MAX: usize = 4096;
@@ -14,6 +16,7 @@ pub struct ClientRecord {
     pub verifier: [u8; 8],
     pub confirm: [u8; 8],
     pub confirmed: bool,
+    pub renewed: Instant,
 }
 
 /// An open-owner's open of a file: one stateid however often it opens
@@ -78,7 +81,10 @@ impl V4State {
         let clientid = u64::from(self.boot) << 32
             | self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff;
         let confirm = random();
-        clients.insert(clientid, ClientRecord { id: id.to_vec(), verifier, confirm, confirmed: false });
+        clients.insert(
+            clientid,
+            ClientRecord { id: id.to_vec(), verifier, confirm, confirmed: false, renewed: Instant::now() },
+        );
         Some((clientid, confirm))
     }
 
@@ -94,8 +100,40 @@ impl V4State {
         }
     }
 
+    /// RENEW: whether the client is known; its lease starts again.
     pub fn known(&self, clientid: u64) -> bool {
-        self.clients.lock().expect("not poisoned").contains_key(&clientid)
+        self.renew(clientid)
+    }
+
+    /// An NFSv4.0 client's lease starts again (RENEW, OPEN, any use of its
+    /// states); false if it has no record (a 4.1 client has none here).
+    pub fn renew(&self, clientid: u64) -> bool {
+        match self.clients.lock().expect("not poisoned").get_mut(&clientid) {
+            Some(c) => {
+                c.renewed = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// NFSv4.0 clients silent longer than `after`: their records go, with
+    /// their open and lock states; returned so their locks go too.
+    pub fn lapsed(&self, now: Instant, after: Duration) -> Vec<u64> {
+        let gone: Vec<u64> = {
+            let mut clients = self.clients.lock().expect("not poisoned");
+            let gone: Vec<u64> = clients
+                .iter()
+                .filter(|(_, c)| now.saturating_duration_since(c.renewed) > after)
+                .map(|(id, _)| *id)
+                .collect();
+            clients.retain(|id, _| !gone.contains(id));
+            gone
+        };
+        for id in &gone {
+            self.release_client(*id);
+        }
+        gone
     }
 
     /// OPEN: the open state of `owner` on `fh`, made or added to; its
@@ -143,7 +181,10 @@ impl V4State {
         }
         let opens = self.opens.lock().expect("not poisoned");
         if let Some(open) = opens.get(other) {
-            return (open.fh == fh).then_some(open.access);
+            let (clientid, access) = (open.clientid, (open.fh == fh).then_some(open.access));
+            drop(opens);
+            self.renew(clientid);
+            return access;
         }
         // A lock stateid reads and writes as the client's opens of the file.
         let (clientid, file) = {
@@ -253,5 +294,17 @@ mod tests {
         v4.close(&a);
         assert!(v4.open(3, b"carol", b"f", 1, 1).is_ok());
         assert!(v4.open(3, b"carol", b"g", 1, 1).is_ok(), "another file");
+    }
+
+    #[test]
+    fn a_silent_v40_client_loses_its_record_and_states() {
+        let v4 = V4State::new();
+        let (id, confirm) = v4.set_client(b"c", [1; 8]).unwrap();
+        assert!(v4.confirm(id, confirm));
+        let (_, open) = v4.open(id, b"o", b"f", 1, 0).unwrap();
+        let later = Instant::now() + Duration::from_secs(10);
+        assert!(v4.lapsed(Instant::now(), Duration::from_secs(5)).is_empty());
+        assert_eq!(v4.lapsed(later, Duration::from_secs(5)), vec![id]);
+        assert!(!v4.known_state(&open) && !v4.known(id));
     }
 }
