@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 /// Clients with a record at once; past it, NFS4ERR_RESOURCE.
 pub const CLIENTS_MAX: usize = 4096;
-/// Open states at once over all clients.
+/// Open states at once over all clients (and lock states, apart).
 pub const OPENS_MAX: usize = 65_536;
+/// Open states one client may hold (and lock states, apart), so one
+/// client cannot take the whole table.
+pub const OPENS_PER_CLIENT: usize = 16_384;
 
 pub struct ClientRecord {
     pub id: Vec<u8>,
@@ -30,6 +33,44 @@ pub struct Open {
     pub seqid: u32,
 }
 
+/// The open states, indexed by stateid, by file and by client, so an
+/// OPEN looks at the file's opens only, however many there are.
+#[derive(Default)]
+struct Opens {
+    by_other: HashMap<[u8; 12], Open>,
+    by_file: HashMap<Vec<u8>, Vec<[u8; 12]>>,
+    per_client: HashMap<u64, usize>,
+}
+
+impl Opens {
+    fn of_file(&self, fh: &[u8]) -> impl Iterator<Item = (&[u8; 12], &Open)> {
+        self.by_file.get(fh).into_iter().flatten().filter_map(|o| self.by_other.get_key_value(o))
+    }
+
+    fn insert(&mut self, other: [u8; 12], open: Open) {
+        self.by_file.entry(open.fh.clone()).or_default().push(other);
+        *self.per_client.entry(open.clientid).or_default() += 1;
+        self.by_other.insert(other, open);
+    }
+
+    fn remove(&mut self, other: &[u8; 12]) -> Option<Open> {
+        let open = self.by_other.remove(other)?;
+        if let Some(list) = self.by_file.get_mut(&open.fh) {
+            list.retain(|o| o != other);
+            if list.is_empty() {
+                self.by_file.remove(&open.fh);
+            }
+        }
+        if let Some(n) = self.per_client.get_mut(&open.clientid) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&open.clientid);
+            }
+        }
+        Some(open)
+    }
+}
+
 /// What OPEN could not do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -48,11 +89,36 @@ pub struct LockState {
     pub seqid: u32,
 }
 
+/// Lock states, indexed by stateid and by (client, owner, file).
+#[derive(Default)]
+struct LockStates {
+    by_other: HashMap<[u8; 12], LockState>,
+    by_key: HashMap<(u64, Vec<u8>, Vec<u8>), [u8; 12]>,
+    per_client: HashMap<u64, usize>,
+}
+
+impl LockStates {
+    fn retain(&mut self, keep: impl Fn(&LockState) -> bool) {
+        let gone: Vec<[u8; 12]> = self.by_other.iter().filter(|(_, l)| !keep(l)).map(|(k, _)| *k).collect();
+        for other in gone {
+            if let Some(l) = self.by_other.remove(&other) {
+                self.by_key.remove(&(l.clientid, l.owner, l.fh));
+                if let Some(n) = self.per_client.get_mut(&l.clientid) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_client.remove(&l.clientid);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct V4State {
-    locks: Mutex<HashMap<[u8; 12], LockState>>,
+    locks: Mutex<LockStates>,
     clients: Mutex<HashMap<u64, ClientRecord>>,
-    opens: Mutex<HashMap<[u8; 12], Open>>,
+    opens: Mutex<Opens>,
     next: std::sync::atomic::AtomicU64,
     /// Makes client ids and state ids of this server instance unlike any
     /// other's.
@@ -150,17 +216,20 @@ impl V4State {
         let mut opens = self.opens.lock().expect("not poisoned");
         let mine = |o: &Open| o.clientid == clientid && o.owner == owner;
         let conflict =
-            opens.values().any(|o| o.fh == fh && !mine(o) && (o.deny & access != 0 || o.access & deny != 0));
+            opens.of_file(fh).any(|(_, o)| !mine(o) && (o.deny & access != 0 || o.access & deny != 0));
         if conflict {
             return Err(Refused::ShareDenied);
         }
-        if let Some((other, o)) = opens.iter_mut().find(|(_, o)| o.fh == fh && mine(o)) {
+        let held = opens.of_file(fh).find(|(_, o)| mine(o)).map(|(other, _)| *other);
+        if let Some(other) = held {
+            let o = opens.by_other.get_mut(&other).expect("indexed");
             o.access |= access;
             o.deny |= deny;
             o.seqid = o.seqid.wrapping_add(1).max(1);
-            return Ok((o.seqid, *other));
+            return Ok((o.seqid, other));
         }
-        if opens.len() >= OPENS_MAX {
+        let at_bound = opens.per_client.get(&clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
+        if opens.by_other.len() >= OPENS_MAX || at_bound {
             return Err(Refused::Full);
         }
         let mut other = [0u8; 12];
@@ -180,7 +249,7 @@ impl V4State {
             return Some(3);
         }
         let opens = self.opens.lock().expect("not poisoned");
-        if let Some(open) = opens.get(other) {
+        if let Some(open) = opens.by_other.get(other) {
             let (clientid, access) = (open.clientid, (open.fh == fh).then_some(open.access));
             drop(opens);
             self.renew(clientid);
@@ -189,71 +258,82 @@ impl V4State {
         // A lock stateid reads and writes as the client's opens of the file.
         let (clientid, file) = {
             let locks = self.locks.lock().expect("not poisoned");
-            let l = locks.get(other)?;
+            let l = locks.by_other.get(other)?;
             (l.clientid, l.fh.clone())
         };
         if file != fh {
             return None;
         }
-        opens.values().filter(|o| o.clientid == clientid && o.fh == fh).map(|o| o.access).reduce(|a, b| a | b)
+        opens.of_file(fh).filter(|(_, o)| o.clientid == clientid).map(|(_, o)| o.access).reduce(|a, b| a | b)
     }
 
     /// Whether a stateid names an open state of this server.
     pub fn known_state(&self, other: &[u8; 12]) -> bool {
-        self.opens.lock().expect("not poisoned").contains_key(other)
-            || self.locks.lock().expect("not poisoned").contains_key(other)
+        self.opens.lock().expect("not poisoned").by_other.contains_key(other)
+            || self.locks.lock().expect("not poisoned").by_other.contains_key(other)
     }
 
     /// A client's open and lock states go (its client ID was destroyed or
     /// lapsed).
     pub fn release_client(&self, clientid: u64) {
-        self.opens.lock().expect("not poisoned").retain(|_, o| o.clientid != clientid);
-        self.locks.lock().expect("not poisoned").retain(|_, l| l.clientid != clientid);
+        let mut opens = self.opens.lock().expect("not poisoned");
+        let theirs: Vec<[u8; 12]> =
+            opens.by_other.iter().filter(|(_, o)| o.clientid == clientid).map(|(k, _)| *k).collect();
+        for other in theirs {
+            opens.remove(&other);
+        }
+        drop(opens);
+        self.locks.lock().expect("not poisoned").retain(|l| l.clientid != clientid);
     }
 
     /// The lock stateid of an owner on a file, made on its first lock; its
     /// seqid goes up with every lock.
     pub fn lock_state(&self, clientid: u64, owner: &[u8], fh: &[u8]) -> Option<(u32, [u8; 12])> {
         let mut locks = self.locks.lock().expect("not poisoned");
-        if let Some((other, l)) =
-            locks.iter_mut().find(|(_, l)| l.clientid == clientid && l.owner == owner && l.fh == fh)
-        {
+        let key = (clientid, owner.to_vec(), fh.to_vec());
+        if let Some(other) = locks.by_key.get(&key).copied() {
+            let l = locks.by_other.get_mut(&other).expect("indexed");
             l.seqid = l.seqid.wrapping_add(1).max(1);
-            return Some((l.seqid, *other));
+            return Some((l.seqid, other));
         }
-        if locks.len() >= OPENS_MAX {
+        let at_bound = locks.per_client.get(&clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
+        if locks.by_other.len() >= OPENS_MAX || at_bound {
             return None;
         }
         let mut other = [0u8; 12];
         other[..4].copy_from_slice(&self.boot.to_be_bytes());
         other[4..].copy_from_slice(&random::<8>());
         other[4] |= 0x80; // apart from open stateids
-        locks.insert(other, LockState { clientid, owner: owner.to_vec(), fh: fh.to_vec(), seqid: 1 });
+        locks.by_key.insert(key, other);
+        *locks.per_client.entry(clientid).or_default() += 1;
+        locks
+            .by_other
+            .insert(other, LockState { clientid, owner: owner.to_vec(), fh: fh.to_vec(), seqid: 1 });
         Some((1, other))
     }
 
     /// The owner and file of a lock stateid.
     pub fn lock_owner(&self, other: &[u8; 12]) -> Option<(u64, Vec<u8>, Vec<u8>)> {
         let locks = self.locks.lock().expect("not poisoned");
-        locks.get(other).map(|l| (l.clientid, l.owner.clone(), l.fh.clone()))
+        locks.by_other.get(other).map(|l| (l.clientid, l.owner.clone(), l.fh.clone()))
     }
 
     pub fn bump_lock(&self, other: &[u8; 12]) -> u32 {
         let mut locks = self.locks.lock().expect("not poisoned");
-        locks.get_mut(other).map_or(0, |l| {
+        locks.by_other.get_mut(other).map_or(0, |l| {
             l.seqid = l.seqid.wrapping_add(1).max(1);
             l.seqid
         })
     }
 
     pub fn forget_lock_owner(&self, clientid: u64, owner: &[u8]) {
-        self.locks.lock().expect("not poisoned").retain(|_, l| l.clientid != clientid || l.owner != owner);
+        self.locks.lock().expect("not poisoned").retain(|l| l.clientid != clientid || l.owner != owner);
     }
 
     /// OPEN_DOWNGRADE: the open keeps only `access` (a subset of its own).
     pub fn downgrade(&self, other: &[u8; 12], access: u32, deny: u32) -> Option<u32> {
         let mut opens = self.opens.lock().expect("not poisoned");
-        match opens.get_mut(other) {
+        match opens.by_other.get_mut(other) {
             Some(o) if o.access & access == access && o.deny & deny == deny => {
                 o.access = access;
                 o.deny = deny;
@@ -266,7 +346,7 @@ impl V4State {
 
     /// CLOSE: the open state goes; its last seqid.
     pub fn close(&self, other: &[u8; 12]) -> Option<u32> {
-        self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid + 1)
+        self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid.wrapping_add(1))
     }
 }
 
@@ -294,6 +374,17 @@ mod tests {
         v4.close(&a);
         assert!(v4.open(3, b"carol", b"f", 1, 1).is_ok());
         assert!(v4.open(3, b"carol", b"g", 1, 1).is_ok(), "another file");
+    }
+
+    #[test]
+    fn one_client_cannot_take_the_whole_table() {
+        let v4 = V4State::new();
+        for i in 0..OPENS_PER_CLIENT {
+            v4.open(1, b"o", format!("f{i}").as_bytes(), 1, 0).unwrap();
+        }
+        assert_eq!(v4.open(1, b"o", b"one-more", 1, 0), Err(Refused::Full));
+        assert!(v4.open(2, b"o", b"one-more", 1, 0).is_ok(), "another client still opens");
+        assert!(v4.open(1, b"o", b"f7", 2, 0).is_ok(), "an open it holds still upgrades");
     }
 
     #[test]
