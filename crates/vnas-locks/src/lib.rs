@@ -176,7 +176,9 @@ impl FileLocks {
         self.locks.sort_by(|a, b| (a.range, &a.owner).cmp(&(b.range, &b.owner)));
     }
 
-    fn share_conflict(&self, caller: &str, oh: &[u8], access: u32, deny: u32) -> bool {
+    /// Whether a share reservation of another owner than (`caller`, `oh`)
+    /// denies `access` or is denied by `deny`.
+    pub fn share_conflict(&self, caller: &str, oh: &[u8], access: u32, deny: u32) -> bool {
         self.shares
             .iter()
             .any(|s| (s.caller != caller || s.oh != oh) && (s.deny & access != 0 || s.access & deny != 0))

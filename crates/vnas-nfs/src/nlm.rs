@@ -328,6 +328,8 @@ fn share(
     body.opaque(cookie);
     let stat = match check_handle(state, conn, auth, fh) {
         Err(stat) => stat,
+        // NFSv4 opens of the file count as share reservations too.
+        Ok(()) if take && state.v4.share_conflict(fh, access, deny) => DENIED,
         Ok(()) if take => {
             let share = Share { caller, oh: oh.to_vec(), access, deny };
             match state.locks.share(fh, share, conn.peer.ip()) {

@@ -368,6 +368,13 @@ impl LockManager {
         self.change(|inner| inner.table.share(&limits, file, share, client, now_ms()), |_, _| {})
     }
 
+    /// Whether an NLM share reservation on `file` stands against an open
+    /// with `access` and `deny` (an NFSv4 OPEN asks).
+    pub fn share_conflict(&self, file: &[u8], access: u32, deny: u32) -> bool {
+        let inner = self.inner.lock().expect("not poisoned");
+        inner.table.files.get(file).is_some_and(|f| f.share_conflict("", &[], access, deny))
+    }
+
     pub fn unshare(&self, file: &[u8], caller: &str, oh: &[u8]) -> Result<(), NotRecorded> {
         self.change(|inner| inner.table.unshare(file, caller, oh), |_, _| {})
     }

@@ -433,6 +433,10 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
             return fail(NFS4ERR_ACCESS);
         }
     }
+    // An NLM SHARE (a v3 client's) stands against v4 opens too.
+    if c.state.locks.share_conflict(&fh, access, deny) {
+        return fail(NFS4ERR_SHARE_DENIED);
+    }
     let (seqid, other) = match c.state.v4.open(clientid, &owner, &fh, access, deny) {
         Ok(opened) => opened,
         Err(state::Refused::ShareDenied) => return fail(NFS4ERR_SHARE_DENIED),

@@ -241,6 +241,17 @@ impl V4State {
         Ok((1, other))
     }
 
+    /// Whether any NFSv4 open of `fh` denies `access` or has the file open
+    /// in a way `deny` denies (an NLM SHARE asks).
+    pub fn share_conflict(&self, fh: &[u8], access: u32, deny: u32) -> bool {
+        let opens = self.opens.lock().expect("not poisoned");
+        let conflict = |o: &Open| o.deny & access != 0 || o.access & deny != 0;
+        opens
+            .by_file
+            .get(fh)
+            .is_some_and(|list| list.iter().filter_map(|k| opens.by_other.get(k)).any(conflict))
+    }
+
     /// The access an open state grants to `fh`: `None` if it is not an
     /// open of this file. The special stateids (all zeros, all ones) read
     /// and write without an open.

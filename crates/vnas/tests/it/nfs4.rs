@@ -137,9 +137,14 @@ mod v41 {
         /// each time: a resend reaches the session's slot, not a
         /// transport-level duplicate cache.
         pub fn call(&mut self, args: &[u8]) -> Vec<u8> {
+            self.call_prog(100003, 4, 1, args)
+        }
+
+        /// Any RPC call on this connection (NLM shares the NFS port).
+        pub fn call_prog(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
             self.xid += 1;
             let mut m = W::default();
-            m.u32(self.xid).u32(0).u32(2).u32(100003).u32(4).u32(1);
+            m.u32(self.xid).u32(0).u32(2).u32(prog).u32(vers).u32(proc_);
             let mut cred = W::default();
             cred.u32(0).opaque(b"it").u32(0).u32(0).u32(0);
             m.u32(1).opaque(&cred.0).u32(0).u32(0).raw(args);
@@ -360,6 +365,42 @@ fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
     assert_eq!(d.open(0, 3, &root, b"shared", 2, 0, b"d-owner").0, 10015, "d may not write: SHARE_DENIED");
     assert_eq!(d.open(0, 4, &root, b"shared", 1, 0, b"d-owner").0, 0, "d may read");
     assert_eq!(c.open(2, 3, &root, b"shared", 1, 1, b"open-owner").0, 10015, "nor deny reading now d reads");
+
+    // A v3 client's NLM SHARE and v4 opens weigh against each other.
+    assert_eq!(c.open(2, 4, &root, b"nlmshared", 1, 0, b"open-owner").0, 0);
+    let mut ops = c.sequence(2, 5);
+    ops.u32(22).opaque(&root).u32(15).opaque(b"nlmshared").u32(10);
+    let res = c.compound(4, &ops.0);
+    let fh = {
+        let mut r = v41::R(&res);
+        r.u32();
+        r.opaque();
+        r.u32();
+        r.u32();
+        r.u32();
+        r.raw(36);
+        for _ in 0..2 {
+            r.u32();
+            r.u32();
+        }
+        assert_eq!((r.u32(), r.u32()), (10, 0));
+        r.opaque()
+    };
+    let mut nlm_share = |caller: &[u8], deny: u32, access: u32| {
+        let mut args = W::default();
+        args.opaque(b"ck").opaque(caller).opaque(&fh).opaque(caller).u32(deny).u32(access).u32(0);
+        let reply = c.call_prog(100021, 4, 20, &args.0);
+        let mut r = v41::R(&reply);
+        r.opaque();
+        r.u32()
+    };
+    assert_eq!(nlm_share(b"v3-reader", 2, 1), 0, "a v3 reader denying writers is granted beside a v4 reader");
+    assert_eq!(nlm_share(b"v3-other", 1, 1), 1, "denying readers is refused: the v4 client reads it");
+    assert_eq!(
+        d.open(0, 5, &root, b"nlmshared", 2, 0, b"d-owner").0,
+        10015,
+        "the NLM share denies v4 writers"
+    );
 
     // Silent now: after one and a half leases (3 s) the lock is gone.
     std::thread::sleep(Duration::from_millis(2000));
