@@ -352,6 +352,9 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         1 => return fail(10033), // NFS4ERR_NO_GRACE
         _ => return fail(NFS4ERR_NOTSUPP),
     };
+    if c.dry {
+        return fail(NFS4_OK);
+    }
     let mut given = Vec::new();
     let mut cinfo = wcc_data::default();
     let fh = match (&dir, file) {
@@ -459,6 +462,9 @@ pub fn open_downgrade(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Don
     let _seqid = word(x)?;
     let access = word(x)? & 3;
     let deny = word(x)? & 3;
+    if c.dry {
+        return fail(NFS4_OK);
+    }
     if access == 0 {
         return fail(NFS4ERR_INVAL);
     }

@@ -56,6 +56,7 @@ pub const NFS4ERR_NOFILEHANDLE: u32 = 10020;
 pub const NFS4ERR_MINOR_VERS_MISMATCH: u32 = 10021;
 pub const NFS4ERR_STALE_CLIENTID: u32 = 10022;
 pub const NFS4ERR_BAD_STATEID: u32 = 10025;
+pub const NFS4ERR_BAD_SEQID: u32 = 10026;
 pub const NFS4ERR_SYMLINK: u32 = 10029;
 pub const NFS4ERR_RESTOREFH: u32 = 10030;
 pub const NFS4ERR_ATTRNOTSUPP: u32 = 10032;
@@ -103,6 +104,9 @@ pub struct Compound<'a> {
     pub last_uncached: bool,
     pub cachethis: bool,
     pub file: Option<crate::rpc::FileBody>,
+    /// Decode the operation's arguments only: its result is replayed
+    /// (NFSv4.0's open-owner sequence ids).
+    pub dry: bool,
 }
 
 /// Minor versions served: 4.0, 4.1 and 4.2.
@@ -148,6 +152,7 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
             last_uncached: false,
             cachethis: minor == 0,
             file: None,
+            dry: false,
         };
         for i in 0..count {
             run.last_uncached = i + 1 == count && !run.cachethis;

@@ -84,7 +84,7 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
     let v42 = c.minor >= 2;
     match op {
         3 => access(c, x),
-        4 => close(c, x),
+        4 => sequenced(c, 4, x, close),
         5 => change::commit(c, x),
         6 => change::create(c, x),
         // No delegations are given: none to return.
@@ -105,9 +105,9 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         15 => lookup(c, x),
         16 => lookupp(c),
         17 => change::verify(c, x, false),
-        18 => change::open(c, x),
-        20 if !v41 => open_confirm(x),
-        21 => change::open_downgrade(c, x),
+        18 => sequenced(c, 18, x, change::open),
+        20 if !v41 => sequenced(c, 20, x, open_confirm),
+        21 => sequenced(c, 21, x, change::open_downgrade),
         22 => {
             let fh = x.opaque(128).map_err(|_| Garbage)?;
             if fh == PSEUDO_ROOT {
@@ -196,6 +196,74 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         40..=58 if v41 => fail(NFS4ERR_NOTSUPP),
         59..=OP_MAX if c.minor >= 2 => fail(NFS4ERR_NOTSUPP),
         _ => fail(NFS4ERR_OP_ILLEGAL),
+    }
+}
+
+type Op = fn(&mut Compound<'_>, &mut XdrReader<'_>) -> Result<Done, Garbage>;
+
+/// An open-owner (client ID, owner), the sequence id its call carries,
+/// and the stateid it names.
+type Sequenced = ((u64, Vec<u8>), u32, Option<[u8; 12]>);
+
+/// NFSv4.0's open-owner operations (OPEN, OPEN_CONFIRM, OPEN_DOWNGRADE,
+/// CLOSE) run once per sequence id: the next id runs, the last one again
+/// gets the result it had (a retransmission after a reconnect), any other
+/// is NFS4ERR_BAD_SEQID. NFSv4.1 has its session slots instead.
+fn sequenced(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>, run: Op) -> Result<Done, Garbage> {
+    if c.minor != 0 {
+        return run(c, x);
+    }
+    let mut peek = XdrReader::new(x.rest());
+    let found = (|| -> Result<Option<Sequenced>, Garbage> {
+        let owner_of =
+            |other: [u8; 12], seqid: u32| c.state.v4.owner_of(&other).map(|k| (k, seqid, Some(other)));
+        Ok(match op {
+            18 => {
+                let seqid = word(&mut peek)?;
+                word(&mut peek)?;
+                word(&mut peek)?;
+                let clientid = peek.u64().map_err(|_| Garbage)?;
+                let owner = peek.opaque(1024).map_err(|_| Garbage)?.to_vec();
+                Some(((clientid, owner), seqid, None))
+            }
+            4 => {
+                let seqid = word(&mut peek)?;
+                let (_, other) = stateid(&mut peek)?;
+                owner_of(other, seqid)
+            }
+            _ => {
+                let (_, other) = stateid(&mut peek)?;
+                let seqid = word(&mut peek)?;
+                owner_of(other, seqid)
+            }
+        })
+    })();
+    // Arguments that do not decode, or a stateid of no owner: the
+    // operation itself says so.
+    let Ok(Some((key, seqid, named))) = found else { return run(c, x) };
+    match c.state.v4.seq_check(&key, seqid) {
+        state::Seq::Bad => fail(NFS4ERR_BAD_SEQID),
+        state::Seq::Replay(status, body, fh) => {
+            c.dry = true;
+            let decoded = run(c, x);
+            c.dry = false;
+            decoded?;
+            if let Some(fh) = fh {
+                c.current = Some(Fh::Real(fh));
+            }
+            Ok((status, body))
+        }
+        state::Seq::New => {
+            let (status, body) = run(c, x)?;
+            let fh = match &c.current {
+                Some(Fh::Real(fh)) if status == NFS4_OK => Some(fh.clone()),
+                _ => None,
+            };
+            let made = (op == 18 && status == NFS4_OK && body.len() >= 16)
+                .then(|| body[4..16].try_into().expect("12 bytes"));
+            c.state.v4.seq_done(key, seqid, (status, body.clone(), fh), named.or(made));
+            Ok((status, body))
+        }
     }
 }
 
@@ -496,9 +564,12 @@ pub(super) fn put_stateid(body: &mut Xdr, seqid: u32, other: &[u8; 12]) {
     body.0.extend_from_slice(other);
 }
 
-fn open_confirm(x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+fn open_confirm(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let (seqid, other) = stateid(x)?;
     let _seqid = word(x)?;
+    if c.dry {
+        return fail(NFS4_OK);
+    }
     let mut body = Xdr::default();
     put_stateid(&mut body, seqid.wrapping_add(1), &other);
     ok(body)
@@ -507,6 +578,9 @@ fn open_confirm(x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
 fn close(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let _seqid = word(x)?;
     let (_, other) = stateid(x)?;
+    if c.dry {
+        return fail(NFS4_OK);
+    }
     match c.state.v4.close(&other) {
         Some(seqid) => {
             let mut body = Xdr::default();

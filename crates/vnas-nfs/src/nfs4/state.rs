@@ -114,8 +114,35 @@ impl LockStates {
     }
 }
 
+/// An NFSv4.0 open-owner's last sequence id, and the result of the call
+/// that used it (its status, body and the current filehandle it left), so
+/// a retransmission gets that result instead of running again.
+#[derive(Clone)]
+pub struct OwnerSeq {
+    pub seqid: u32,
+    pub reply: (u32, Vec<u8>, Option<Vec<u8>>),
+    /// The stateid the call named or made (a CLOSE's retransmission
+    /// finds its owner by it after the open is gone).
+    pub other: Option<[u8; 12]>,
+}
+
+/// What a sequence id means for an NFSv4.0 open-owner's call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seq {
+    /// The next one (or the owner's first call): run it.
+    New,
+    /// The last one again: its result.
+    Replay(u32, Vec<u8>, Option<Vec<u8>>),
+    /// Anything else: NFS4ERR_BAD_SEQID.
+    Bad,
+}
+
+/// Open-owners whose sequence ids are kept.
+pub const OWNERS_MAX: usize = 65_536;
+
 #[derive(Default)]
 pub struct V4State {
+    owners: Mutex<HashMap<(u64, Vec<u8>), OwnerSeq>>,
     locks: Mutex<LockStates>,
     clients: Mutex<HashMap<u64, ClientRecord>>,
     opens: Mutex<Opens>,
@@ -241,6 +268,51 @@ impl V4State {
         Ok((1, other))
     }
 
+    /// The open-owner of a stateid: its open's, or, once the open is gone,
+    /// the owner whose last call named it.
+    pub fn owner_of(&self, other: &[u8; 12]) -> Option<(u64, Vec<u8>)> {
+        if let Some(o) = self.opens.lock().expect("not poisoned").by_other.get(other) {
+            return Some((o.clientid, o.owner.clone()));
+        }
+        let owners = self.owners.lock().expect("not poisoned");
+        owners.iter().find(|(_, o)| o.other.as_ref() == Some(other)).map(|(k, _)| k.clone())
+    }
+
+    /// What `seqid` means for the open-owner `key`.
+    pub fn seq_check(&self, key: &(u64, Vec<u8>), seqid: u32) -> Seq {
+        match self.owners.lock().expect("not poisoned").get(key) {
+            None => Seq::New,
+            Some(o) if o.seqid == seqid => Seq::Replay(o.reply.0, o.reply.1.clone(), o.reply.2.clone()),
+            Some(o) if o.seqid.wrapping_add(1) == seqid => Seq::New,
+            Some(_) => Seq::Bad,
+        }
+    }
+
+    /// A call of the open-owner `key` ran with `seqid`: kept for a
+    /// retransmission, unless its status leaves the sequence id unused
+    /// (RFC 7530 section 9.1.7).
+    pub fn seq_done(
+        &self,
+        key: (u64, Vec<u8>),
+        seqid: u32,
+        reply: (u32, Vec<u8>, Option<Vec<u8>>),
+        other: Option<[u8; 12]>,
+    ) {
+        // STALE_CLIENTID, STALE_STATEID, BAD_STATEID, BAD_SEQID, BADXDR,
+        // RESOURCE, NOFILEHANDLE.
+        if matches!(reply.0, 10022 | 10023 | 10025 | 10026 | 10036 | 10018 | 10020) {
+            return;
+        }
+        let mut owners = self.owners.lock().expect("not poisoned");
+        if owners.len() >= OWNERS_MAX && !owners.contains_key(&key) {
+            // Full: the oldest owners are not tracked; forget one at random.
+            if let Some(k) = owners.keys().next().cloned() {
+                owners.remove(&k);
+            }
+        }
+        owners.insert(key, OwnerSeq { seqid, reply, other });
+    }
+
     /// Whether any NFSv4 open of `fh` denies `access` or has the file open
     /// in a way `deny` denies (an NLM SHARE asks).
     pub fn share_conflict(&self, fh: &[u8], access: u32, deny: u32) -> bool {
@@ -287,6 +359,7 @@ impl V4State {
     /// A client's open and lock states go (its client ID was destroyed or
     /// lapsed).
     pub fn release_client(&self, clientid: u64) {
+        self.owners.lock().expect("not poisoned").retain(|(id, _), _| *id != clientid);
         let mut opens = self.opens.lock().expect("not poisoned");
         let theirs: Vec<[u8; 12]> =
             opens.by_other.iter().filter(|(_, o)| o.clientid == clientid).map(|(k, _)| *k).collect();
@@ -396,6 +469,23 @@ mod tests {
         assert_eq!(v4.open(1, b"o", b"one-more", 1, 0), Err(Refused::Full));
         assert!(v4.open(2, b"o", b"one-more", 1, 0).is_ok(), "another client still opens");
         assert!(v4.open(1, b"o", b"f7", 2, 0).is_ok(), "an open it holds still upgrades");
+    }
+
+    #[test]
+    fn open_owner_sequence_ids() {
+        let v4 = V4State::new();
+        let key = (1u64, b"o".to_vec());
+        assert_eq!(v4.seq_check(&key, 5), Seq::New, "an owner's first call takes any seqid");
+        v4.seq_done(key.clone(), 5, (0, b"opened".to_vec(), Some(b"fh".to_vec())), Some([1; 12]));
+        assert_eq!(v4.seq_check(&key, 5), Seq::Replay(0, b"opened".to_vec(), Some(b"fh".to_vec())));
+        assert_eq!(v4.seq_check(&key, 6), Seq::New);
+        assert_eq!(v4.seq_check(&key, 7), Seq::Bad);
+        assert_eq!(v4.owner_of(&[1; 12]), Some(key.clone()), "found by its last stateid");
+        // A status that leaves the seqid unused.
+        v4.seq_done(key.clone(), 6, (10025, Vec::new(), None), None);
+        assert_eq!(v4.seq_check(&key, 6), Seq::New);
+        v4.release_client(1);
+        assert_eq!(v4.seq_check(&key, 99), Seq::New);
     }
 
     #[test]

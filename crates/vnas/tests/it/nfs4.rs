@@ -128,8 +128,12 @@ mod v41 {
         /// One COMPOUND (minor version 1) of `ops` (already encoded, each
         /// with its operation number); the COMPOUND4res bytes.
         pub fn compound(&mut self, count: u32, ops: &[u8]) -> Vec<u8> {
+            self.compound_minor(1, count, ops)
+        }
+
+        pub fn compound_minor(&mut self, minor: u32, count: u32, ops: &[u8]) -> Vec<u8> {
             let mut args = W::default();
-            args.opaque(b"").u32(1).u32(count).raw(ops);
+            args.opaque(b"").u32(minor).u32(count).raw(ops);
             self.call(&args.0)
         }
 
@@ -455,4 +459,76 @@ fn nodes_with_nfs4_serve_it_on_each_vserver_and_after_a_move() {
     n1.stop();
     n2.stop();
     n3.stop();
+}
+
+/// NFSv4.0's open-owner sequence ids, with a client of our own: an OPEN
+/// retransmitted with the same sequence id gets its first result (a
+/// GUARDED create run twice would fail), an id out of order is refused,
+/// and a CLOSE retransmitted after the open is gone gets its first result.
+#[test]
+fn nfsv40_retransmissions_of_an_open_owner_get_their_first_result() {
+    use v41::{Client, R, W};
+    let dir = temp_dir();
+    let export = format!("/data={}:no_root_squash,insecure", dir.path().display());
+    let server = Served::start_with(&[export], &["--nfs4"]);
+    let mut c = Client::connect(server.addr.port());
+    // SETCLIENTID, SETCLIENTID_CONFIRM.
+    let mut op = W::default();
+    op.u32(35).raw(&[3; 8]).opaque(b"it-v40").u32(0x4000_0000).opaque(b"tcp").opaque(b"127.0.0.1.0.0").u32(1);
+    let res = c.compound_minor(0, 1, &op.0);
+    let mut r = R(&res);
+    assert_eq!(r.u32(), 0, "SETCLIENTID");
+    r.opaque();
+    r.u32();
+    r.u32();
+    r.u32();
+    let clientid = r.u64();
+    let confirm = r.raw(8);
+    let mut op = W::default();
+    op.u32(36).u64(clientid).raw(&confirm);
+    assert_eq!(R(&c.compound_minor(0, 1, &op.0)).u32(), 0, "SETCLIENTID_CONFIRM");
+
+    let open = |seqid: u32| {
+        let mut ops = W::default();
+        ops.u32(24).u32(15).opaque(b"data");
+        ops.u32(18).u32(seqid).u32(3).u32(0).u64(clientid).opaque(b"owner-40");
+        ops.u32(1).u32(1).u32(0).u32(0); // CREATE, GUARDED4, no attributes
+        ops.u32(0).opaque(b"once.txt");
+        ops.u32(10); // GETFH: the opened file is current after a replay too
+        ops
+    };
+    let first = c.compound_minor(0, 4, &open(7).0);
+    assert_eq!(R(&first).u32(), 0, "OPEN (GUARDED create)");
+    assert!(dir.path().join("once.txt").is_file());
+    let again = c.compound_minor(0, 4, &open(7).0);
+    assert_eq!(again, first, "the retransmission gets the first result, byte for byte");
+    let res = c.compound_minor(0, 4, &open(9).0);
+    assert_eq!(R(&res).u32(), 10026, "a sequence id out of order: NFS4ERR_BAD_SEQID");
+    let res = c.compound_minor(0, 4, &open(8).0);
+    assert_eq!(R(&res).u32(), 17, "the next id runs: the GUARDED create finds the file (NFS4ERR_EXIST)");
+
+    // The stateid from the first OPEN's result.
+    let stateid = {
+        let mut r = R(&first);
+        r.u32();
+        r.opaque();
+        r.u32();
+        for _ in 0..2 {
+            r.u32();
+            r.u32();
+        }
+        assert_eq!((r.u32(), r.u32()), (18, 0));
+        r.raw(16)
+    };
+    let close = |c: &mut Client, seqid: u32| {
+        let mut ops = W::default();
+        ops.u32(24).u32(15).opaque(b"data").u32(15).opaque(b"once.txt");
+        ops.u32(4).u32(seqid).raw(&stateid);
+        c.compound_minor(0, 4, &ops.0)
+    };
+    // The EXIST above used id 8 (a status that uses up its id).
+    let closed = close(&mut c, 9);
+    assert_eq!(R(&closed).u32(), 0, "CLOSE");
+    assert_eq!(close(&mut c, 9), closed, "a retransmitted CLOSE gets its first result");
+    server.stop();
 }
