@@ -2,7 +2,11 @@
 # vnas's data path against NFS-Ganesha (VFS backend) and the raw disk, in one
 # run on this machine. Not a test: it prints figures and ratios.
 #
-#   bench/nfs.sh [--mib 512] [--files 2000] [--calls 5000] [--clients 4] [--runs 3]
+#   bench/nfs.sh [--mib 512] [--files 2000] [--calls 5000] [--clients 4] [--runs 3] [--v4]
+#
+# With --v4, bench/nfs4.sh follows: NFSv4.1 as the Linux kernel client in
+# the QEMU guest sees it, against our v3 and NFS-Ganesha's v4.1 and v3
+# (libnfs's NFSv4.0 cannot write 1 MiB blocks: its encoder refuses them).
 #
 # Both servers export a fresh directory on the same filesystem (under
 # target/bench), listen on loopback only, and are driven by the same libnfs
@@ -22,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mib=512 files=2000 calls=5000 clients=4 runs=3
+mib=512 files=2000 calls=5000 clients=4 runs=3 v4=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --mib) mib=$2; shift 2 ;;
@@ -30,7 +34,8 @@ while [ $# -gt 0 ]; do
     --calls) calls=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    *) echo "usage: bench/nfs.sh [--mib N] [--files N] [--calls N] [--clients N] [--runs N]" >&2; exit 2 ;;
+    --v4) v4=1; shift ;;
+    *) echo "usage: bench/nfs.sh [--mib N] [--files N] [--calls N] [--clients N] [--runs N] [--v4]" >&2; exit 2 ;;
   esac
 done
 
@@ -214,3 +219,10 @@ row remove "remove (ops/s)"
 row meta_cpu "CPU per 1,000 metadata ops (ms)"
 d=$(median disk write) v=$(median vnas write)
 printf '%-34s %10.4g %10s %8.2fx   (vnas write / disk)\n' "disk dd + fsync (MB/s)" "$d" "" "$(awk -v a="$v" -v b="$d" 'BEGIN { print a / b }')"
+
+if [ "$v4" = 1 ]; then
+  cleanup
+  trap - EXIT
+  echo
+  bench/nfs4.sh --runs "$runs"
+fi
