@@ -20,6 +20,10 @@ pub const SLOTS_MAX: u32 = 64;
 pub const SESSION_OPS_MAX: u32 = 64;
 /// The largest reply a slot keeps for a retry.
 pub const CACHED_REPLY_MAX: u32 = 64 * 1024;
+/// The bytes every slot of every session keeps at most, together (the
+/// bounds above would allow 128 GiB); past it a reply is not kept, and a
+/// retry of it is told so (NFS4ERR_RETRY_UNCACHED_REP), never run twice.
+pub const CACHED_TOTAL_MAX: usize = 64 << 20;
 
 pub type SessionId = [u8; 16];
 
@@ -83,6 +87,21 @@ struct Inner {
     next: u32,
     /// Client IDs dropped whose opens and locks are still to be released.
     dropped: Vec<u64>,
+    /// Bytes of replies the slots keep, over all sessions.
+    cached: usize,
+}
+
+impl Inner {
+    fn remove_sessions(&mut self, gone: impl Fn(&SessionId, &Session) -> bool) {
+        let ids: Vec<SessionId> =
+            self.sessions.iter().filter(|(id, s)| gone(id, s)).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(session) = self.sessions.remove(&id) {
+                let kept: usize = session.slots.iter().filter_map(|s| s.reply.as_ref()).map(Vec::len).sum();
+                self.cached -= kept;
+            }
+        }
+    }
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -212,7 +231,7 @@ impl Sessions {
     fn drop_client(inner: &mut Inner, clientid: u64) {
         inner.clients.remove(&clientid);
         inner.dropped.push(clientid);
-        inner.sessions.retain(|_, s| s.clientid != clientid);
+        inner.remove_sessions(|_, s| s.clientid == clientid);
     }
 
     /// Clients whose lease ran out go, with their sessions; returns them
@@ -272,7 +291,7 @@ impl Sessions {
             } else {
                 s.seqid = seqid;
                 s.busy = true;
-                s.reply = None;
+                inner.cached -= s.reply.take().map_or(0, |r| r.len());
                 Sequenced::New { highest_slot }
             }
         } else {
@@ -290,11 +309,15 @@ impl Sessions {
     /// so).
     pub fn finish(&self, id: &SessionId, slot: u32, reply: Option<&[u8]>) {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         if let Some(session) = inner.sessions.get_mut(id) {
             let cached = session.fore.max_response_cached as usize;
             if let Some(s) = session.slots.get_mut(slot as usize) {
                 s.busy = false;
-                s.reply = reply.filter(|r| r.len() <= cached).map(<[u8]>::to_vec);
+                inner.cached -= s.reply.take().map_or(0, |r| r.len());
+                let room = CACHED_TOTAL_MAX.saturating_sub(inner.cached);
+                s.reply = reply.filter(|r| r.len() <= cached && r.len() <= room).map(<[u8]>::to_vec);
+                inner.cached += s.reply.as_ref().map_or(0, Vec::len);
             }
         }
     }
@@ -305,7 +328,15 @@ impl Sessions {
     }
 
     pub fn destroy_session(&self, id: &SessionId) -> bool {
-        self.lock().sessions.remove(id).is_some()
+        let mut inner = self.lock();
+        let found = inner.sessions.contains_key(id);
+        inner.remove_sessions(|sid, _| sid == id);
+        found
+    }
+
+    /// Bytes of replies kept, over all sessions.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock().cached
     }
 
     /// DESTROY_CLIENTID: refused while the client has sessions.
@@ -369,6 +400,41 @@ mod tests {
         // Too big to keep: a retry is told so rather than run twice.
         s.finish(&sid, 0, Some(&[0; 5000]));
         assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP));
+        assert_eq!(s.cached_bytes(), 0);
+    }
+
+    #[test]
+    fn the_replies_kept_are_bounded_together_and_counted_out_with_their_sessions() {
+        let s = Sessions::default();
+        let now = Instant::now();
+        let big = Channel { max_response_cached: CACHED_REPLY_MAX, max_requests: 64, ..channel() };
+        let reply = vec![0u8; CACHED_REPLY_MAX as usize];
+        let mut sessions = Vec::new();
+        // 2,048 slots of 64 KiB would be 128 MiB: only 64 MiB are kept.
+        for c in 0..32u8 {
+            let (id, seq, _) = s.exchange_id(&[c], [1; 8], now).unwrap();
+            let sid: SessionId =
+                s.create_session(id, seq, big, now, |sid, _| sid.to_vec()).unwrap().try_into().unwrap();
+            for slot in 0..64 {
+                assert!(matches!(s.sequence(&sid, 1, slot, 1, now).0, Sequenced::New { .. }));
+                s.finish(&sid, slot, Some(&reply));
+            }
+            sessions.push(sid);
+        }
+        assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX);
+        assert_eq!(
+            s.sequence(&sessions[31], 1, 63, 1, now).0,
+            Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP)
+        );
+        assert!(matches!(s.sequence(&sessions[0], 1, 0, 1, now).0, Sequenced::Replay(_)));
+        // A new call in a slot lets its old reply go.
+        assert!(matches!(s.sequence(&sessions[0], 2, 0, 1, now).0, Sequenced::New { .. }));
+        assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX - reply.len());
+        s.finish(&sessions[0], 0, Some(b"small"));
+        assert!(s.destroy_session(&sessions[0]));
+        assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX - 64 * reply.len());
+        assert_eq!(s.lapsed(now + Duration::from_secs(1000)).len(), 32);
+        assert_eq!(s.cached_bytes(), 0);
     }
 
     #[test]
