@@ -54,8 +54,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         for listener in &listeners {
             let addr = listener.local_addr()?;
             // One line on stdout per address, for scripts and tests that
-            // asked for port 0.
-            println!("listening {addr}");
+            // asked for port 0. A reader that has gone (it read the first
+            // line only) is no reason to stop serving.
+            {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "listening {addr}").and_then(|()| out.flush());
+            }
             for export in server.exports().iter() {
                 tracing::info!(
                     export = %export.name,
