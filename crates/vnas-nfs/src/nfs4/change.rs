@@ -72,15 +72,6 @@ fn check_component(name: &[u8]) -> Result<(), u32> {
     Ok(())
 }
 
-macro_rules! tryop {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(status) => return fail(status),
-        }
-    };
-}
-
 /// The object handle a create returned.
 fn made(obj: post_op_fh3) -> Result<Vec<u8>, u32> {
     match obj {

@@ -80,19 +80,13 @@ pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         return fail(NFS4ERR_INVAL);
     }
     let Some((clientid, oh)) = owner else { return fail(NFS4ERR_BAD_STATEID) };
-    let fh = match file_of(c) {
-        Ok(fh) => fh,
-        Err(status) => return fail(status),
-    };
+    let fh = tryop!(file_of(c));
     if let Some(open) = open_other {
         if c.state.v4.access(&open, &fh).is_none() {
             return fail(NFS4ERR_BAD_STATEID);
         }
     }
-    let range = match range(offset, length) {
-        Ok(r) => r,
-        Err(status) => return fail(status),
-    };
+    let range = tryop!(range(offset, length));
     let exclusive = locktype % 2 == 0;
     let owner = Owner { caller: caller(clientid), svid: 0, oh: oh.clone() };
     let open = crate::nlm::opener(c.state);
@@ -129,14 +123,8 @@ pub fn lockt(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbag
     if !(1..=4).contains(&locktype) {
         return fail(NFS4ERR_INVAL);
     }
-    let fh = match file_of(c) {
-        Ok(fh) => fh,
-        Err(status) => return fail(status),
-    };
-    let range = match range(offset, length) {
-        Ok(r) => r,
-        Err(status) => return fail(status),
-    };
+    let fh = tryop!(file_of(c));
+    let range = tryop!(range(offset, length));
     let owner = Owner { caller: caller(c.clientid.unwrap_or(clientid)), svid: 0, oh };
     let open = crate::nlm::opener(c.state);
     match c.state.locks.test(&open, &fh, &owner, locktype % 2 == 0, range) {
@@ -152,10 +140,7 @@ pub fn locku(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbag
     let offset = x.u64().map_err(|_| Garbage)?;
     let length = x.u64().map_err(|_| Garbage)?;
     let Some((clientid, oh, file)) = c.state.v4.lock_owner(&other) else { return fail(NFS4ERR_BAD_STATEID) };
-    let range = match range(offset, length) {
-        Ok(r) => r,
-        Err(status) => return fail(status),
-    };
+    let range = tryop!(range(offset, length));
     let owner = Owner { caller: caller(clientid), svid: 0, oh };
     let open = crate::nlm::opener(c.state);
     if c.state.locks.unlock(&open, &file, &owner, range).is_err() {

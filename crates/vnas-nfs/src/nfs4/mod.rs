@@ -8,6 +8,17 @@
 //! (`ServerConfig::nfs4`): until it writes too, a client that mounts with
 //! no options must keep falling back to v3.
 
+/// An operation's step that may fail with an NFSv4 status: its value, or
+/// the operation ends with that status.
+macro_rules! tryop {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(status) => return fail(status),
+        }
+    };
+}
+
 pub mod attrs;
 mod change;
 pub mod lock;

@@ -311,18 +311,12 @@ pub(super) fn facts<'a>(
 
 fn getattr(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let requested = bitmap(x)?;
-    let fh = match current(c) {
-        Ok(fh) => fh,
-        Err(status) => return fail(status),
-    };
+    let fh = tryop!(current(c));
     let mut body = Xdr::default();
     match &fh {
         Fh::Pseudo => attrs::put_fattr(&mut body, &requested, &facts(c, &fh, None, 0)),
         Fh::Real(bytes) => {
-            let target = match target(c, bytes) {
-                Ok(t) => t,
-                Err(status) => return fail(status),
-            };
+            let target = tryop!(target(c, bytes));
             let stat = match target.export.resolve_stat(&target.fh) {
                 Ok(stat) => stat,
                 Err(stat) => return fail(status4(stat)),
@@ -347,10 +341,7 @@ fn access(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> 
             (want, supported)
         }
         Ok(Fh::Real(bytes)) => {
-            let target = match target(c, &bytes) {
-                Ok(t) => t,
-                Err(status) => return fail(status),
-            };
+            let target = tryop!(target(c, &bytes));
             let stat = match target.export.resolve_stat(&target.fh) {
                 Ok(stat) => stat,
                 Err(stat) => return fail(status4(stat)),
@@ -388,10 +379,7 @@ fn lookup(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> 
             }
         }
         Ok(Fh::Real(bytes)) => {
-            let target = match target(c, &bytes) {
-                Ok(t) => t,
-                Err(status) => return fail(status),
-            };
+            let target = tryop!(target(c, &bytes));
             let found = (|| {
                 let dir = target.export.resolve(&target.fh)?;
                 if !attr::is_dir(&dir.stat) {
@@ -419,10 +407,7 @@ fn lookupp(c: &mut Compound<'_>) -> Result<Done, Garbage> {
         Err(status) => fail(status),
         Ok(Fh::Pseudo) => fail(NFS4ERR_NOENT),
         Ok(Fh::Real(bytes)) => {
-            let target = match target(c, &bytes) {
-                Ok(t) => t,
-                Err(status) => return fail(status),
-            };
+            let target = tryop!(target(c, &bytes));
             let parent = (|| {
                 let dir = target.export.resolve(&target.fh)?;
                 if dir.ino() == target.export.root_ino() {
@@ -451,10 +436,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
     let budget = (maxcount.min(READDIR_REPLY_MAX) as usize).saturating_sub(16);
     let mut entries = Xdr::default();
     let mut count = 0usize;
-    let fh = match current(c) {
-        Ok(fh) => fh,
-        Err(status) => return fail(status),
-    };
+    let fh = tryop!(current(c));
     let eof = match &fh {
         Fh::Pseudo => {
             let exports = visible(c);
@@ -487,10 +469,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
             eof
         }
         Fh::Real(bytes) => {
-            let target = match target(c, bytes) {
-                Ok(t) => t,
-                Err(status) => return fail(status),
-            };
+            let target = tryop!(target(c, bytes));
             let listed = (|| {
                 let obj = target.export.resolve(&target.fh)?;
                 let fd = crate::nfs3::readdir_open_listing(&target, &obj)?;
@@ -605,10 +584,7 @@ fn read(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
         Some(_) => return fail(NFS4ERR_OPENMODE),
         None => return fail(NFS4ERR_BAD_STATEID),
     }
-    let target = match target(c, &fh) {
-        Ok(t) => t,
-        Err(status) => return fail(status),
-    };
+    let target = tryop!(target(c, &fh));
     let zero_copy = c.last_uncached;
     let read = (|| {
         let (open, stat) = target.export.file(&target.fh, false)?;

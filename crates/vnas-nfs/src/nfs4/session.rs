@@ -322,11 +322,6 @@ impl Sessions {
         }
     }
 
-    /// The largest reply a session's slots keep.
-    pub fn cached_max(&self, id: &SessionId) -> usize {
-        self.lock().sessions.get(id).map_or(0, |s| s.fore.max_response_cached as usize)
-    }
-
     pub fn destroy_session(&self, id: &SessionId) -> bool {
         let mut inner = self.lock();
         let found = inner.sessions.contains_key(id);
