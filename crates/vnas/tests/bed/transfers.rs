@@ -102,7 +102,9 @@ fn failover_after_sigkill_in_linux_mode() {
         &["vserver", "create", "other", "--ip", "198.18.1.21/16", "--volume", &b, "--node", "n3"],
     );
     let probe = bed.probe("c1", "198.18.1.20", 6);
-    let undisturbed = bed.probe("c2", "198.18.1.21", 5);
+    // Without COMMIT: the 100 ms bound is about serving, and the disk's
+    // flush stalls are shared by every vserver (CI saw 121 ms once).
+    let undisturbed = bed.probe_without_commit("c2", "198.18.1.21", 5);
     // The connection is on record (for the next owner's tickle ACK).
     eventually(5, "the client's connection to be recorded", || {
         bed.cli_json(&n2, &["vserver", "show", "doomed"])["connections"].as_u64() >= Some(1)
