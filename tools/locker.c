@@ -38,6 +38,13 @@
  *                           offset 0 of PATH (opened O_RDWR|O_CREAT)
  *                             -> NAME copied=N ms=T
  *
+ * And what an application sees of a move or a failover:
+ *   probe PATH SECONDS      for SECONDS, every 20 ms, write 4 KiB to PATH,
+ *                           fsync, read back, compare (its own descriptor)
+ *                             -> NAME probed round_trips=N errors=E
+ *                                max_gap_ms=G (longest time between two
+ *                                round trips that succeeded)
+ *
  * Any call that fails otherwise prints NAME error ERRNO-TEXT ms=T (a
  * waiting call prints it after its "waiting" line); a line it cannot parse
  * prints NAME error bad command: LINE. End of input ends the program.
@@ -228,6 +235,39 @@ static int do_line(char *line)
 		t0 = now_ms();
 		rc = fallocate(fd, mode, start, len);
 		result(rc, errno, t0, "ok", 0);
+		return 0;
+	}
+	if (strcmp(cmd, "probe") == 0 && n == 3) {
+		/* For SECONDS, every 20 ms: write 4 KiB to PATH, fsync, read it
+		 * back, compare; the longest time between two round trips that
+		 * succeeded (what an application sees of a move). */
+		off_t seconds;
+		if (offset(words[2], &seconds) < 0)
+			return -1;
+		int p = open(words[1], O_RDWR | O_CREAT, 0666);
+		if (p < 0) {
+			result(-1, errno, now_ms(), "", 0);
+			return 0;
+		}
+		char out[4096], in[4096];
+		long long start = now_ms(), last = start, max_gap = 0, trips = 0, errors = 0;
+		while (now_ms() - start < (long long)seconds * 1000) {
+			memset(out, (int)('a' + trips % 26), sizeof out);
+			int ok = pwrite(p, out, sizeof out, 0) == (ssize_t)sizeof out && fsync(p) == 0 &&
+				 pread(p, in, sizeof in, 0) == (ssize_t)sizeof in && memcmp(in, out, sizeof in) == 0;
+			long long t = now_ms();
+			if (ok) {
+				if (t - last > max_gap)
+					max_gap = t - last;
+				last = t;
+				trips++;
+			} else {
+				errors++;
+			}
+			usleep(20000);
+		}
+		close(p);
+		say("probed round_trips=%lld errors=%lld max_gap_ms=%lld", trips, errors, max_gap);
 		return 0;
 	}
 	if (strcmp(cmd, "copyto") == 0 && n == 3) {

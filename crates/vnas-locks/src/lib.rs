@@ -13,6 +13,8 @@
 //! kind; locks of different owners conflict where they overlap and either
 //! is exclusive.
 
+pub mod nfs4;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -517,7 +519,7 @@ impl LockTable {
     }
 }
 
-mod hex_bytes {
+pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -158,6 +158,9 @@ pub struct ServerConfig {
     /// Where every change to the lock table is recorded before it is
     /// answered; `None`: nowhere (a lone server).
     pub lock_journal: Option<Arc<dyn crate::locks::LockJournal>>,
+    /// Where the NFSv4 state is recorded before a change of it is
+    /// answered; `None`: it lives and dies with the process.
+    pub nfs4_journal: Option<Arc<dyn crate::nfs4::journal::V4Journal>>,
     /// Makes the sockets calls back to clients (NLM GRANTED) leave from;
     /// `None`: ordinary sockets.
     pub connector: Option<crate::locks::Connector>,
@@ -212,6 +215,7 @@ impl ServerConfig {
             stats: None,
             locks: None,
             lock_journal: None,
+            nfs4_journal: None,
             connector: None,
             nfs4: false,
             nfs4_scope: "vnas".to_string(),

@@ -132,6 +132,12 @@ fn handle_nfs4(state: &State, conn: Conn, call: &Call, args: &[u8]) -> Outcome {
         _ => None,
     }));
     creds::assume(&Creds::ROOT);
+    // What the reply tells must be on record first (a next owner serves
+    // it); if it cannot be, no reply, and the connection ends, so the
+    // client sends the call again at once.
+    if !state.v4_journal.flush(state) {
+        return Outcome::Withheld;
+    }
     let reply = match ran {
         Ok(Some(Ok(()))) => out,
         Ok(Some(Err(Garbage))) => Reply::garbage_args(call.xid),

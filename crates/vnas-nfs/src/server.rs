@@ -58,6 +58,8 @@ pub struct State {
     pub(crate) v4: crate::nfs4::state::V4State,
     /// NFSv4.1 client IDs and sessions.
     pub(crate) sessions: crate::nfs4::session::Sessions,
+    /// Records the v4 state before a change of it is answered.
+    pub(crate) v4_journal: crate::nfs4::journal::Journal,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
     /// Datagram sockets given before `run`, which `run` takes.
@@ -244,6 +246,7 @@ impl Server {
             nfs4_scope: config.nfs4_scope.clone(),
             v4: crate::nfs4::state::V4State::new(),
             sessions: crate::nfs4::session::Sessions::new(config.nfs4_lease),
+            v4_journal: crate::nfs4::journal::Journal::new(config.nfs4_journal.clone()),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };
@@ -342,6 +345,7 @@ async fn lock_ticks(state: Arc<State>, shutdown: CancellationToken) {
             let open = crate::nlm::opener(&ticking);
             ticking.locks.tick(&open);
             crate::nfs4::lock::expire(&ticking);
+            ticking.v4_journal.flush(&ticking);
         })
         .await;
     }
@@ -777,6 +781,18 @@ impl ServerControl {
         self.0.locks.restore(table);
         let open = crate::nlm::opener(&self.0);
         self.0.locks.tick(&open);
+    }
+
+    /// Takes a previous owner's NFSv4 state (before any call is served);
+    /// how many entries did not fit this server's bounds.
+    pub fn restore_nfs4(&self, record: &vnas_locks::nfs4::Record) -> usize {
+        crate::nfs4::journal::restore(&self.0, record)
+    }
+
+    /// The NFSv4 state whole, sessions and slots included: for a hand-off,
+    /// once the server has stopped and drained (no call runs).
+    pub fn nfs4_handoff(&self) -> vnas_locks::nfs4::Record {
+        crate::nfs4::journal::snapshot(&self.0, true)
     }
 
     /// Releases everything lock client `caller` holds or waits for (an

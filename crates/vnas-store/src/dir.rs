@@ -29,6 +29,8 @@ pub struct DirStore {
 const HISTORY_MAX: usize = 1000;
 /// A vserver's lock records: appended, the newest last.
 const LOCK_LOG: &str = "locks.log";
+/// The vserver's NFSv4 state, logged as its lock table is.
+const NFS4_LOG: &str = "nfs4.log";
 /// Past this size the log is rewritten with its newest record alone.
 const LOCK_LOG_MAX: u64 = 4 << 20;
 
@@ -57,6 +59,77 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 impl DirStore {
+    /// The newest record of one of a vserver's logs (its lock table,
+    /// its NFSv4 state).
+    fn read_log(&self, name: &str, log: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_name(name)?;
+        if self.record(name)?.is_none() {
+            return Err(StoreError::VserverNotFound(name.to_string()));
+        }
+        let path = self.vserver_dir(name).join(log);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable("cannot read", &path, e)),
+        };
+        // The newest whole record: the last line that parses. A line cut
+        // short by a crash was never acknowledged (its sync never returned),
+        // and the next record starts on a line of its own.
+        let newest = bytes.split(|b| *b == b'\n').rev().filter(|line| !line.is_empty()).find_map(|line| {
+            serde_json::from_slice::<Stored<serde_json::Value>>(line).ok().filter(|s| s.format == FORMAT)
+        });
+        match newest {
+            Some(stored) => Ok(Some(stored.data)),
+            None if bytes.iter().all(|b| *b == b'\n') => Ok(None),
+            None => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: "no whole record in it".into(),
+            }),
+        }
+    }
+
+    fn append_log(
+        &self,
+        name: &str,
+        log: &str,
+        epoch: u64,
+        data: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        check_name(name)?;
+        let _lock = self.lock_vserver(name)?;
+        let dir = self.vserver_dir(name);
+        let ownership =
+            self.read::<Ownership>(&dir.join("ownership.json"))?.unwrap_or_else(Ownership::unowned);
+        if ownership.epoch != epoch {
+            return Err(StoreError::StaleEpoch {
+                name: name.to_string(),
+                expected: epoch,
+                actual: ownership.epoch,
+            });
+        }
+        // One line, on a line of its own (after a record a crash cut short).
+        let mut line = b"\n".to_vec();
+        serde_json::to_writer(&mut line, &Stored { format: FORMAT, data }).expect("records serialize");
+        line.push(b'\n');
+        let path = dir.join(log);
+        let size = fs::metadata(&path).map(|m| m.len()).ok();
+        match size {
+            // Appended and synced: one fdatasync, a third of a rewrite's
+            // cost (a new file, its sync, a rename, the directory's sync).
+            Some(size) if size + line.len() as u64 <= LOCK_LOG_MAX => {
+                let append = || -> std::io::Result<()> {
+                    let mut file = OpenOptions::new().append(true).open(&path)?;
+                    file.write_all(&line)?;
+                    file.sync_data()
+                };
+                append().map_err(|e| unavailable("cannot append to", &path, e))
+            }
+            // The first record, or a log grown long: rewritten with the
+            // newest alone.
+            _ => self.write_bytes(&path, &line),
+        }
+    }
+
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, StoreError> {
         let root = root.into();
@@ -338,66 +411,19 @@ impl Store for DirStore {
     }
 
     fn locks(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        check_name(name)?;
-        if self.record(name)?.is_none() {
-            return Err(StoreError::VserverNotFound(name.to_string()));
-        }
-        let path = self.vserver_dir(name).join(LOCK_LOG);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable("cannot read", &path, e)),
-        };
-        // The newest whole record: the last line that parses. A line cut
-        // short by a crash was never acknowledged (its sync never returned),
-        // and the next record starts on a line of its own.
-        let newest = bytes.split(|b| *b == b'\n').rev().filter(|line| !line.is_empty()).find_map(|line| {
-            serde_json::from_slice::<Stored<serde_json::Value>>(line).ok().filter(|s| s.format == FORMAT)
-        });
-        match newest {
-            Some(stored) => Ok(Some(stored.data)),
-            None if bytes.iter().all(|b| *b == b'\n') => Ok(None),
-            None => Err(StoreError::Corrupt {
-                path: path.display().to_string(),
-                reason: "no whole lock record in it".into(),
-            }),
-        }
+        self.read_log(name, LOCK_LOG)
     }
 
     fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError> {
-        check_name(name)?;
-        let _lock = self.lock_vserver(name)?;
-        let dir = self.vserver_dir(name);
-        let ownership =
-            self.read::<Ownership>(&dir.join("ownership.json"))?.unwrap_or_else(Ownership::unowned);
-        if ownership.epoch != epoch {
-            return Err(StoreError::StaleEpoch {
-                name: name.to_string(),
-                expected: epoch,
-                actual: ownership.epoch,
-            });
-        }
-        // One line, on a line of its own (after a record a crash cut short).
-        let mut line = b"\n".to_vec();
-        serde_json::to_writer(&mut line, &Stored { format: FORMAT, data: locks }).expect("records serialize");
-        line.push(b'\n');
-        let path = dir.join(LOCK_LOG);
-        let size = fs::metadata(&path).map(|m| m.len()).ok();
-        match size {
-            // Appended and synced: one fdatasync, a third of a rewrite's
-            // cost (a new file, its sync, a rename, the directory's sync).
-            Some(size) if size + line.len() as u64 <= LOCK_LOG_MAX => {
-                let append = || -> std::io::Result<()> {
-                    let mut file = OpenOptions::new().append(true).open(&path)?;
-                    file.write_all(&line)?;
-                    file.sync_data()
-                };
-                append().map_err(|e| unavailable("cannot append to", &path, e))
-            }
-            // The first record, or a log grown long: rewritten with the
-            // newest alone.
-            _ => self.write_bytes(&path, &line),
-        }
+        self.append_log(name, LOCK_LOG, epoch, locks)
+    }
+
+    fn nfs4_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.read_log(name, NFS4_LOG)
+    }
+
+    fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError> {
+        self.append_log(name, NFS4_LOG, epoch, state)
     }
 
     fn generation(&self) -> Result<u64, StoreError> {

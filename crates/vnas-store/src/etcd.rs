@@ -530,6 +530,7 @@ impl Store for EtcdStore {
         )];
         ops.push(TxnOp::delete(self.key(&format!("history/{name}")), None));
         ops.push(TxnOp::delete(self.key(&format!("locks/{name}")), None));
+        ops.push(TxnOp::delete(self.key(&format!("nfs4/{name}")), None));
         for address in &config.addresses {
             ops.extend(self.address_deletes(address));
         }
@@ -587,6 +588,21 @@ impl Store for EtcdStore {
         // Outside vservers/, which nodes watch: a lock is not a change of
         // the vserver's record.
         let put = TxnOp::put(self.key(&format!("locks/{name}")), encode(locks), None);
+        self.under_epoch(name, epoch, |_| true, vec![put])
+    }
+
+    fn nfs4_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_name(name)?;
+        self.config(name)?;
+        let key = self.key(&format!("nfs4/{name}"));
+        match self.read(&key)?.value {
+            Some(value) => decode(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError> {
+        let put = TxnOp::put(self.key(&format!("nfs4/{name}")), encode(state), None);
         self.under_epoch(name, epoch, |_| true, vec![put])
     }
 

@@ -78,6 +78,11 @@ pub trait Store: Send + Sync {
     /// not count as a change of the vserver's record (no generation bump,
     /// no watch event).
     fn put_locks(&self, name: &str, epoch: u64, locks: &serde_json::Value) -> Result<(), StoreError>;
+    /// A vserver's NFSv4 state (client IDs, sessions, opens, lock
+    /// stateids), as its owner last recorded it.
+    fn nfs4_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// Records a vserver's NFSv4 state, as `put_locks` its lock table.
+    fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError>;
     /// Changes whenever a vserver record changes, so a reader can skip
     /// reading them all when nothing did.
     fn generation(&self) -> Result<u64, StoreError>;

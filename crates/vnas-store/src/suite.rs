@@ -164,12 +164,20 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
     let locks = serde_json::json!({"files": {"00ff": {"locks": []}}, "nsm_state": 1});
     assert!(matches!(store.put_locks("a", 2, &locks), Err(StoreError::StaleEpoch { .. })));
     store.put_locks("a", 3, &locks).unwrap();
-    assert_eq!(store.locks("a").unwrap(), Some(locks));
+    assert_eq!(store.locks("a").unwrap(), Some(locks.clone()));
     assert!(matches!(store.locks("zz"), Err(StoreError::VserverNotFound(_))));
     assert!(matches!(store.put_locks("zz", 3, &serde_json::json!({})), Err(StoreError::VserverNotFound(_))));
+    // NFSv4 state: the same, apart from the lock table.
+    assert_eq!(store.nfs4_state("a").unwrap(), None);
+    let v4 = serde_json::json!({"clients": [], "handoff": true});
+    assert!(matches!(store.put_nfs4_state("a", 2, &v4), Err(StoreError::StaleEpoch { .. })));
+    store.put_nfs4_state("a", 3, &v4).unwrap();
+    assert_eq!(store.nfs4_state("a").unwrap(), Some(v4));
+    assert_eq!(store.locks("a").unwrap(), Some(locks), "apart");
     store.delete_vserver("a").unwrap();
     store.create_vserver(&config("a", "127.0.0.10")).unwrap();
     assert_eq!(store.locks("a").unwrap(), None, "a new vserver of the same name starts with none");
+    assert_eq!(store.nfs4_state("a").unwrap(), None);
 }
 
 fn bad_names_are_refused(store: &impl Store) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vnas_locks::nfs4::{Record as V4Record, Restore};
 use vnas_nfs::locks::{LockManager, LockTable};
 use vnas_nfs::{Connections, Gate, GateState, Server, ServerConfig};
 use vnas_store::VserverConfig;
@@ -52,6 +53,24 @@ pub struct Params {
 pub trait LockRecords: Send + Sync {
     fn load(&self, vserver: &str) -> Result<Option<LockTable>, String>;
     fn record(&self, vserver: &str, epoch: u64, table: &LockTable) -> Result<(), String>;
+    /// The vserver's NFSv4 state, as locks: `Err` if the store cannot be
+    /// read, `Ok(Err)` if what it holds cannot be understood.
+    fn load_nfs4(&self, vserver: &str) -> Result<Result<Option<V4Record>, String>, String>;
+    fn record_nfs4(&self, vserver: &str, epoch: u64, record: &V4Record) -> Result<(), String>;
+}
+
+/// The server's NFSv4 journal: the vserver's records under its current
+/// epoch.
+struct V4Journal {
+    records: Arc<dyn LockRecords>,
+    vserver: String,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl vnas_nfs::nfs4::journal::V4Journal for V4Journal {
+    fn record(&self, record: &V4Record) -> Result<(), String> {
+        self.records.record_nfs4(&self.vserver, self.epoch.load(Ordering::SeqCst), record)
+    }
 }
 
 /// The server's journal: the vserver's records under its current epoch.
@@ -184,6 +203,13 @@ impl Running {
                 vserver: config.name.clone(),
                 epoch: journal_epoch.clone(),
             }));
+            if params.nfs4 {
+                server_config.nfs4_journal = Some(Arc::new(V4Journal {
+                    records: records.clone(),
+                    vserver: config.name.clone(),
+                    epoch: journal_epoch.clone(),
+                }));
+            }
         }
         let calling = attachment.clone();
         server_config.connector = Some(Arc::new(move |to| calling.client_socket(to)));
@@ -503,8 +529,8 @@ impl Running {
         if let Some(records) = &self.params.locks {
             // A store call may block on a runtime of its own (etcd): on a
             // thread of its own, wherever this is called from.
-            let (records, name) = (records.clone(), self.config.name.clone());
-            let table = std::thread::spawn(move || records.load(&name))
+            let (reading, name) = (records.clone(), self.config.name.clone());
+            let table = std::thread::spawn(move || reading.load(&name))
                 .join()
                 .map_err(|_| "reading the lock table panicked".to_string())?
                 .map_err(|e| format!("cannot read the vserver's lock table: {e}"))?;
@@ -522,6 +548,13 @@ impl Running {
             } else {
                 self.restored = Some("no locks recorded; no grace period".to_string());
             }
+            if self.params.nfs4 {
+                let v4 = self.restore_nfs4(records.clone())?;
+                if let Some(said) = &mut self.restored {
+                    said.push_str("; ");
+                    said.push_str(&v4);
+                }
+            }
         }
         self.journal_epoch.store(epoch, Ordering::SeqCst);
         self.listen()?;
@@ -537,6 +570,45 @@ impl Running {
             )));
         }
         Ok(())
+    }
+
+    /// The NFSv4 state as the previous owner last recorded it: whole
+    /// after a hand-off (its sessions go on), as journaled after a
+    /// failover (client IDs, opens and locks go on; sessions are made
+    /// anew). What became of it, for the history.
+    fn restore_nfs4(&mut self, records: Arc<dyn LockRecords>) -> Result<String, String> {
+        let name = self.config.name.clone();
+        let read = std::thread::spawn(move || records.load_nfs4(&name))
+            .join()
+            .map_err(|_| "reading the NFSv4 state panicked".to_string())?
+            .map_err(|e| format!("cannot read the vserver's NFSv4 state: {e}"))?;
+        let handoff = matches!(&read, Ok(Some(r)) if r.handoff);
+        match vnas_locks::nfs4::restore(read, &[]) {
+            Restore::Serve(record) => {
+                let skipped = self.control.restore_nfs4(&record);
+                let (clients, sessions, opens, locks) = (
+                    record.clients41.len() + record.clients40.len(),
+                    record.sessions.len(),
+                    record.opens.len(),
+                    record.locks.len(),
+                );
+                tracing::info!(
+                    vserver = %self.config.name,
+                    handoff, clients, sessions, opens, lock_states = locks, skipped,
+                    "NFSv4 state restored"
+                );
+                if clients == 0 {
+                    return Ok("no NFSv4 clients recorded".to_string());
+                }
+                let kind =
+                    if handoff { "handed over" } else { "restored from the journal (sessions made anew)" };
+                Ok(format!("NFSv4: {clients} clients, {sessions} sessions, {opens} opens, {locks} lock states {kind}; no grace period"))
+            }
+            Restore::Grace { reclaimers } => {
+                tracing::warn!(vserver = %self.config.name, reclaimers = reclaimers.len(), "NFSv4 state unreadable: its clients lose their opens and locks");
+                Ok("NFSv4 state unreadable: not restored".to_string())
+            }
+        }
     }
 
     /// Stops accepting, drains, closes connections and releases the
@@ -576,6 +648,22 @@ impl Running {
             let _ = server.await;
         }
         let drained = started.elapsed();
+        // No call runs now: the NFSv4 state whole, slots and their replies
+        // included, for the next owner to go on with (refused by the store
+        // if another node owns the vserver already).
+        if let (true, Some(records)) = (self.params.nfs4, &self.params.locks) {
+            let (records, name, epoch) =
+                (records.clone(), self.config.name.clone(), self.journal_epoch.load(Ordering::SeqCst));
+            let record = self.control.nfs4_handoff();
+            let wrote = tokio::task::spawn_blocking(move || records.record_nfs4(&name, epoch, &record)).await;
+            match wrote {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(vserver = %self.config.name, %error, "NFSv4 state not handed over; the next owner goes on from its journal")
+                }
+                Err(_) => tracing::warn!(vserver = %self.config.name, "writing the NFSv4 hand-off panicked"),
+            }
+        }
         // Nothing of the server may hold the volumes' files any more (its
         // exports' open directories): a unit must unmount at once.
         drop(self.control);

@@ -21,6 +21,7 @@ macro_rules! tryop {
 
 pub mod attrs;
 mod change;
+pub mod journal;
 pub mod lock;
 mod ops;
 mod ops41;

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::*;
+use vnas_locks::nfs4 as record;
 
 /// Client IDs at once (4.0 and 4.1 together count apart).
 pub const CLIENTS_MAX: usize = 4096;
@@ -74,6 +75,9 @@ pub enum Sequenced {
 
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// Counts changes a journal record carries (client IDs confirmed or
+    /// gone, sessions made or destroyed; not slots).
+    changes: std::sync::atomic::AtomicU64,
     lease: Duration,
     /// Part of every client ID and session ID: this instance's, so IDs of
     /// an earlier one are stale, not mistaken.
@@ -118,7 +122,12 @@ impl Default for Sessions {
 
 impl Sessions {
     pub fn new(lease: Duration) -> Sessions {
-        Sessions { inner: Mutex::default(), lease, boot: u32::from_ne_bytes(random()) }
+        Sessions {
+            inner: Mutex::default(),
+            changes: Default::default(),
+            lease,
+            boot: u32::from_ne_bytes(random()),
+        }
     }
 
     pub fn lease(&self) -> Duration {
@@ -225,6 +234,7 @@ impl Sessions {
                 Self::drop_client(&mut inner, id);
             }
         }
+        self.changed();
         Ok(body)
     }
 
@@ -240,7 +250,11 @@ impl Sessions {
     pub fn lapsed(&self, now: Instant) -> Vec<u64> {
         let mut inner = self.lock();
         self.expire(&mut inner, now);
-        std::mem::take(&mut inner.dropped)
+        let dropped = std::mem::take(&mut inner.dropped);
+        if !dropped.is_empty() {
+            self.changed();
+        }
+        dropped
     }
 
     fn expire(&self, inner: &mut Inner, now: Instant) {
@@ -326,6 +340,7 @@ impl Sessions {
         let mut inner = self.lock();
         let found = inner.sessions.contains_key(id);
         inner.remove_sessions(|sid, _| sid == id);
+        self.changed();
         found
     }
 
@@ -344,7 +359,113 @@ impl Sessions {
             return Err(NFS4ERR_CLIENTID_BUSY);
         }
         inner.clients.remove(&clientid);
+        self.changed();
         Ok(())
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many recordable changes so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Client IDs, and with `slots` (a hand-off: no call runs) the
+    /// sessions with their slots, as data.
+    pub fn export(&self, slots: bool) -> (Vec<record::Client41>, Vec<record::Session>) {
+        let inner = self.lock();
+        let clients = inner
+            .clients
+            .iter()
+            .map(|(id, c)| record::Client41 {
+                id: *id,
+                owner: c.owner.clone(),
+                verifier: c.verifier.to_vec(),
+                confirmed: c.confirmed,
+                create_seq: c.create_seq,
+                last_create: c.last_create.clone().map(|(seq, body)| (seq, record::Hex(body))),
+            })
+            .collect();
+        if !slots {
+            return (clients, Vec::new());
+        }
+        let sessions = inner
+            .sessions
+            .iter()
+            .map(|(id, s)| record::Session {
+                id: id.to_vec(),
+                clientid: s.clientid,
+                max_request: s.fore.max_request,
+                max_response: s.fore.max_response,
+                max_response_cached: s.fore.max_response_cached,
+                max_operations: s.fore.max_operations,
+                slots: s
+                    .slots
+                    .iter()
+                    .map(|slot| record::Slot {
+                        seqid: slot.seqid,
+                        reply: slot.reply.clone().map(record::Hex),
+                    })
+                    .collect(),
+            })
+            .collect();
+        (clients, sessions)
+    }
+
+    /// Takes a previous owner's client IDs and sessions (replacing what
+    /// is here, before any call is served); every lease starts at `now`.
+    /// Entries that break this server's bounds are left out, counted.
+    pub fn import(&self, clients: &[record::Client41], sessions: &[record::Session], now: Instant) -> usize {
+        let mut inner = self.lock();
+        *inner = Inner::default();
+        let mut skipped = 0;
+        for c in clients.iter().take(CLIENTS_MAX) {
+            let Ok(verifier) = c.verifier.as_slice().try_into() else {
+                skipped += 1;
+                continue;
+            };
+            inner.clients.insert(
+                c.id,
+                Client {
+                    owner: c.owner.clone(),
+                    verifier,
+                    confirmed: c.confirmed,
+                    create_seq: c.create_seq,
+                    last_create: c.last_create.clone().map(|(seq, body)| (seq, body.0)),
+                    renewed: now,
+                },
+            );
+        }
+        skipped += clients.len().saturating_sub(CLIENTS_MAX);
+        for s in sessions {
+            let (Ok(id), true) = (
+                <SessionId>::try_from(s.id.as_slice()),
+                inner.clients.contains_key(&s.clientid)
+                    && !s.slots.is_empty()
+                    && s.slots.len() <= SLOTS_MAX as usize,
+            ) else {
+                skipped += 1;
+                continue;
+            };
+            let fore = Channel {
+                max_request: s.max_request.min(crate::limits::RECORD_MAX as u32),
+                max_response: s.max_response.min(crate::limits::RECORD_MAX as u32),
+                max_response_cached: s.max_response_cached.min(CACHED_REPLY_MAX),
+                max_operations: s.max_operations.clamp(2, SESSION_OPS_MAX),
+                max_requests: s.slots.len() as u32,
+            };
+            let mut slots = Vec::with_capacity(s.slots.len());
+            for slot in &s.slots {
+                let room = CACHED_TOTAL_MAX.saturating_sub(inner.cached);
+                let reply = slot.reply.clone().map(|r| r.0).filter(|r| r.len() <= room);
+                inner.cached += reply.as_ref().map_or(0, Vec::len);
+                slots.push(Slot { seqid: slot.seqid, reply, busy: false });
+            }
+            inner.sessions.insert(id, Session { clientid: s.clientid, fore, slots });
+        }
+        skipped
     }
 
     pub fn has_session(&self, id: &SessionId) -> bool {
@@ -430,6 +551,44 @@ mod tests {
         assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX - 64 * reply.len());
         assert_eq!(s.lapsed(now + Duration::from_secs(1000)).len(), 32);
         assert_eq!(s.cached_bytes(), 0);
+    }
+
+    #[test]
+    fn sessions_handed_over_go_on_where_they_were() {
+        let s = Sessions::default();
+        let now = Instant::now();
+        let sid = session(&s, now);
+        assert!(matches!(s.sequence(&sid, 1, 2, 1, now).0, Sequenced::New { .. }));
+        s.finish(&sid, 2, Some(b"created"));
+        let before = s.changes();
+        let (clients, sessions) = s.export(true);
+        let next = Sessions::default();
+        assert_eq!(next.import(&clients, &sessions, now), 0);
+        assert_eq!(next.counts(), (1, 1));
+        assert_eq!(
+            next.sequence(&sid, 1, 2, 1, now).0,
+            Sequenced::Replay(b"created".to_vec()),
+            "its cached reply"
+        );
+        assert_eq!(next.sequence(&sid, 2, 2, 1, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(next.sequence(&sid, 1, 0, 1, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(next.cached_bytes(), 0, "the replies taken in were let go with their slots");
+        assert_eq!(s.changes(), before, "slots are not journal changes");
+        // A journal record has no sessions: the client makes a new one
+        // under the same ID, with the sequence id CREATE_SESSION expects.
+        let (clients, sessions) = s.export(false);
+        assert!(sessions.is_empty());
+        let after = Sessions::default();
+        after.import(&clients, &sessions, now);
+        assert_eq!(after.sequence(&sid, 2, 2, 1, now).0, Sequenced::Refused(NFS4ERR_BADSESSION));
+        let id = clients[0].id;
+        assert!(after.create_session(id, 2, channel(), now, |sid, _| sid.to_vec()).is_ok());
+        assert!(after.changes() > 0, "a session made is a journal change");
+        // Garbage in a record is left out, not taken.
+        let mut bad = s.export(true);
+        bad.1[0].slots.clear();
+        bad.0[0].verifier = vec![1];
+        assert_eq!(Sessions::default().import(&bad.0, &bad.1, now), 2);
     }
 
     #[test]

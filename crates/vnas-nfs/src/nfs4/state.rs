@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use vnas_locks::nfs4 as record;
+
 /// Clients with a record at once; past it, NFS4ERR_RESOURCE.
 pub const CLIENTS_MAX: usize = 4096;
 /// Open states at once over all clients (and lock states, apart).
@@ -147,6 +149,8 @@ pub struct V4State {
     clients: Mutex<HashMap<u64, ClientRecord>>,
     opens: Mutex<Opens>,
     next: std::sync::atomic::AtomicU64,
+    /// Counts changes a journal record carries.
+    changes: std::sync::atomic::AtomicU64,
     /// Makes client ids and state ids of this server instance unlike any
     /// other's.
     boot: u32,
@@ -178,6 +182,7 @@ impl V4State {
             clientid,
             ClientRecord { id: id.to_vec(), verifier, confirm, confirmed: false, renewed: Instant::now() },
         );
+        self.changed();
         Some((clientid, confirm))
     }
 
@@ -187,6 +192,7 @@ impl V4State {
         match clients.get_mut(&clientid) {
             Some(c) if c.confirm == confirm => {
                 c.confirmed = true;
+                self.changed();
                 true
             }
             _ => false,
@@ -226,6 +232,9 @@ impl V4State {
         for id in &gone {
             self.release_client(*id);
         }
+        if !gone.is_empty() {
+            self.changed();
+        }
         gone
     }
 
@@ -253,7 +262,9 @@ impl V4State {
             o.access |= access;
             o.deny |= deny;
             o.seqid = o.seqid.wrapping_add(1).max(1);
-            return Ok((o.seqid, other));
+            let seqid = o.seqid;
+            self.changed();
+            return Ok((seqid, other));
         }
         let at_bound = opens.per_client.get(&clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
         if opens.by_other.len() >= OPENS_MAX || at_bound {
@@ -265,6 +276,7 @@ impl V4State {
         other[4] &= 0x7f; // apart from lock stateids
         opens
             .insert(other, Open { clientid, owner: owner.to_vec(), fh: fh.to_vec(), access, deny, seqid: 1 });
+        self.changed();
         Ok((1, other))
     }
 
@@ -311,6 +323,7 @@ impl V4State {
             }
         }
         owners.insert(key, OwnerSeq { seqid, reply, other });
+        self.changed();
     }
 
     /// Whether any NFSv4 open of `fh` denies `access` or has the file open
@@ -368,6 +381,7 @@ impl V4State {
         }
         drop(opens);
         self.locks.lock().expect("not poisoned").retain(|l| l.clientid != clientid);
+        self.changed();
     }
 
     /// The lock stateid of an owner on a file, made on its first lock; its
@@ -378,7 +392,9 @@ impl V4State {
         if let Some(other) = locks.by_key.get(&key).copied() {
             let l = locks.by_other.get_mut(&other).expect("indexed");
             l.seqid = l.seqid.wrapping_add(1).max(1);
-            return Some((l.seqid, other));
+            let seqid = l.seqid;
+            self.changed();
+            return Some((seqid, other));
         }
         let at_bound = locks.per_client.get(&clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
         if locks.by_other.len() >= OPENS_MAX || at_bound {
@@ -393,6 +409,7 @@ impl V4State {
         locks
             .by_other
             .insert(other, LockState { clientid, owner: owner.to_vec(), fh: fh.to_vec(), seqid: 1 });
+        self.changed();
         Some((1, other))
     }
 
@@ -404,14 +421,17 @@ impl V4State {
 
     pub fn bump_lock(&self, other: &[u8; 12]) -> u32 {
         let mut locks = self.locks.lock().expect("not poisoned");
-        locks.by_other.get_mut(other).map_or(0, |l| {
+        let seqid = locks.by_other.get_mut(other).map_or(0, |l| {
             l.seqid = l.seqid.wrapping_add(1).max(1);
             l.seqid
-        })
+        });
+        self.changed();
+        seqid
     }
 
     pub fn forget_lock_owner(&self, clientid: u64, owner: &[u8]) {
         self.locks.lock().expect("not poisoned").retain(|l| l.clientid != clientid || l.owner != owner);
+        self.changed();
     }
 
     /// OPEN_DOWNGRADE: the open keeps only `access` (a subset of its own).
@@ -422,6 +442,7 @@ impl V4State {
                 o.access = access;
                 o.deny = deny;
                 o.seqid = o.seqid.wrapping_add(1).max(1);
+                self.changed();
                 Some(o.seqid)
             }
             _ => None,
@@ -430,7 +451,182 @@ impl V4State {
 
     /// CLOSE: the open state goes; its last seqid.
     pub fn close(&self, other: &[u8; 12]) -> Option<u32> {
-        self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid.wrapping_add(1))
+        let closed = self.opens.lock().expect("not poisoned").remove(other).map(|o| o.seqid.wrapping_add(1));
+        self.changed();
+        closed
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many recordable changes so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// NFSv4.0 clients, open and lock states and open-owner sequence ids
+    /// as data, into `to`.
+    pub fn export(&self, to: &mut record::Record) {
+        let hex = |b: &[u8]| record::Hex(b.to_vec());
+        // In the order calls take them: owners, then opens, then locks.
+        to.owners40 = self
+            .owners
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|((clientid, owner), o)| record::OwnerSeq {
+                clientid: *clientid,
+                owner: owner.clone(),
+                seqid: o.seqid,
+                status: o.reply.0,
+                body: o.reply.1.clone(),
+                fh: o.reply.2.as_deref().map(hex),
+                other: o.other.as_ref().map(|b| hex(b)),
+            })
+            .collect();
+        to.clients40 = self
+            .clients
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, c)| record::Client40 {
+                id: *id,
+                name: c.id.clone(),
+                verifier: c.verifier.to_vec(),
+                confirm: c.confirm.to_vec(),
+                confirmed: c.confirmed,
+            })
+            .collect();
+        to.opens = self
+            .opens
+            .lock()
+            .expect("not poisoned")
+            .by_other
+            .iter()
+            .map(|(other, o)| record::State {
+                other: other.to_vec(),
+                clientid: o.clientid,
+                owner: o.owner.clone(),
+                fh: o.fh.clone(),
+                seqid: o.seqid,
+                access: o.access,
+                deny: o.deny,
+            })
+            .collect();
+        to.locks = self
+            .locks
+            .lock()
+            .expect("not poisoned")
+            .by_other
+            .iter()
+            .map(|(other, l)| record::State {
+                other: other.to_vec(),
+                clientid: l.clientid,
+                owner: l.owner.clone(),
+                fh: l.fh.clone(),
+                seqid: l.seqid,
+                access: 0,
+                deny: 0,
+            })
+            .collect();
+    }
+
+    /// Takes a previous owner's NFSv4.0 clients and states (replacing
+    /// what is here, before any call is served); leases start at `now`.
+    /// Entries that do not fit this server's bounds are left out, counted.
+    pub fn import(&self, from: &record::Record, now: Instant) -> usize {
+        let mut skipped = 0;
+        let array = |b: &[u8]| <[u8; 12]>::try_from(b).ok();
+        {
+            let mut clients = self.clients.lock().expect("not poisoned");
+            clients.clear();
+            for c in from.clients40.iter().take(CLIENTS_MAX) {
+                let (Ok(verifier), Ok(confirm)) =
+                    (c.verifier.as_slice().try_into(), c.confirm.as_slice().try_into())
+                else {
+                    skipped += 1;
+                    continue;
+                };
+                clients.insert(
+                    c.id,
+                    ClientRecord {
+                        id: c.name.clone(),
+                        verifier,
+                        confirm,
+                        confirmed: c.confirmed,
+                        renewed: now,
+                    },
+                );
+            }
+        }
+        {
+            let mut opens = self.opens.lock().expect("not poisoned");
+            *opens = Opens::default();
+            for o in &from.opens {
+                let at_bound = opens.per_client.get(&o.clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
+                match array(&o.other) {
+                    Some(other) if opens.by_other.len() < OPENS_MAX && !at_bound => opens.insert(
+                        other,
+                        Open {
+                            clientid: o.clientid,
+                            owner: o.owner.clone(),
+                            fh: o.fh.clone(),
+                            access: o.access,
+                            deny: o.deny,
+                            seqid: o.seqid,
+                        },
+                    ),
+                    _ => skipped += 1,
+                }
+            }
+        }
+        {
+            let mut locks = self.locks.lock().expect("not poisoned");
+            *locks = LockStates::default();
+            for l in &from.locks {
+                let at_bound = locks.per_client.get(&l.clientid).is_some_and(|n| *n >= OPENS_PER_CLIENT);
+                match array(&l.other) {
+                    Some(other) if locks.by_other.len() < OPENS_MAX && !at_bound => {
+                        locks.by_key.insert((l.clientid, l.owner.clone(), l.fh.clone()), other);
+                        *locks.per_client.entry(l.clientid).or_default() += 1;
+                        locks.by_other.insert(
+                            other,
+                            LockState {
+                                clientid: l.clientid,
+                                owner: l.owner.clone(),
+                                fh: l.fh.clone(),
+                                seqid: l.seqid,
+                            },
+                        );
+                    }
+                    _ => skipped += 1,
+                }
+            }
+        }
+        let mut owners = self.owners.lock().expect("not poisoned");
+        owners.clear();
+        for o in from.owners40.iter().take(OWNERS_MAX) {
+            let other = match &o.other {
+                Some(b) => match array(&b.0) {
+                    Some(a) => Some(a),
+                    None => {
+                        skipped += 1;
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            owners.insert(
+                (o.clientid, o.owner.clone()),
+                OwnerSeq {
+                    seqid: o.seqid,
+                    reply: (o.status, o.body.clone(), o.fh.clone().map(|f| f.0)),
+                    other,
+                },
+            );
+        }
+        skipped
     }
 }
 
@@ -458,6 +654,34 @@ mod tests {
         v4.close(&a);
         assert!(v4.open(3, b"carol", b"f", 1, 1).is_ok());
         assert!(v4.open(3, b"carol", b"g", 1, 1).is_ok(), "another file");
+    }
+
+    #[test]
+    fn states_recorded_are_the_states_restored() {
+        let v4 = V4State::new();
+        let (id, confirm) = v4.set_client(b"c40", [1; 8]).unwrap();
+        assert!(v4.confirm(id, confirm));
+        let (_, open) = v4.open(id, b"o", b"f", 3, 2).unwrap();
+        let (_, lock) = v4.lock_state(id, b"l", b"f").unwrap();
+        v4.seq_done((id, b"o".to_vec()), 4, (0, b"opened".to_vec(), Some(b"f".to_vec())), Some(open));
+        let mut record = vnas_locks::nfs4::Record::default();
+        v4.export(&mut record);
+        let next = V4State::new();
+        assert_eq!(next.import(&record, Instant::now()), 0);
+        assert!(next.known(id) && next.known_state(&open) && next.known_state(&lock));
+        assert_eq!(next.access(&open, b"f"), Some(3));
+        assert_eq!(next.open(9, b"x", b"f", 2, 0), Err(Refused::ShareDenied), "its deny moved too");
+        assert_eq!(next.lock_owner(&lock), Some((id, b"l".to_vec(), b"f".to_vec())));
+        assert_eq!(
+            next.lock_state(id, b"l", b"f").map(|(_, other)| other),
+            Some(lock),
+            "the same lock stateid"
+        );
+        let key = (id, b"o".to_vec());
+        assert_eq!(next.seq_check(&key, 4), Seq::Replay(0, b"opened".to_vec(), Some(b"f".to_vec())));
+        let mut again = vnas_locks::nfs4::Record::default();
+        next.export(&mut again);
+        assert_eq!((again.clients40, again.opens), (record.clients40, record.opens));
     }
 
     #[test]

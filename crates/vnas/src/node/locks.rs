@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use vnas_locks::nfs4::Record as V4Record;
 use vnas_nfs::locks::LockTable;
 use vnas_store::Store;
 
@@ -19,5 +20,21 @@ impl vnas_vserver::LockRecords for StoreLocks {
     fn record(&self, vserver: &str, epoch: u64, table: &LockTable) -> Result<(), String> {
         let value = serde_json::to_value(table).map_err(|e| e.to_string())?;
         self.0.put_locks(vserver, epoch, &value).map_err(|e| e.to_string())
+    }
+
+    fn load_nfs4(&self, vserver: &str) -> Result<Result<Option<V4Record>, String>, String> {
+        Ok(match self.0.nfs4_state(vserver) {
+            Ok(None) => Ok(None),
+            Ok(Some(value)) => {
+                serde_json::from_value(value).map(Some).map_err(|e| format!("unreadable: {e}"))
+            }
+            Err(vnas_store::StoreError::Corrupt { path, reason }) => Err(format!("{path}: {reason}")),
+            Err(error) => return Err(error.to_string()),
+        })
+    }
+
+    fn record_nfs4(&self, vserver: &str, epoch: u64, record: &V4Record) -> Result<(), String> {
+        let value = serde_json::to_value(record).map_err(|e| e.to_string())?;
+        self.0.put_nfs4_state(vserver, epoch, &value).map_err(|e| e.to_string())
     }
 }

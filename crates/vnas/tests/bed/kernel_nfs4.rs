@@ -15,7 +15,7 @@ use crate::kernel_locks::Guest;
 use crate::support::*;
 
 /// `sh CMD` in the guest: its output lines and exit status.
-fn sh(guest: &mut Guest, command: &str) -> (Vec<String>, String) {
+pub(crate) fn sh(guest: &mut Guest, command: &str) -> (Vec<String>, String) {
     guest.send(&format!("sh {command}"));
     let mut lines = Vec::new();
     loop {
@@ -27,7 +27,7 @@ fn sh(guest: &mut Guest, command: &str) -> (Vec<String>, String) {
     }
 }
 
-fn sh_ok(guest: &mut Guest, command: &str) -> Vec<String> {
+pub(crate) fn sh_ok(guest: &mut Guest, command: &str) -> Vec<String> {
     let (lines, status) = sh(guest, command);
     assert_eq!(status, "0", "{command}: {lines:?}");
     lines

@@ -10,6 +10,7 @@
 mod kernel_client;
 mod kernel_locks;
 mod kernel_nfs4;
+mod kernel_nfs4_moves;
 mod modify;
 #[allow(dead_code)]
 #[path = "../it/support.rs"]

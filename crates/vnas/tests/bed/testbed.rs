@@ -99,8 +99,23 @@ impl Bed {
         self.node_on(name, &self.store(), fault)
     }
 
+    /// A node that also serves NFSv4 (`--nfs4`).
+    pub fn node_nfs4(&self, name: &str) -> NodeProc {
+        self.node_with(name, &self.store(), None, &["--nfs4"])
+    }
+
     /// A node on the common volume `store`.
     pub fn node_on(&self, name: &str, store: &std::path::Path, fault: Option<&str>) -> NodeProc {
+        self.node_with(name, store, fault, &[])
+    }
+
+    fn node_with(
+        &self,
+        name: &str,
+        store: &std::path::Path,
+        fault: Option<&str>,
+        extra: &[&str],
+    ) -> NodeProc {
         let vnas = vnas_command();
         let mut command = self.command(name, vnas.get_program());
         command
@@ -111,6 +126,7 @@ impl Bed {
             .arg(self.cert())
             .arg("--tls-key")
             .arg(self.dir.path().join("key.pem"))
+            .args(extra)
             .env("VNAS_TOKEN_FILE", token_file())
             .env("VNAS_LOG", std::env::var("VNAS_LOG").unwrap_or_else(|_| "warn".into()))
             .stderr(Stdio::inherit());

@@ -120,9 +120,30 @@ mod v41 {
 
     impl Client {
         pub fn connect(port: u16) -> Client {
-            let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            Client::connect_to(("127.0.0.1", port))
+        }
+
+        pub fn connect_to(addr: impl std::net::ToSocketAddrs) -> Client {
+            let stream = TcpStream::connect(addr).unwrap();
             stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
             Client { stream, xid: 1, clientid: 0, session: [0; 16] }
+        }
+
+        /// A new connection, the same client ID and session (after the
+        /// server's address moved to another node).
+        pub fn reconnect(&mut self, addr: impl std::net::ToSocketAddrs) {
+            let started = std::time::Instant::now();
+            self.stream = loop {
+                match TcpStream::connect(&addr) {
+                    Ok(stream) => break stream,
+                    Err(e) if started.elapsed().as_secs() < 10 => {
+                        let _ = e;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("cannot reconnect: {e}"),
+                }
+            };
+            self.stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
         }
 
         /// One COMPOUND (minor version 1) of `ops` (already encoded, each
@@ -183,6 +204,12 @@ mod v41 {
             r.u32();
             self.clientid = r.u64();
             let seq = r.u32();
+            assert_eq!(self.create_session(seq), 0, "CREATE_SESSION");
+        }
+
+        /// CREATE_SESSION (4 slots) under this client ID, with sequence id
+        /// `seq`: its status; the session is this client's from now on.
+        pub fn create_session(&mut self, seq: u32) -> u32 {
             let mut op = W::default();
             op.u32(43).u64(self.clientid).u32(seq).u32(0);
             for _ in 0..2 {
@@ -191,12 +218,16 @@ mod v41 {
             op.u32(0x4000_0000).u32(1).u32(0);
             let res = self.compound(1, &op.0);
             let mut r = R(&res);
-            assert_eq!(r.u32(), 0, "CREATE_SESSION");
+            let status = r.u32();
+            if status != 0 {
+                return status;
+            }
             r.opaque();
             r.u32();
             r.u32();
             r.u32();
             self.session = r.raw(16).try_into().unwrap();
+            0
         }
 
         /// SEQUENCE, PUTFH `dir`, OPEN `name` (created if missing, UNCHECKED4)
@@ -237,6 +268,27 @@ mod v41 {
             op.u32(53).raw(&self.session).u32(seqid).u32(slot).u32(3).u32(1);
             op
         }
+    }
+
+    /// The bytes of the last operation's result after its status (the
+    /// operations before it: SEQUENCE, then ones without a result body).
+    pub fn last_body(res: &[u8]) -> Vec<u8> {
+        let mut r = R(res);
+        r.u32();
+        r.opaque();
+        let n = r.u32();
+        for i in 0..n {
+            r.u32();
+            let st = r.u32();
+            if i + 1 == n || st != 0 {
+                break;
+            }
+            // SEQUENCE's result; those between (PUTFH, LOOKUP) have none.
+            if i == 0 {
+                r.raw(16 + 20);
+            }
+        }
+        r.0.to_vec()
     }
 
     /// A COMPOUND4res: its status and each operation's (number, status),
@@ -531,4 +583,129 @@ fn nfsv40_retransmissions_of_an_open_owner_get_their_first_result() {
     assert_eq!(R(&closed).u32(), 0, "CLOSE");
     assert_eq!(close(&mut c, 9), closed, "a retransmitted CLOSE gets its first result");
     server.stop();
+}
+
+/// The root of export /data and the handle of `name` in it, as a session
+/// call in `slot` with `seqid`.
+fn root_and(c: &mut v41::Client, slot: u32, seqid: u32, name: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut ops = c.sequence(slot, seqid);
+    ops.u32(24).u32(15).opaque(b"data").u32(10);
+    let root = v41::R(&v41::last_body(&c.compound(4, &ops.0))).opaque();
+    let mut ops = c.sequence(slot, seqid + 1);
+    ops.u32(22).opaque(&root).u32(15).opaque(name).u32(10);
+    let file = v41::R(&v41::last_body(&c.compound(4, &ops.0))).opaque();
+    (root, file)
+}
+
+/// NFSv4.1 state moves with the vserver. A planned move hands it over
+/// whole: the client goes on in its session over a new connection, a
+/// retried call gets the reply the first node gave, its open and lock
+/// stateids still serve, and another client is still refused. After a
+/// SIGKILL failover the next owner serves what the dead one journaled:
+/// the session is gone (its slots moved on after the record), the client
+/// makes a new one under the same client ID, and its opens and locks are
+/// there, with no reclaim and no grace.
+#[test]
+fn nfsv41_state_moves_with_the_vserver_and_survives_a_failover() {
+    use v41::{last_body, statuses, Client, R};
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let spawn = |name: &str| {
+        let mut command = NodeProc::command(name, &store);
+        command.arg("--nfs4");
+        NodeProc::spawn(command)
+    };
+    let (n1, n2, n3) = (spawn("n1"), spawn("n2"), spawn("n3"));
+    let vol = top.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let volume = format!("/data={}", vol.display());
+    cli_json(
+        &n1.api,
+        &["vserver", "create", "st", "--ip", "127.0.41.2", "--volume", &volume, "--node", "n1"],
+    );
+    let addr = ("127.0.41.2", 2049);
+    let mut c = Client::connect_to(addr);
+    c.establish(b"moving-client");
+    let mut ops = c.sequence(0, 1);
+    ops.u32(24).u32(15).opaque(b"data").u32(10);
+    let root = R(&last_body(&c.compound(4, &ops.0))).opaque();
+    let (status, open) = c.open(0, 2, &root, b"f", 3, 0, b"open-owner");
+    assert_eq!(status, 0, "OPEN");
+    let (_, fh) = root_and(&mut c, 0, 3, b"f");
+    let mut ops = c.sequence(0, 5);
+    ops.u32(22).opaque(&fh);
+    ops.u32(12).u32(2).u32(0).u64(0).u64(u64::MAX).u32(1);
+    ops.u32(0).raw(&open).u32(0).u64(c.clientid).opaque(b"lock-owner");
+    let res = c.compound(3, &ops.0);
+    assert_eq!(statuses(&res).1.last(), Some(&(12, 0)), "LOCK");
+    let lock_stateid = R(&last_body(&res)).raw(16);
+    // A CREATE in slot 1, whose reply the slot keeps.
+    let mut create = c.sequence(1, 1);
+    create.u32(22).opaque(&root).u32(6).u32(2).opaque(b"made-once").u32(0).u32(0);
+    let first = c.compound(3, &create.0);
+    assert_eq!(statuses(&first).0, 0, "CREATE");
+
+    let write = |c: &mut Client, slot: u32, seqid: u32, stateid: &[u8]| {
+        let mut ops = c.sequence(slot, seqid);
+        ops.u32(22).opaque(&fh);
+        ops.u32(38).raw(stateid).u64(0).u32(2).opaque(b"still mine\n");
+        let (_, results) = statuses(&c.compound(3, &ops.0));
+        *results.last().unwrap()
+    };
+    // Another client: refused the lock and a share that denies writing.
+    let mut d = Client::connect_to(addr);
+    d.establish(b"other-client");
+    let refused = |d: &mut Client, seqid: u32| {
+        let (status, _) = d.open(0, seqid, &root, b"f", 1, 2, b"d-owner");
+        let mut ops = d.sequence(0, seqid + 1);
+        ops.u32(22).opaque(&fh).u32(13).u32(2).u64(0).u64(1);
+        ops.u64(d.clientid).opaque(b"d-lock-owner");
+        let (_, results) = statuses(&d.compound(3, &ops.0));
+        (status, *results.last().unwrap())
+    };
+    assert_eq!(refused(&mut d, 1), (10015, (13, 10010)), "SHARE_DENIED, and LOCKT: DENIED");
+
+    // A planned move: the same session, slots and states on n2.
+    let moved = cli_json(&n1.api, &["vserver", "move", "st", "--to", "n2"]);
+    assert_eq!(moved["to"], "n2");
+    c.reconnect(addr);
+    d.reconnect(addr);
+    assert_eq!(c.compound(3, &create.0), first, "the retried CREATE gets n1's reply, byte for byte");
+    assert_eq!(write(&mut c, 0, 6, &open), (38, 0), "WRITE with the open stateid, in the same session");
+    assert_eq!(refused(&mut d, 3), (10015, (13, 10010)), "the other client is still refused");
+    let history = cli_json(&n1.api, &["vserver", "history", "st"]);
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    let said = last["locks"].as_str().unwrap_or_default().to_string();
+    assert!(said.contains("NFSv4: 2 clients, 2 sessions") && said.contains("handed over"), "{last}");
+
+    // SIGKILL: the next owner goes on from n2's journal.
+    n2.kill();
+    eventually(10, "another node to serve st", || {
+        let view = cli_json(&n1.api, &["vserver", "show", "st"]);
+        view["state"] == "running" && view["node"] != "n2"
+    });
+    c.reconnect(addr);
+    let (_, results) = statuses(&c.compound(1, &c.sequence(0, 7).0));
+    assert_eq!(results, vec![(53, 10052)], "the session went with n2: NFS4ERR_BADSESSION");
+    assert_eq!(c.create_session(2), 0, "a new session under the same client ID");
+    assert_eq!(write(&mut c, 0, 1, &open), (38, 0), "the open stateid still serves");
+    d.reconnect(addr);
+    assert_eq!(d.create_session(2), 0);
+    assert_eq!(refused(&mut d, 1), (10015, (13, 10010)), "the lock and the share are still c's");
+    let mut ops = c.sequence(0, 2);
+    ops.u32(22).opaque(&fh).u32(14).u32(2).u32(0).raw(&lock_stateid).u64(0).u64(u64::MAX);
+    let (_, results) = statuses(&c.compound(3, &ops.0));
+    assert_eq!(results.last(), Some(&(14, 0)), "LOCKU with the lock stateid n1 gave");
+    let (_, results) = statuses(&{
+        let mut ops = d.sequence(0, 3);
+        ops.u32(22).opaque(&fh).u32(13).u32(2).u64(0).u64(1);
+        ops.u64(d.clientid).opaque(b"d-lock-owner");
+        d.compound(3, &ops.0)
+    });
+    assert_eq!(results.last(), Some(&(13, 0)), "free once c let go");
+    let history = cli_json(&n1.api, &["vserver", "history", "st"]);
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert!(last["locks"].as_str().unwrap_or_default().contains("from the journal"), "{last}");
+    n1.stop();
+    n3.stop();
 }

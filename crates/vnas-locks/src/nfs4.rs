@@ -1,0 +1,231 @@
+//! A vserver's NFSv4 state as data: client IDs, sessions, open and lock
+//! stateids, NFSv4.0 open-owner sequence ids. The server records it in the
+//! common volume (as it records the lock table) and a next owner restores
+//! it; what a next owner may serve of it, and whether the vserver needs a
+//! grace period, are decided here, without I/O, so the cluster simulation
+//! runs the same rules.
+//!
+//! Two kinds of record:
+//! - **a hand-off**: written by an owner that stopped serving (a planned
+//!   move), whole: sessions with every slot's sequence id and cached reply.
+//!   The next owner serves the same sessions; a client carries on over a
+//!   new connection as if nothing happened.
+//! - **a journal record**: written while serving, before a change of client
+//!   IDs, opens or lock stateids is answered. Slots change on every call
+//!   and are not in it: after a failover the sessions are gone
+//!   (NFS4ERR_BADSESSION), a client makes a new one under its client ID
+//!   and goes on with its stateids. Nothing to reclaim.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hex_bytes;
+
+/// An NFSv4.1 client ID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client41 {
+    pub id: u64,
+    #[serde(with = "hex_bytes")]
+    pub owner: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub verifier: Vec<u8>,
+    pub confirmed: bool,
+    /// The sequence id the client's next CREATE_SESSION carries.
+    pub create_seq: u32,
+    /// The last CREATE_SESSION's sequence id and reply (for its retry).
+    pub last_create: Option<(u32, Hex)>,
+}
+
+/// Bytes written as hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hex(#[serde(with = "hex_bytes")] pub Vec<u8>);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub seqid: u32,
+    /// The reply the slot keeps for a retry of its last call.
+    pub reply: Option<Hex>,
+}
+
+/// A session with its fore channel as CREATE_SESSION settled it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(with = "hex_bytes")]
+    pub id: Vec<u8>,
+    pub clientid: u64,
+    pub max_request: u32,
+    pub max_response: u32,
+    pub max_response_cached: u32,
+    pub max_operations: u32,
+    pub slots: Vec<Slot>,
+}
+
+/// An NFSv4.0 client record (SETCLIENTID).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client40 {
+    pub id: u64,
+    #[serde(with = "hex_bytes")]
+    pub name: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub verifier: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub confirm: Vec<u8>,
+    pub confirmed: bool,
+}
+
+/// An open or lock stateid: its owner's state on one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    #[serde(with = "hex_bytes")]
+    pub other: Vec<u8>,
+    pub clientid: u64,
+    #[serde(with = "hex_bytes")]
+    pub owner: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub fh: Vec<u8>,
+    pub seqid: u32,
+    /// An open's share access and deny bits (0 for a lock stateid).
+    pub access: u32,
+    pub deny: u32,
+}
+
+/// An NFSv4.0 open-owner's last sequence id and the result it got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerSeq {
+    pub clientid: u64,
+    #[serde(with = "hex_bytes")]
+    pub owner: Vec<u8>,
+    pub seqid: u32,
+    pub status: u32,
+    #[serde(with = "hex_bytes")]
+    pub body: Vec<u8>,
+    pub fh: Option<Hex>,
+    pub other: Option<Hex>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Written by an owner that stopped serving: sessions included.
+    pub handoff: bool,
+    pub clients41: Vec<Client41>,
+    pub sessions: Vec<Session>,
+    pub clients40: Vec<Client40>,
+    pub opens: Vec<State>,
+    pub locks: Vec<State>,
+    pub owners40: Vec<OwnerSeq>,
+}
+
+/// What a next owner does with what it read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// Serve this state as it is: no grace period.
+    Serve(Record),
+    /// Nothing could be read that proves the state clients hold: this
+    /// vserver (only it) waits out a grace period in which the clients of
+    /// the last record it could read reclaim; none known: none at all.
+    Grace { reclaimers: Vec<Vec<u8>> },
+}
+
+impl Record {
+    /// The client owners (4.1) and names (4.0) that hold state here: who
+    /// may reclaim in a grace period (RFC 8881's stable storage).
+    pub fn clients(&self) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> =
+            self.clients41.iter().filter(|c| c.confirmed).map(|c| c.owner.clone()).collect();
+        all.extend(self.clients40.iter().filter(|c| c.confirmed).map(|c| c.name.clone()));
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Lock stateids whose open-owner's client has no record, opens of
+    /// clients with none: what a record that proves itself never holds.
+    pub fn orphans(&self) -> usize {
+        let known =
+            |id: u64| self.clients41.iter().any(|c| c.id == id) || self.clients40.iter().any(|c| c.id == id);
+        self.opens.iter().chain(&self.locks).filter(|s| !known(s.clientid)).count()
+            + self.sessions.iter().filter(|s| !known(s.clientid)).count()
+    }
+}
+
+/// The decision of a next owner: `read` is the vserver's record as the
+/// store gave it (`None`: never written; `Err`: unreadable).
+///
+/// - A hand-off record is served whole, sessions included.
+/// - A journal record is served without sessions: their slots moved on
+///   after it was written, and a session whose slots are unknown would
+///   answer a retry wrongly (a new call taken for a retry, or the reverse).
+///   Every open and lock in it was recorded before the client heard of it.
+/// - Nothing written: no NFSv4 client ever held state here; nothing to wait
+///   for.
+/// - Unreadable: the state clients hold cannot be proven: grace for this
+///   vserver, with the clients `last_known` lists as reclaimers.
+pub fn restore(read: Result<Option<Record>, String>, last_known: &[Vec<u8>]) -> Restore {
+    match read {
+        Ok(Some(record)) if record.handoff => Restore::Serve(record),
+        Ok(Some(mut record)) => {
+            record.sessions.clear();
+            Restore::Serve(record)
+        }
+        Ok(None) => Restore::Serve(Record::default()),
+        Err(_) => Restore::Grace { reclaimers: last_known.to_vec() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(handoff: bool) -> Record {
+        Record {
+            handoff,
+            clients41: vec![Client41 {
+                id: 7,
+                owner: b"linux-guest".to_vec(),
+                verifier: vec![1; 8],
+                confirmed: true,
+                create_seq: 2,
+                last_create: Some((1, Hex(b"reply".to_vec()))),
+            }],
+            sessions: vec![Session {
+                id: vec![9; 16],
+                clientid: 7,
+                max_request: 1 << 20,
+                max_response: 1 << 20,
+                max_response_cached: 4096,
+                max_operations: 16,
+                slots: vec![Slot { seqid: 41, reply: Some(Hex(b"cached".to_vec())) }],
+            }],
+            opens: vec![State {
+                other: vec![1; 12],
+                clientid: 7,
+                owner: b"open-owner".to_vec(),
+                fh: b"fh".to_vec(),
+                seqid: 3,
+                access: 3,
+                deny: 0,
+            }],
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_handoff_keeps_sessions_a_journal_record_does_not() {
+        let Restore::Serve(whole) = restore(Ok(Some(record(true))), &[]) else { panic!() };
+        assert_eq!(whole, record(true));
+        let Restore::Serve(journal) = restore(Ok(Some(record(false))), &[]) else { panic!() };
+        assert!(journal.sessions.is_empty());
+        assert_eq!((journal.clients41, journal.opens), (record(false).clients41, record(false).opens));
+        assert_eq!(restore(Ok(None), &[]), Restore::Serve(Record::default()));
+        let known = record(false).clients();
+        assert_eq!(known, vec![b"linux-guest".to_vec()]);
+        assert_eq!(restore(Err("garbled".into()), &known), Restore::Grace { reclaimers: known });
+        assert_eq!(record(true).orphans(), 0);
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let text = serde_json::to_string(&record(true)).unwrap();
+        assert!(text.contains("\"owner\":\"6c696e75782d6775657374\""), "bytes as hex: {text}");
+        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record(true));
+    }
+}

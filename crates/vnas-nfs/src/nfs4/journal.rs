@@ -1,0 +1,100 @@
+//! The vserver's NFSv4 state recorded before a change of it is answered
+//! (client IDs, sessions made or gone, opens, lock stateids), so a next
+//! owner serves it after a failover; and written whole, slots included,
+//! by an owner that stopped for a hand-off (`vnas_locks::nfs4`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use vnas_locks::nfs4::Record;
+
+use crate::server::State;
+
+/// Where the record goes: the vserver's service state, refused there once
+/// another node owns the vserver.
+pub trait V4Journal: Send + Sync {
+    fn record(&self, record: &Record) -> Result<(), String>;
+}
+
+#[derive(Default)]
+pub struct Journal {
+    sink: Option<Arc<dyn V4Journal>>,
+    /// The changes the store holds (a count of `State`'s changes).
+    recorded: AtomicU64,
+    /// One write at a time, each of a record taken after the last: the
+    /// store never ends with an older record than it had.
+    writing: Mutex<()>,
+    /// Hand-off records taken: each must give way to a journal record
+    /// before the first reply (its slots move on from then).
+    handoffs: AtomicU64,
+    /// Records written, and the time that took (µs).
+    pub written: AtomicU64,
+    pub write_us: AtomicU64,
+}
+
+fn changes(state: &State) -> u64 {
+    state.sessions.changes() + state.v4.changes() + state.v4_journal.handoffs.load(Ordering::SeqCst)
+}
+
+/// The state as data; with `handoff` (no call runs: the server drained)
+/// the sessions with their slots too.
+pub fn snapshot(state: &State, handoff: bool) -> Record {
+    let (clients41, sessions) = state.sessions.export(handoff);
+    let mut record = Record { handoff, clients41, sessions, ..Record::default() };
+    state.v4.export(&mut record);
+    record
+}
+
+/// Takes a previous owner's state whole, before any call is served; how
+/// many entries did not fit this server's bounds.
+pub fn restore(state: &State, record: &Record) -> usize {
+    let now = Instant::now();
+    let skipped =
+        state.sessions.import(&record.clients41, &record.sessions, now) + state.v4.import(record, now);
+    state.v4_journal.recorded.store(changes(state), Ordering::SeqCst);
+    // A hand-off's sessions are good until a call moves a slot on: the
+    // store must hold a record without them before any reply leaves here,
+    // or a next owner after a failover would take stale slots for current.
+    if record.handoff {
+        state.v4_journal.handoffs.fetch_add(1, Ordering::SeqCst);
+    }
+    skipped
+}
+
+impl Journal {
+    pub fn new(sink: Option<Arc<dyn V4Journal>>) -> Journal {
+        Journal { sink, ..Journal::default() }
+    }
+
+    /// Before a reply leaves: every change made so far is recorded (by
+    /// this call or one before); false if that failed, and the reply must
+    /// not leave (the client sends the call again, and gets this answer
+    /// only once it is recorded).
+    pub fn flush(&self, state: &State) -> bool {
+        let Some(sink) = &self.sink else { return true };
+        if self.recorded.load(Ordering::SeqCst) >= changes(state) {
+            return true;
+        }
+        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        // Read before the snapshot: every change counted is in it.
+        let now = changes(state);
+        if self.recorded.load(Ordering::SeqCst) >= now {
+            return true;
+        }
+        let started = Instant::now();
+        let record = snapshot(state, false);
+        match sink.record(&record) {
+            Ok(()) => {
+                self.recorded.store(now, Ordering::SeqCst);
+                self.written.fetch_add(1, Ordering::Relaxed);
+                self.write_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "NFSv4 state not recorded; the reply is held back");
+                false
+            }
+        }
+    }
+}
