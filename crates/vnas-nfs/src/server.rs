@@ -60,6 +60,10 @@ pub struct State {
     pub(crate) sessions: crate::nfs4::session::Sessions,
     /// Records the v4 state before a change of it is answered.
     pub(crate) v4_journal: crate::nfs4::journal::Journal,
+    /// OPENs with CLAIM_PREVIOUS and LOCKs with reclaim set, and
+    /// RECLAIM_COMPLETEs, taken here: a client that found its state gone.
+    pub(crate) v4_reclaims: std::sync::atomic::AtomicU64,
+    pub(crate) v4_reclaim_completes: std::sync::atomic::AtomicU64,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
     /// Datagram sockets given before `run`, which `run` takes.
@@ -247,6 +251,8 @@ impl Server {
             v4: crate::nfs4::state::V4State::new(),
             sessions: crate::nfs4::session::Sessions::new(config.nfs4_lease),
             v4_journal: crate::nfs4::journal::Journal::new(config.nfs4_journal.clone()),
+            v4_reclaims: Default::default(),
+            v4_reclaim_completes: Default::default(),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };
@@ -787,6 +793,15 @@ impl ServerControl {
     /// how many entries did not fit this server's bounds.
     pub fn restore_nfs4(&self, record: &vnas_locks::nfs4::Record) -> usize {
         crate::nfs4::journal::restore(&self.0, record)
+    }
+
+    pub fn serves_nfs4(&self) -> bool {
+        self.0.nfs4
+    }
+
+    /// What NFSv4 state this server holds, and what it took to keep it.
+    pub fn nfs4_stats(&self) -> crate::nfs4::journal::Nfs4Stats {
+        crate::nfs4::journal::stats(&self.0)
     }
 
     /// The NFSv4 state whole, sessions and slots included: for a hand-off,

@@ -340,7 +340,10 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
             )
         }
         4 => (None, None),
-        1 => return fail(10033), // NFS4ERR_NO_GRACE
+        1 => {
+            c.state.v4_reclaims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return fail(10033); // NFS4ERR_NO_GRACE
+        }
         _ => return fail(NFS4ERR_NOTSUPP),
     };
     if c.dry {

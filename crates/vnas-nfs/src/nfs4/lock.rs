@@ -58,7 +58,11 @@ fn file_of(c: &Compound<'_>) -> Result<Vec<u8>, u32> {
 
 pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let locktype = word(x)?;
-    let _reclaim = word(x)?;
+    if word(x)? != 0 {
+        // A reclaim: nothing to reclaim from here (state moves with the
+        // vserver); counted, so an administrator sees a client that tried.
+        c.state.v4_reclaims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let offset = x.u64().map_err(|_| Garbage)?;
     let length = x.u64().map_err(|_| Garbage)?;
     let new_owner = word(x)? != 0;

@@ -203,6 +203,7 @@ pub fn compound(state: &State, conn: Conn, auth: &Auth, args: &[u8], out: &mut R
             done += 1;
             status = stat;
             if stat != NFS4_OK {
+                tracing::debug!(op, status = stat, minor, "NFSv4 operation failed");
                 break;
             }
         }

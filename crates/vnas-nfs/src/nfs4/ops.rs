@@ -183,7 +183,7 @@ pub fn run(c: &mut Compound<'_>, op: u32, x: &mut XdrReader<'_>) -> Result<Done,
         }
         55 if v41 => ops41::test_stateid(c, x),
         57 if v41 => ops41::destroy_clientid(c, x),
-        58 if v41 => ops41::reclaim_complete(x),
+        58 if v41 => ops41::reclaim_complete(c, x),
         59 if v42 => v42::allocate(c, x, false),
         60 if v42 => v42::copy(c, x),
         62 if v42 => v42::allocate(c, x, true),

@@ -206,8 +206,9 @@ pub fn bind_conn_to_session(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Resu
     ok(body)
 }
 
-pub fn reclaim_complete(x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
+pub fn reclaim_complete(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let _one_fs = word(x)?;
+    c.state.v4_reclaim_completes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // Nothing to reclaim from: this server keeps no grace period yet.
     fail(NFS4_OK)
 }

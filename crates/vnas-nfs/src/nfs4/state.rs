@@ -456,6 +456,13 @@ impl V4State {
         closed
     }
 
+    /// NFSv4.0 clients, open states and lock states held.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let clients = self.clients.lock().expect("not poisoned").len();
+        let opens = self.opens.lock().expect("not poisoned").by_other.len();
+        (clients, opens, self.locks.lock().expect("not poisoned").by_other.len())
+    }
+
     fn changed(&self) {
         self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }

@@ -63,6 +63,27 @@ pub struct LocksView {
     /// mean time one took (µs).
     pub recorded: u64,
     pub record_us_mean: u64,
+    /// Its NFSv4 state, if it serves NFSv4.
+    pub nfs4: Option<Nfs4View>,
+}
+
+/// A vserver's NFSv4 state: what moves with it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Nfs4View {
+    pub clients: u64,
+    pub sessions: u64,
+    pub opens: u64,
+    pub lock_states: u64,
+    /// Since it started on this node: OPENs with CLAIM_PREVIOUS and LOCKs
+    /// with reclaim set (a client that believed its state lost; refused,
+    /// as there is no grace period to reclaim in), and RECLAIM_COMPLETEs
+    /// (one per mount).
+    pub reclaims: u64,
+    pub reclaim_completes: u64,
+    /// Changes recorded in the store before they were answered, and the
+    /// mean time one took (µs).
+    pub recorded: u64,
+    pub record_us_mean: u64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,6 +153,19 @@ fn view(node: &Node, name: &str, meters: &Meters) -> LocksView {
         released_by_reboot: stats.released_by_reboot,
         recorded: stats.recorded,
         record_us_mean: stats.record_us.checked_div(stats.recorded).unwrap_or(0),
+        nfs4: control.as_ref().filter(|c| c.serves_nfs4()).map(|c| {
+            let v4 = c.nfs4_stats();
+            Nfs4View {
+                clients: v4.clients,
+                sessions: v4.sessions,
+                opens: v4.opens,
+                lock_states: v4.lock_states,
+                reclaims: v4.reclaims,
+                reclaim_completes: v4.reclaim_completes,
+                recorded: v4.recorded,
+                record_us_mean: v4.record_us.checked_div(v4.recorded).unwrap_or(0),
+            }
+        }),
     }
 }
 

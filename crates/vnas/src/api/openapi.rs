@@ -40,6 +40,7 @@ use super::types::*;
         MoveResult,
         RebalancePlan,
         super::locks::LocksView,
+        super::locks::Nfs4View,
         super::locks::LockView,
         super::locks::LockClientView,
         super::locks::BreakLocks,

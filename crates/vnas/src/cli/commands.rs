@@ -490,6 +490,12 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                     locks.denied,
                     locks.blocked
                 );
+                if let Some(v4) = &locks.nfs4 {
+                    println!(
+                        "NFSv4: {} client(s), {} session(s), {} open(s), {} lock state(s); since it started there: {} reclaim(s), {} change(s) recorded",
+                        v4.clients, v4.sessions, v4.opens, v4.lock_states, v4.reclaims, v4.recorded
+                    );
+                }
             }
         }
         VserverCommand::Modify {
