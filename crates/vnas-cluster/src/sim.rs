@@ -32,6 +32,8 @@ use crate::fence::Fence;
 use crate::placement::{place, Candidate};
 use crate::records;
 
+mod v4;
+
 /// The settings of a run, drawn from the seed.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -141,6 +143,13 @@ pub struct Outcome {
     pub locks_denied: u64,
     /// Lock changes not answered: the store refused or did not answer.
     pub locks_unrecorded: u64,
+    /// NFSv4: opens granted and answered, calls answered from their slot
+    /// (retries), sessions made (first and after a failover), replies held
+    /// back because their state was not recorded.
+    pub v4_opens: u64,
+    pub v4_replays: u64,
+    pub v4_sessions: u64,
+    pub v4_unrecorded: u64,
 }
 
 impl Outcome {
@@ -155,6 +164,10 @@ impl Outcome {
         self.locks_granted += other.locks_granted;
         self.locks_denied += other.locks_denied;
         self.locks_unrecorded += other.locks_unrecorded;
+        self.v4_opens += other.v4_opens;
+        self.v4_replays += other.v4_replays;
+        self.v4_sessions += other.v4_sessions;
+        self.v4_unrecorded += other.v4_unrecorded;
     }
 }
 
@@ -171,6 +184,8 @@ struct Store {
     sessions: BTreeMap<String, Session>,
     /// Each vserver's lock table as its owner last recorded it.
     locks: BTreeMap<String, LockTable>,
+    /// Each vserver's NFSv4 state as its owner last recorded it.
+    nfs4: BTreeMap<String, vnas_locks::nfs4::Record>,
 }
 
 #[derive(Clone)]
@@ -238,6 +253,16 @@ impl Store {
         Ok(())
     }
 
+    /// `Store::put_nfs4_state`: the owner's alone, under the current epoch.
+    fn put_nfs4(&mut self, name: &str, epoch: u64, record: &vnas_locks::nfs4::Record) -> Result<(), String> {
+        let current = self.ownership.get(name).ok_or("not found")?;
+        if current.epoch != epoch {
+            return Err("stale epoch".into());
+        }
+        self.nfs4.insert(name.to_string(), record.clone());
+        Ok(())
+    }
+
     fn append_history(&mut self, name: &str, transfer: Transfer) -> Result<(), String> {
         self.history.get_mut(name).ok_or("not found")?.push(transfer);
         Ok(())
@@ -286,6 +311,9 @@ struct Node {
     dirty: BTreeSet<String>,
     /// Answers to lock calls not sent yet: (vserver, epoch, the ack).
     lock_replies: Vec<(String, u64, Ack)>,
+    /// Per vserver served here, its NFSv4 state (`v4`).
+    v4: BTreeMap<String, v4::Held>,
+    v4_replies: v4::Replies,
 }
 
 /// What a lock call's answer tells its client.
@@ -374,6 +402,8 @@ struct Sim {
     believed: BTreeMap<String, LockTable>,
     /// (vserver, client) with a lock call unanswered: one at a time.
     outstanding: BTreeSet<(String, u32)>,
+    /// NFSv4 clients and what they were told.
+    v4: v4::World,
     outcome: Outcome,
 }
 
@@ -399,6 +429,7 @@ pub fn run_traced(seed: u64) -> Result<(Outcome, Vec<String>), Box<Violation>> {
         epochs: BTreeMap::new(),
         believed: BTreeMap::new(),
         outstanding: BTreeSet::new(),
+        v4: v4::World::default(),
         outcome: Outcome::default(),
         settings,
     };
@@ -449,6 +480,8 @@ impl Sim {
             tables: BTreeMap::new(),
             dirty: BTreeSet::new(),
             lock_replies: Vec::new(),
+            v4: BTreeMap::new(),
+            v4_replies: Vec::new(),
         };
         node.fence = Fence::new(self.settings.lease_ms, node.clock(now));
         self.nodes.push(node);
@@ -648,6 +681,7 @@ impl Sim {
             }
         }
         self.answer_locks(i)?;
+        self.v4_answer(i)?;
         let served: Vec<(String, u64)> = self.nodes[i]
             .local
             .iter()
@@ -660,6 +694,9 @@ impl Sim {
             }
             if self.rng.chance(25) {
                 self.lock_call(i, &vserver, epoch);
+            }
+            if self.rng.chance(25) {
+                self.v4_call(i, &vserver, epoch)?;
             }
         }
         Ok(())
@@ -794,6 +831,13 @@ impl Sim {
         let clock = self.nodes[i].clock(self.now_ms);
         let name = self.nodes[i].name.clone();
         self.log(format!("{name}: fences itself ({} vservers)", self.nodes[i].local.len()));
+        // Each stopped server writes its v4 state whole (refused by the
+        // store once another node owns the vserver).
+        let stopped: Vec<(String, u64)> =
+            self.nodes[i].local.iter().map(|(n, l)| (n.clone(), l.epoch)).collect();
+        for (vserver, epoch) in stopped {
+            self.v4_hand_off(i, &vserver, epoch);
+        }
         let node = &mut self.nodes[i];
         node.local.clear();
         node.fence.resume(clock);
@@ -805,7 +849,8 @@ impl Sim {
         match action {
             Action::Fence => self.fence(i),
             Action::Stop { name, release, .. } => {
-                if self.nodes[i].local.remove(&name).is_some() {
+                if let Some(local) = self.nodes[i].local.remove(&name) {
+                    self.v4_hand_off(i, &name, local.epoch);
                     if let Some(epoch) = release {
                         let released = records::released(&me, epoch, VserverState::Stopped, None, clock);
                         self.store_swap(i, &name, epoch, released);
@@ -821,6 +866,7 @@ impl Sim {
             }
             Action::HandOff { name, epoch, to, since_ms } => {
                 self.nodes[i].local.remove(&name);
+                self.v4_hand_off(i, &name, epoch);
                 let handed = records::handed_over(&me, &to, epoch, since_ms.unwrap_or(clock));
                 if self.store_swap(i, &name, epoch, handed) {
                     self.outcome.transfers += 1;
@@ -1029,6 +1075,8 @@ impl Sim {
                     self.store.ownership.remove(&name);
                     self.store.history.remove(&name);
                     self.store.locks.remove(&name);
+                    self.store.nfs4.remove(&name);
+                    self.v4_forget(&name);
                     self.believed.remove(&name);
                     self.written.remove(&name);
                     self.log(format!("api: delete {name}"));
@@ -1056,6 +1104,7 @@ impl Sim {
         for (vserver, _, ack) in std::mem::take(&mut node.lock_replies) {
             self.outstanding.remove(&(vserver, ack.client));
         }
+        self.v4_crash(i);
         let node = &mut self.nodes[i];
         node.renewing = None;
         let name = node.name.clone();
@@ -1179,6 +1228,7 @@ impl Sim {
                 }
             }
         }
+        self.v4_check()?;
         // A deleted vserver (stopped and given back before the delete) is
         // served by nobody, ever.
         for node in &self.nodes {

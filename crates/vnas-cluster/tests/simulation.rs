@@ -62,6 +62,11 @@ fn ten_thousand_seeds_keep_the_invariants() {
         total.locks_granted, total.locks_denied, total.locks_unrecorded
     );
     eprintln!(
+        "NFSv4: {} opens answered, {} retries answered from their slot, {} sessions made, {} replies held back \
+         (not recorded)",
+        total.v4_opens, total.v4_replays, total.v4_sessions, total.v4_unrecorded
+    );
+    eprintln!(
         "{} seeds in {:?}: {} transfers ({} failovers), {} faults, {} checked writes, {} late replies sent, {} withheld",
         seeds.len(),
         started.elapsed(),
@@ -78,6 +83,8 @@ fn ten_thousand_seeds_keep_the_invariants() {
     assert!(total.failovers > seeds.len() as u64, "the runs failed vservers over");
     assert!(total.faults > seeds.len() as u64, "the runs injected faults");
     assert!(total.writes > seeds.len() as u64, "the clients wrote");
+    assert!(total.v4_opens > seeds.len() as u64, "the v4 clients opened");
+    assert!(total.v4_replays > 0 && total.v4_sessions > total.v4_opens / 100, "retries and new sessions");
     assert!(total.late_replies > 0 && total.dropped_replies > 0, "replies were sent late and withheld");
     assert!(total.locks_granted > 10 * seeds.len() as u64, "the clients locked");
     assert!(total.locks_denied > seeds.len() as u64, "the clients contended");

@@ -114,6 +114,49 @@ pub struct Record {
     pub owners40: Vec<OwnerSeq>,
 }
 
+/// Whether an OPEN asking `access` and `deny` (bits: 1 read, 2 write)
+/// conflicts with another owner's open of the same file holding
+/// `held_access` and `held_deny`: either denies what the other has or asks.
+pub fn share_conflict(held_access: u32, held_deny: u32, access: u32, deny: u32) -> bool {
+    held_deny & access != 0 || held_access & deny != 0
+}
+
+/// What a slot makes of a call's sequence id (RFC 8881 section 2.10.6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotCall {
+    /// The next one: a new call, to run.
+    New,
+    /// The slot's last call again: answered with the reply it keeps.
+    Replay,
+    /// A retry of the last call, whose reply was not kept: told so, never
+    /// run again (NFS4ERR_RETRY_UNCACHED_REP).
+    Uncached,
+    /// The slot is busy with the last call (NFS4ERR_DELAY).
+    Busy,
+    /// Anything else (NFS4ERR_SEQ_MISORDERED).
+    Misordered,
+}
+
+/// The slot's decision for `seqid`, given its last sequence id, whether a
+/// call runs in it and whether it keeps that call's reply.
+pub fn slot_call(last: u32, busy: bool, kept: bool, seqid: u32) -> SlotCall {
+    if seqid == last && last != 0 {
+        match (busy, kept) {
+            (true, _) => SlotCall::Busy,
+            (false, true) => SlotCall::Replay,
+            (false, false) => SlotCall::Uncached,
+        }
+    } else if seqid == last.wrapping_add(1) {
+        if busy {
+            SlotCall::Busy
+        } else {
+            SlotCall::New
+        }
+    } else {
+        SlotCall::Misordered
+    }
+}
+
 /// What a next owner does with what it read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Restore {

@@ -790,9 +790,17 @@ impl ServerControl {
     }
 
     /// Takes a previous owner's NFSv4 state (before any call is served);
-    /// how many entries did not fit this server's bounds.
+    /// how many entries did not fit this server's bounds. After a
+    /// hand-off, [`record_nfs4`](Self::record_nfs4) must succeed before
+    /// any call is served.
     pub fn restore_nfs4(&self, record: &vnas_locks::nfs4::Record) -> usize {
         crate::nfs4::journal::restore(&self.0, record)
+    }
+
+    /// Records the NFSv4 state now, if anything is unrecorded; false if
+    /// that failed.
+    pub fn record_nfs4(&self) -> bool {
+        self.0.v4_journal.flush(&self.0)
     }
 
     pub fn serves_nfs4(&self) -> bool {

@@ -522,6 +522,8 @@ impl Running {
     /// Starts answering calls, under ownership `epoch` (first making the
     /// addresses answer here, where that waits for ownership).
     pub fn open(&mut self, epoch: u64) -> Result<(), String> {
+        // Whatever is recorded from here on is recorded under this epoch.
+        self.journal_epoch.store(epoch, Ordering::SeqCst);
         // The lock table as the previous owner last recorded it (it
         // recorded every change before answering it, and stopped before
         // this node owned the vserver): restored whole, so nobody
@@ -556,7 +558,6 @@ impl Running {
                 }
             }
         }
-        self.journal_epoch.store(epoch, Ordering::SeqCst);
         self.listen()?;
         self.epoch = epoch;
         self.gate.state.store(SERVE, Ordering::SeqCst);
@@ -586,6 +587,17 @@ impl Running {
         match vnas_locks::nfs4::restore(read, &[]) {
             Restore::Serve(record) => {
                 let skipped = self.control.restore_nfs4(&record);
+                if handoff {
+                    // The hand-off's slots go stale with the first call:
+                    // a record without them replaces it before any runs.
+                    let control = self.control.clone();
+                    let recorded = std::thread::spawn(move || control.record_nfs4())
+                        .join()
+                        .map_err(|_| "recording the NFSv4 state panicked".to_string())?;
+                    if !recorded {
+                        return Err("cannot record the vserver's NFSv4 state".to_string());
+                    }
+                }
                 let (clients, sessions, opens, locks) = (
                     record.clients41.len() + record.clients40.len(),
                     record.sessions.len(),

@@ -87,8 +87,9 @@ pub fn restore(state: &State, record: &Record) -> usize {
         state.sessions.import(&record.clients41, &record.sessions, now) + state.v4.import(record, now);
     state.v4_journal.recorded.store(changes(state), Ordering::SeqCst);
     // A hand-off's sessions are good until a call moves a slot on: the
-    // store must hold a record without them before any reply leaves here,
-    // or a next owner after a failover would take stale slots for current.
+    // store must hold a record without them before any call runs here,
+    // or a next owner after a failover would take stale slots for current
+    // (and run a call this node ran again, in the same session).
     if record.handoff {
         state.v4_journal.handoffs.fetch_add(1, Ordering::SeqCst);
     }

@@ -290,26 +290,17 @@ impl Sessions {
         let Some(s) = session.slots.get_mut(slot as usize) else {
             return (Sequenced::Refused(NFS4ERR_BADSLOT), clientid);
         };
-        let decided = if seqid == s.seqid && s.seqid != 0 {
-            if s.busy {
-                Sequenced::Refused(NFS4ERR_DELAY)
-            } else {
-                match &s.reply {
-                    Some(reply) => Sequenced::Replay(reply.clone()),
-                    None => Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP),
-                }
-            }
-        } else if seqid == s.seqid.wrapping_add(1) {
-            if s.busy {
-                Sequenced::Refused(NFS4ERR_DELAY)
-            } else {
+        let decided = match record::slot_call(s.seqid, s.busy, s.reply.is_some(), seqid) {
+            record::SlotCall::Replay => Sequenced::Replay(s.reply.clone().expect("kept")),
+            record::SlotCall::Uncached => Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP),
+            record::SlotCall::Busy => Sequenced::Refused(NFS4ERR_DELAY),
+            record::SlotCall::Misordered => Sequenced::Refused(NFS4ERR_SEQ_MISORDERED),
+            record::SlotCall::New => {
                 s.seqid = seqid;
                 s.busy = true;
                 inner.cached -= s.reply.take().map_or(0, |r| r.len());
                 Sequenced::New { highest_slot }
             }
-        } else {
-            Sequenced::Refused(NFS4ERR_SEQ_MISORDERED)
         };
         if let Some(c) = inner.clients.get_mut(&clientid) {
             c.renewed = now;

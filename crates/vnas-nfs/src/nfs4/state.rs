@@ -251,8 +251,9 @@ impl V4State {
     ) -> Result<(u32, [u8; 12]), Refused> {
         let mut opens = self.opens.lock().expect("not poisoned");
         let mine = |o: &Open| o.clientid == clientid && o.owner == owner;
-        let conflict =
-            opens.of_file(fh).any(|(_, o)| !mine(o) && (o.deny & access != 0 || o.access & deny != 0));
+        let conflict = opens
+            .of_file(fh)
+            .any(|(_, o)| !mine(o) && record::share_conflict(o.access, o.deny, access, deny));
         if conflict {
             return Err(Refused::ShareDenied);
         }
@@ -330,7 +331,7 @@ impl V4State {
     /// in a way `deny` denies (an NLM SHARE asks).
     pub fn share_conflict(&self, fh: &[u8], access: u32, deny: u32) -> bool {
         let opens = self.opens.lock().expect("not poisoned");
-        let conflict = |o: &Open| o.deny & access != 0 || o.access & deny != 0;
+        let conflict = |o: &Open| record::share_conflict(o.access, o.deny, access, deny);
         opens
             .by_file
             .get(fh)

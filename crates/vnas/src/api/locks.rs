@@ -231,6 +231,19 @@ pub async fn list_locks(State(node): Shared, Path(name): Path<String>) -> Result
     if let Some(meters) = node.metrics.served(&name) {
         return Ok(Json(view(&node, &name, &meters)));
     }
+    // Owned here and confirmed, but not yet among what this node serves
+    // (that list is published once per controller step): a move that just
+    // returned, asked at once.
+    let name2 = name.clone();
+    let owner = node.store(move |s| Ok(s.vserver(&name2)?.ownership.owner)).await?;
+    if owner.as_deref() == Some(node.name.as_str()) {
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Some(meters) = node.metrics.served(&name) {
+                return Ok(Json(view(&node, &name, &meters)));
+            }
+        }
+    }
     let path = format!("/api/vservers/{name}/locks");
     Ok(Json(forward(&node, &name, &path, None).await?))
 }
