@@ -214,6 +214,60 @@ pub fn restore(read: Result<Option<Record>, String>, last_known: &[Vec<u8>]) -> 
     }
 }
 
+/// A grace period of one vserver: until `until_ms`, or until every client
+/// in `waiting` has said it reclaimed all it had (RECLAIM_COMPLETE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grace {
+    pub until_ms: u64,
+    pub waiting: std::collections::BTreeSet<Vec<u8>>,
+}
+
+/// What a grace period makes of a call that takes state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraceCall {
+    /// Runs as usual.
+    Go,
+    /// A new open or lock while clients still reclaim (NFS4ERR_GRACE).
+    Wait,
+    /// A reclaim with nothing to reclaim from: no grace, or a client not
+    /// on the list (NFS4ERR_NO_GRACE).
+    NoGrace,
+}
+
+impl Grace {
+    /// A grace period for `reclaimers` of `lease_ms`, from `now_ms`; none
+    /// if nobody may reclaim.
+    pub fn begin(reclaimers: &[Vec<u8>], now_ms: u64, lease_ms: u64) -> Option<Grace> {
+        (!reclaimers.is_empty())
+            .then(|| Grace { until_ms: now_ms + lease_ms, waiting: reclaimers.iter().cloned().collect() })
+    }
+
+    pub fn over(&self, now_ms: u64) -> bool {
+        self.waiting.is_empty() || now_ms >= self.until_ms
+    }
+
+    /// A call of the client `owner` that takes state, a reclaim or not.
+    pub fn call(grace: Option<&Grace>, now_ms: u64, owner: Option<&[u8]>, reclaim: bool) -> GraceCall {
+        match grace.filter(|g| !g.over(now_ms)) {
+            None if reclaim => GraceCall::NoGrace,
+            None => GraceCall::Go,
+            Some(g) if reclaim => {
+                if owner.is_some_and(|o| g.waiting.contains(o)) {
+                    GraceCall::Go
+                } else {
+                    GraceCall::NoGrace
+                }
+            }
+            Some(_) => GraceCall::Wait,
+        }
+    }
+
+    /// RECLAIM_COMPLETE from `owner`.
+    pub fn complete(&mut self, owner: &[u8]) {
+        self.waiting.remove(owner);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +317,24 @@ mod tests {
         assert_eq!(known, vec![b"linux-guest".to_vec()]);
         assert_eq!(restore(Err("garbled".into()), &known), Restore::Grace { reclaimers: known });
         assert_eq!(record(true).orphans(), 0);
+    }
+
+    #[test]
+    fn a_grace_period_lets_listed_clients_reclaim_and_ends_when_they_are_done() {
+        assert_eq!(Grace::begin(&[], 0, 90_000), None, "nobody to wait for: no grace");
+        let mut g = Grace::begin(&[b"a".to_vec(), b"b".to_vec()], 1_000, 90_000).unwrap();
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"a"), true), GraceCall::Go);
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"z"), true), GraceCall::NoGrace, "not listed");
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"a"), false), GraceCall::Wait);
+        g.complete(b"a");
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"z"), false), GraceCall::Wait, "b has not finished");
+        g.complete(b"b");
+        assert!(g.over(2_000));
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"z"), false), GraceCall::Go);
+        assert_eq!(Grace::call(Some(&g), 2_000, Some(b"a"), true), GraceCall::NoGrace, "over");
+        let g = Grace::begin(&[b"a".to_vec()], 1_000, 90_000).unwrap();
+        assert_eq!(Grace::call(Some(&g), 91_000, None, false), GraceCall::Go, "a lease later it ends anyway");
+        assert_eq!(Grace::call(None, 0, None, false), GraceCall::Go);
     }
 
     #[test]

@@ -232,13 +232,18 @@ fn lock(
     let block = boolean(x)?;
     let exclusive = boolean(x)?;
     let lock = alock(x)?;
-    let _reclaim = boolean(x)?;
+    let reclaim = boolean(x)?;
     let nsm_state = x.u32().map_err(|_| Garbage)?;
     let owner = lock.owner()?;
     let mut body = Xdr::default();
     body.opaque(cookie);
     if let Err(stat) = check_handle(state, conn, auth, lock.fh) {
         return Ok(Some(body.u32(stat).0.clone()));
+    }
+    // NFSv4 clients reclaim (their state could not be read): no new lock
+    // until they are done (DENIED_GRACE_PERIOD).
+    if !reclaim && crate::nfs4::grace::holds_nlm(state) {
+        return Ok(Some(body.u32(4).0.clone()));
     }
     // No grace period is ever needed (every change is recorded before it
     // is answered, and a next owner restores it), so a reclaim is a lock

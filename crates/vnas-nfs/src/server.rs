@@ -64,6 +64,8 @@ pub struct State {
     /// RECLAIM_COMPLETEs, taken here: a client that found its state gone.
     pub(crate) v4_reclaims: std::sync::atomic::AtomicU64,
     pub(crate) v4_reclaim_completes: std::sync::atomic::AtomicU64,
+    /// A grace period of this vserver (its v4 state could not be read).
+    pub(crate) grace: Mutex<Option<vnas_locks::nfs4::Grace>>,
     /// Where listeners come and go.
     listening: Mutex<ListenState>,
     /// Datagram sockets given before `run`, which `run` takes.
@@ -253,6 +255,7 @@ impl Server {
             v4_journal: crate::nfs4::journal::Journal::new(config.nfs4_journal.clone()),
             v4_reclaims: Default::default(),
             v4_reclaim_completes: Default::default(),
+            grace: Mutex::new(None),
             listening: Mutex::new(ListenState::NotYet(Vec::new())),
             early_datagrams: Mutex::new(Vec::new()),
         };
@@ -795,6 +798,13 @@ impl ServerControl {
     /// any call is served.
     pub fn restore_nfs4(&self, record: &vnas_locks::nfs4::Record) -> usize {
         crate::nfs4::journal::restore(&self.0, record)
+    }
+
+    /// A grace period for this vserver alone, in which `reclaimers` (the
+    /// client names the store lists) reclaim what they held (none: no
+    /// grace); how many orphaned NFSv4 locks were let go for them.
+    pub fn begin_grace(&self, reclaimers: &[Vec<u8>]) -> usize {
+        crate::nfs4::grace::begin(&self.0, reclaimers)
     }
 
     /// Records the NFSv4 state now, if anything is unrecorded; false if

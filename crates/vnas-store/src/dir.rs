@@ -31,6 +31,8 @@ const HISTORY_MAX: usize = 1000;
 const LOCK_LOG: &str = "locks.log";
 /// The vserver's NFSv4 state, logged as its lock table is.
 const NFS4_LOG: &str = "nfs4.log";
+/// The NFSv4 clients holding state there, apart (who may reclaim).
+const NFS4_CLIENTS_LOG: &str = "nfs4-clients.log";
 /// Past this size the log is rewritten with its newest record alone.
 const LOCK_LOG_MAX: u64 = 4 << 20;
 
@@ -424,6 +426,19 @@ impl Store for DirStore {
 
     fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError> {
         self.append_log(name, NFS4_LOG, epoch, state)
+    }
+
+    fn nfs4_clients(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.read_log(name, NFS4_CLIENTS_LOG)
+    }
+
+    fn put_nfs4_clients(
+        &self,
+        name: &str,
+        epoch: u64,
+        clients: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.append_log(name, NFS4_CLIENTS_LOG, epoch, clients)
     }
 
     fn generation(&self) -> Result<u64, StoreError> {

@@ -531,6 +531,7 @@ impl Store for EtcdStore {
         ops.push(TxnOp::delete(self.key(&format!("history/{name}")), None));
         ops.push(TxnOp::delete(self.key(&format!("locks/{name}")), None));
         ops.push(TxnOp::delete(self.key(&format!("nfs4/{name}")), None));
+        ops.push(TxnOp::delete(self.key(&format!("nfs4-clients/{name}")), None));
         for address in &config.addresses {
             ops.extend(self.address_deletes(address));
         }
@@ -603,6 +604,26 @@ impl Store for EtcdStore {
 
     fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError> {
         let put = TxnOp::put(self.key(&format!("nfs4/{name}")), encode(state), None);
+        self.under_epoch(name, epoch, |_| true, vec![put])
+    }
+
+    fn nfs4_clients(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_name(name)?;
+        self.config(name)?;
+        let key = self.key(&format!("nfs4-clients/{name}"));
+        match self.read(&key)?.value {
+            Some(value) => decode(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_nfs4_clients(
+        &self,
+        name: &str,
+        epoch: u64,
+        clients: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let put = TxnOp::put(self.key(&format!("nfs4-clients/{name}")), encode(clients), None);
         self.under_epoch(name, epoch, |_| true, vec![put])
     }
 

@@ -83,6 +83,12 @@ pub trait Store: Send + Sync {
     fn nfs4_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
     /// Records a vserver's NFSv4 state, as `put_locks` its lock table.
     fn put_nfs4_state(&self, name: &str, epoch: u64, state: &serde_json::Value) -> Result<(), StoreError>;
+    /// The NFSv4 clients that hold state on a vserver (RFC 8881's stable
+    /// storage: who may reclaim if that state cannot be read), apart from
+    /// the state itself.
+    fn nfs4_clients(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    fn put_nfs4_clients(&self, name: &str, epoch: u64, clients: &serde_json::Value)
+        -> Result<(), StoreError>;
     /// Changes whenever a vserver record changes, so a reader can skip
     /// reading them all when nothing did.
     fn generation(&self) -> Result<u64, StoreError>;

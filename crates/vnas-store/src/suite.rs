@@ -172,12 +172,18 @@ fn service_state_needs_the_current_epoch(store: &impl Store) {
     let v4 = serde_json::json!({"clients": [], "handoff": true});
     assert!(matches!(store.put_nfs4_state("a", 2, &v4), Err(StoreError::StaleEpoch { .. })));
     store.put_nfs4_state("a", 3, &v4).unwrap();
-    assert_eq!(store.nfs4_state("a").unwrap(), Some(v4));
+    assert_eq!(store.nfs4_state("a").unwrap(), Some(v4.clone()));
     assert_eq!(store.locks("a").unwrap(), Some(locks), "apart");
+    let clients = serde_json::json!(["6c696e7578"]);
+    assert!(matches!(store.put_nfs4_clients("a", 2, &clients), Err(StoreError::StaleEpoch { .. })));
+    store.put_nfs4_clients("a", 3, &clients).unwrap();
+    assert_eq!(store.nfs4_clients("a").unwrap(), Some(clients));
+    assert_eq!(store.nfs4_state("a").unwrap(), Some(v4.clone()), "apart");
     store.delete_vserver("a").unwrap();
     store.create_vserver(&config("a", "127.0.0.10")).unwrap();
     assert_eq!(store.locks("a").unwrap(), None, "a new vserver of the same name starts with none");
     assert_eq!(store.nfs4_state("a").unwrap(), None);
+    assert_eq!(store.nfs4_clients("a").unwrap(), None);
 }
 
 fn bad_names_are_refused(store: &impl Store) {

@@ -57,6 +57,9 @@ pub trait LockRecords: Send + Sync {
     /// read, `Ok(Err)` if what it holds cannot be understood.
     fn load_nfs4(&self, vserver: &str) -> Result<Result<Option<V4Record>, String>, String>;
     fn record_nfs4(&self, vserver: &str, epoch: u64, record: &V4Record) -> Result<(), String>;
+    /// The names of the NFSv4 clients that held state (who may reclaim).
+    fn load_nfs4_clients(&self, vserver: &str) -> Result<Vec<Vec<u8>>, String>;
+    fn record_nfs4_clients(&self, vserver: &str, epoch: u64, clients: &[Vec<u8>]) -> Result<(), String>;
 }
 
 /// The server's NFSv4 journal: the vserver's records under its current
@@ -70,6 +73,10 @@ struct V4Journal {
 impl vnas_nfs::nfs4::journal::V4Journal for V4Journal {
     fn record(&self, record: &V4Record) -> Result<(), String> {
         self.records.record_nfs4(&self.vserver, self.epoch.load(Ordering::SeqCst), record)
+    }
+
+    fn record_clients(&self, clients: &[Vec<u8>]) -> Result<(), String> {
+        self.records.record_nfs4_clients(&self.vserver, self.epoch.load(Ordering::SeqCst), clients)
     }
 }
 
@@ -579,12 +586,18 @@ impl Running {
     /// anew). What became of it, for the history.
     fn restore_nfs4(&mut self, records: Arc<dyn LockRecords>) -> Result<String, String> {
         let name = self.config.name.clone();
-        let read = std::thread::spawn(move || records.load_nfs4(&name))
-            .join()
-            .map_err(|_| "reading the NFSv4 state panicked".to_string())?
-            .map_err(|e| format!("cannot read the vserver's NFSv4 state: {e}"))?;
+        let (read, known) = std::thread::spawn(move || {
+            let read = records.load_nfs4(&name)?;
+            // Who may reclaim, read only when the state cannot be.
+            let known = if read.is_err() { records.load_nfs4_clients(&name)? } else { Vec::new() };
+            Ok::<_, String>((read, known))
+        })
+        .join()
+        .map_err(|_| "reading the NFSv4 state panicked".to_string())?
+        .map_err(|e| format!("cannot read the vserver's NFSv4 state: {e}"))?;
         let handoff = matches!(&read, Ok(Some(r)) if r.handoff);
-        match vnas_locks::nfs4::restore(read, &[]) {
+        let unreadable = read.as_ref().err().cloned().unwrap_or_default();
+        match vnas_locks::nfs4::restore(read, &known) {
             Restore::Serve(record) => {
                 let skipped = self.control.restore_nfs4(&record);
                 if handoff {
@@ -617,8 +630,20 @@ impl Running {
                 Ok(format!("NFSv4: {clients} clients, {sessions} sessions, {opens} opens, {locks} lock states {kind}; no grace period"))
             }
             Restore::Grace { reclaimers } => {
-                tracing::warn!(vserver = %self.config.name, reclaimers = reclaimers.len(), "NFSv4 state unreadable: its clients lose their opens and locks");
-                Ok("NFSv4 state unreadable: not restored".to_string())
+                let released = self.control.begin_grace(&reclaimers);
+                tracing::warn!(
+                    vserver = %self.config.name, reason = %unreadable, reclaimers = reclaimers.len(), released,
+                    "NFSv4 state unreadable: this vserver alone in grace while its clients reclaim"
+                );
+                if reclaimers.is_empty() {
+                    return Ok(format!(
+                        "NFSv4 state unreadable ({unreadable}); no client listed, no grace period"
+                    ));
+                }
+                Ok(format!(
+                    "NFSv4 state unreadable ({unreadable}); grace period for this vserver until its {} listed clients reclaim",
+                    reclaimers.len()
+                ))
             }
         }
     }

@@ -323,8 +323,9 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
     if access == 0 {
         return fail(NFS4ERR_INVAL);
     }
-    // CLAIM_NULL (a name in the current directory) or CLAIM_FH (the
-    // current filehandle is the file). Nothing to reclaim: no grace.
+    // CLAIM_NULL (a name in the current directory), CLAIM_FH (the current
+    // filehandle is the file) or, in a grace period, CLAIM_PREVIOUS (the
+    // current filehandle is the file a listed client had open).
     let claim = word(x)?;
     let (dir, file) = match claim {
         0 => {
@@ -341,13 +342,18 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         }
         4 => (None, None),
         1 => {
-            c.state.v4_reclaims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return fail(10033); // NFS4ERR_NO_GRACE
+            let _delegate_type = word(x)?;
+            (None, None)
         }
         _ => return fail(NFS4ERR_NOTSUPP),
     };
     if c.dry {
         return fail(NFS4_OK);
+    }
+    match super::grace::call(c.state, clientid, claim == 1) {
+        super::grace::GraceCall::Go => {}
+        super::grace::GraceCall::Wait => return fail(NFS4ERR_GRACE),
+        super::grace::GraceCall::NoGrace => return fail(NFS4ERR_NO_GRACE),
     }
     let mut given = Vec::new();
     let mut cinfo = wcc_data::default();

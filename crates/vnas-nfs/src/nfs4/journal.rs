@@ -15,6 +15,9 @@ use crate::server::State;
 /// another node owns the vserver.
 pub trait V4Journal: Send + Sync {
     fn record(&self, record: &Record) -> Result<(), String>;
+    /// The names of the clients that hold state (who may reclaim if the
+    /// record is ever unreadable), written apart when they change.
+    fn record_clients(&self, clients: &[Vec<u8>]) -> Result<(), String>;
 }
 
 #[derive(Default)]
@@ -28,6 +31,8 @@ pub struct Journal {
     /// Hand-off records taken: each must give way to a journal record
     /// before the first reply (its slots move on from then).
     handoffs: AtomicU64,
+    /// The client list as last written (`None`: not known to be written).
+    clients: Mutex<Option<Vec<Vec<u8>>>>,
     /// Records written, and the time that took (µs).
     pub written: AtomicU64,
     pub write_us: AtomicU64,
@@ -58,6 +63,8 @@ pub struct Nfs4Stats {
     /// RECLAIM_COMPLETEs (a client sends one after it mounts).
     pub reclaims: u64,
     pub reclaim_completes: u64,
+    /// While a grace period runs: the clients still to reclaim.
+    pub grace_waiting: Option<u64>,
     /// Journal records written, and the time that took (µs).
     pub recorded: u64,
     pub record_us: u64,
@@ -74,6 +81,7 @@ pub fn stats(state: &State) -> Nfs4Stats {
         lock_states: lock_states as u64,
         reclaims: state.v4_reclaims.load(Ordering::Relaxed),
         reclaim_completes: state.v4_reclaim_completes.load(Ordering::Relaxed),
+        grace_waiting: super::grace::waiting(state).map(|n| n as u64),
         recorded: j.written.load(Ordering::Relaxed),
         record_us: j.write_us.load(Ordering::Relaxed),
     }
@@ -86,6 +94,7 @@ pub fn restore(state: &State, record: &Record) -> usize {
     let skipped =
         state.sessions.import(&record.clients41, &record.sessions, now) + state.v4.import(record, now);
     state.v4_journal.recorded.store(changes(state), Ordering::SeqCst);
+    *state.v4_journal.clients.lock().unwrap_or_else(|e| e.into_inner()) = Some(record.clients());
     // A hand-off's sessions are good until a call moves a slot on: the
     // store must hold a record without them before any call runs here,
     // or a next owner after a failover would take stale slots for current
@@ -118,6 +127,18 @@ impl Journal {
         }
         let started = Instant::now();
         let record = snapshot(state, false);
+        // Who holds state is written first: a client in the record is
+        // always in the list.
+        let clients = record.clients();
+        let mut written = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if written.as_ref() != Some(&clients) {
+            if let Err(error) = sink.record_clients(&clients) {
+                tracing::warn!(%error, "NFSv4 client list not recorded; the reply is held back");
+                return false;
+            }
+            *written = Some(clients);
+        }
+        drop(written);
         match sink.record(&record) {
             Ok(()) => {
                 self.recorded.store(now, Ordering::SeqCst);

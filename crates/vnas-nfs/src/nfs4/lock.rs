@@ -58,11 +58,7 @@ fn file_of(c: &Compound<'_>) -> Result<Vec<u8>, u32> {
 
 pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let locktype = word(x)?;
-    if word(x)? != 0 {
-        // A reclaim: nothing to reclaim from here (state moves with the
-        // vserver); counted, so an administrator sees a client that tried.
-        c.state.v4_reclaims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
+    let reclaim = word(x)? != 0;
     let offset = x.u64().map_err(|_| Garbage)?;
     let length = x.u64().map_err(|_| Garbage)?;
     let new_owner = word(x)? != 0;
@@ -84,6 +80,12 @@ pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
         return fail(NFS4ERR_INVAL);
     }
     let Some((clientid, oh)) = owner else { return fail(NFS4ERR_BAD_STATEID) };
+    // Outside a grace period a reclaim is a lock like any other (nothing
+    // is ever lost to reclaim: state moves with the vserver); counted.
+    match super::grace::call(c.state, clientid, reclaim) {
+        super::grace::GraceCall::Wait => return fail(NFS4ERR_GRACE),
+        super::grace::GraceCall::Go | super::grace::GraceCall::NoGrace => {}
+    }
     let fh = tryop!(file_of(c));
     if let Some(open) = open_other {
         if c.state.v4.access(&open, &fh).is_none() {
@@ -129,6 +131,9 @@ pub fn lockt(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbag
     }
     let fh = tryop!(file_of(c));
     let range = tryop!(range(offset, length));
+    if super::grace::call(c.state, c.clientid.unwrap_or(clientid), false) == super::grace::GraceCall::Wait {
+        return fail(NFS4ERR_GRACE);
+    }
     let owner = Owner { caller: caller(c.clientid.unwrap_or(clientid)), svid: 0, oh };
     let open = crate::nlm::opener(c.state);
     match c.state.locks.test(&open, &fh, &owner, locktype % 2 == 0, range) {

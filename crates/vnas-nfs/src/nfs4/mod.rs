@@ -21,6 +21,7 @@ macro_rules! tryop {
 
 pub mod attrs;
 mod change;
+pub mod grace;
 pub mod journal;
 pub mod lock;
 mod ops;
@@ -62,6 +63,8 @@ pub const NFS4ERR_SERVERFAULT: u32 = 10006;
 pub const NFS4ERR_BADTYPE: u32 = 10007;
 pub const NFS4ERR_DELAY: u32 = 10008;
 pub const NFS4ERR_DENIED: u32 = 10010;
+pub const NFS4ERR_GRACE: u32 = 10013;
+pub const NFS4ERR_NO_GRACE: u32 = 10033;
 pub const NFS4ERR_SHARE_DENIED: u32 = 10015;
 pub const NFS4ERR_RESOURCE: u32 = 10018;
 pub const NFS4ERR_NOFILEHANDLE: u32 = 10020;

@@ -209,7 +209,10 @@ pub fn bind_conn_to_session(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Resu
 pub fn reclaim_complete(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let _one_fs = word(x)?;
     c.state.v4_reclaim_completes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Nothing to reclaim from: this server keeps no grace period yet.
+    if let Some(clientid) = c.clientid {
+        super::grace::complete(c.state, clientid);
+    }
+    // The client reclaimed all it had: one fewer a grace period waits for.
     fail(NFS4_OK)
 }
 

@@ -459,6 +459,11 @@ impl Sessions {
         skipped
     }
 
+    /// The owner a client ID was made for.
+    pub fn owner_of(&self, clientid: u64) -> Option<Vec<u8>> {
+        self.lock().clients.get(&clientid).map(|c| c.owner.clone())
+    }
+
     pub fn has_session(&self, id: &SessionId) -> bool {
         self.lock().sessions.contains_key(id)
     }

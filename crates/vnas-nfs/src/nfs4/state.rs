@@ -457,6 +457,11 @@ impl V4State {
         closed
     }
 
+    /// The name an NFSv4.0 client ID was made for.
+    pub fn name_of(&self, clientid: u64) -> Option<Vec<u8>> {
+        self.clients.lock().expect("not poisoned").get(&clientid).map(|c| c.id.clone())
+    }
+
     /// NFSv4.0 clients, open states and lock states held.
     pub fn counts(&self) -> (usize, usize, usize) {
         let clients = self.clients.lock().expect("not poisoned").len();

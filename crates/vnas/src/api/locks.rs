@@ -80,6 +80,9 @@ pub struct Nfs4View {
     /// (one per mount).
     pub reclaims: u64,
     pub reclaim_completes: u64,
+    /// While this vserver is in a grace period (its v4 state could not be
+    /// read): the listed clients still to reclaim.
+    pub grace_waiting: Option<u64>,
     /// Changes recorded in the store before they were answered, and the
     /// mean time one took (µs).
     pub recorded: u64,
@@ -162,6 +165,7 @@ fn view(node: &Node, name: &str, meters: &Meters) -> LocksView {
                 lock_states: v4.lock_states,
                 reclaims: v4.reclaims,
                 reclaim_completes: v4.reclaim_completes,
+                grace_waiting: v4.grace_waiting,
                 recorded: v4.recorded,
                 record_us_mean: v4.record_us.checked_div(v4.recorded).unwrap_or(0),
             }

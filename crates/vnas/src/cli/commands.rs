@@ -495,6 +495,9 @@ pub fn vserver(api: &ApiUrl, command: VserverCommand) -> anyhow::Result<()> {
                         "NFSv4: {} client(s), {} session(s), {} open(s), {} lock state(s); since it started there: {} reclaim(s), {} change(s) recorded",
                         v4.clients, v4.sessions, v4.opens, v4.lock_states, v4.reclaims, v4.recorded
                     );
+                    if let Some(waiting) = v4.grace_waiting {
+                        println!("NFSv4 grace period: {waiting} listed client(s) still to reclaim; no new opens or locks meanwhile");
+                    }
                 }
             }
         }

@@ -37,4 +37,21 @@ impl vnas_vserver::LockRecords for StoreLocks {
         let value = serde_json::to_value(record).map_err(|e| e.to_string())?;
         self.0.put_nfs4_state(vserver, epoch, &value).map_err(|e| e.to_string())
     }
+
+    fn load_nfs4_clients(&self, vserver: &str) -> Result<Vec<Vec<u8>>, String> {
+        let Some(value) = self.0.nfs4_clients(vserver).map_err(|e| e.to_string())? else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<String> =
+            serde_json::from_value(value).map_err(|e| format!("client list unreadable: {e}"))?;
+        names
+            .iter()
+            .map(|n| vnas_locks::unhex(n).ok_or_else(|| format!("client list unreadable: {n}")))
+            .collect()
+    }
+
+    fn record_nfs4_clients(&self, vserver: &str, epoch: u64, clients: &[Vec<u8>]) -> Result<(), String> {
+        let names: Vec<String> = clients.iter().map(|c| vnas_locks::hex(c)).collect();
+        self.0.put_nfs4_clients(vserver, epoch, &serde_json::json!(names)).map_err(|e| e.to_string())
+    }
 }

@@ -709,3 +709,108 @@ fn nfsv41_state_moves_with_the_vserver_and_survives_a_failover() {
     n1.stop();
     n3.stop();
 }
+
+/// When a vserver's NFSv4 state cannot be read (here: its record garbled
+/// while it was stopped), that vserver alone goes into grace: the clients
+/// the store lists reclaim their opens and locks (CLAIM_PREVIOUS, LOCK
+/// with reclaim), nobody else gets a new open or lock (NFSv4 or NLM) until
+/// every listed client has sent RECLAIM_COMPLETE, and another vserver on
+/// the same node never waits.
+#[test]
+fn an_unreadable_nfs4_record_puts_only_its_vserver_in_grace_until_its_clients_reclaim() {
+    use v41::{last_body, statuses, Client, R};
+    let top = temp_dir();
+    let store = top.path().join("store");
+    let mut command = NodeProc::command("n1", &store);
+    command.arg("--nfs4");
+    let n1 = NodeProc::spawn(command);
+    for (name, ip) in [("gr", "127.0.41.3"), ("calm", "127.0.41.4")] {
+        let vol = top.path().join(name);
+        std::fs::create_dir(&vol).unwrap();
+        let volume = format!("/data={}", vol.display());
+        cli_json(&n1.api, &["vserver", "create", name, "--ip", ip, "--volume", &volume, "--node", "n1"]);
+    }
+    let addr = ("127.0.41.3", 2049);
+    let mut c = Client::connect_to(addr);
+    c.establish(b"grace-client");
+    let (status, open) = {
+        let mut ops = c.sequence(0, 1);
+        ops.u32(24).u32(15).opaque(b"data").u32(10);
+        let root = R(&last_body(&c.compound(4, &ops.0))).opaque();
+        c.open(0, 2, &root, b"f", 3, 2, b"open-owner")
+    };
+    assert_eq!(status, 0);
+    let (root, fh) = root_and(&mut c, 0, 3, b"f");
+    let lock = |c: &mut Client, seqid: u32, stateid: &[u8], reclaim: u32| {
+        let mut ops = c.sequence(0, seqid);
+        ops.u32(22).opaque(&fh);
+        ops.u32(12).u32(2).u32(reclaim).u64(0).u64(u64::MAX).u32(1);
+        ops.u32(0).raw(stateid).u32(0).u64(c.clientid).opaque(b"lock-owner");
+        let (_, results) = statuses(&c.compound(3, &ops.0));
+        results.last().unwrap().1
+    };
+    assert_eq!(lock(&mut c, 5, &open, 0), 0, "LOCK");
+    cli_json(&n1.api, &["vserver", "stop", "gr"]);
+    std::fs::write(store.join("vservers/gr/nfs4.log"), b"{garbled\n").unwrap();
+    cli_json(&n1.api, &["vserver", "start", "gr"]);
+    let history = cli_json(&n1.api, &["vserver", "history", "gr"]);
+    let said = history.as_array().unwrap().last().unwrap()["locks"].as_str().unwrap_or_default().to_string();
+    assert!(
+        said.contains("unreadable") && said.contains("grace period for this vserver until its 1 listed"),
+        "{said}"
+    );
+
+    // The client finds its ID gone and makes a new one (same owner).
+    c.reconnect(addr);
+    assert_eq!(c.create_session(2), 10022, "NFS4ERR_STALE_CLIENTID");
+    c.establish(b"grace-client");
+    assert_eq!(c.open(0, 1, &root, b"g", 3, 0, b"open-owner").0, 10013, "a new open: NFS4ERR_GRACE");
+    let nlm = |args: &[&str]| {
+        let url = "nfs://127.0.41.3/data?nfsport=2049&mountport=2049";
+        let (op, rest) = args.split_first().unwrap();
+        let out = Command::new(nlmtool()).arg(op).arg(url).args(rest).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = nlm(&["lock", "other", "v3host", "5", "w", "0", "0"]);
+    assert!(refused.contains("GRACE"), "nor NLM: {refused}");
+    // Another vserver of the node: no grace.
+    let mut e = Client::connect_to(("127.0.41.4", 2049));
+    e.establish(b"calm-client");
+    let mut ops = e.sequence(0, 1);
+    ops.u32(24).u32(15).opaque(b"data").u32(10);
+    let calm_root = R(&last_body(&e.compound(4, &ops.0))).opaque();
+    assert_eq!(e.open(0, 2, &calm_root, b"h", 3, 0, b"o").0, 0, "the other vserver opens at once");
+    // A client not on the list: no reclaim, no new open.
+    let mut d = Client::connect_to(addr);
+    d.establish(b"late-client");
+    assert_eq!(d.open(0, 1, &root, b"g", 1, 0, b"d-owner").0, 10013);
+
+    // The listed client reclaims its open (CLAIM_PREVIOUS) and its lock.
+    let mut ops = c.sequence(0, 2);
+    ops.u32(22).opaque(&fh);
+    ops.u32(18).u32(0).u32(3).u32(2).u64(c.clientid).opaque(b"open-owner");
+    ops.u32(0).u32(1).u32(0); // NOCREATE, CLAIM_PREVIOUS, no delegation
+    let res = c.compound(3, &ops.0);
+    assert_eq!(statuses(&res).1.last(), Some(&(18, 0)), "CLAIM_PREVIOUS in grace");
+    let reopened = R(&last_body(&res)).raw(16);
+    assert_eq!(lock(&mut c, 3, &reopened, 1), 0, "LOCK with reclaim in grace");
+    let v4 = cli_json(&n1.api, &["vserver", "locks", "gr"])["nfs4"].clone();
+    assert_eq!(v4["grace_waiting"], 1, "{v4}");
+    let mut ops = c.sequence(0, 4);
+    ops.u32(58).u32(0);
+    assert_eq!(statuses(&c.compound(2, &ops.0)).1.last(), Some(&(58, 0)), "RECLAIM_COMPLETE");
+
+    // Grace over at once: new opens; what was reclaimed holds.
+    let v4 = cli_json(&n1.api, &["vserver", "locks", "gr"])["nfs4"].clone();
+    assert!(v4["grace_waiting"].is_null() && v4["reclaims"] == 2, "{v4}");
+    assert_eq!(d.open(0, 2, &root, b"g", 1, 0, b"d-owner").0, 0, "a new open after the grace");
+    assert_eq!(
+        d.open(0, 3, &root, b"f", 2, 0, b"d-owner").0,
+        10015,
+        "the reclaimed open still denies writing"
+    );
+    let mut ops = d.sequence(0, 4);
+    ops.u32(22).opaque(&fh).u32(13).u32(1).u64(0).u64(1).u64(d.clientid).opaque(b"d-lock-owner");
+    assert_eq!(statuses(&d.compound(3, &ops.0)).1.last(), Some(&(13, 10010)), "the reclaimed lock holds");
+    n1.stop();
+}
