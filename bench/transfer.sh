@@ -7,6 +7,8 @@
 #   bench/transfer.sh [--moves 10] [--failovers 5] [--drain 100]
 #   bench/transfer.sh --bed [...]   linux mode on the test bed, kernel client,
 #                                   keepalived+Ganesha side by side (transfer-bed.sh)
+#   bench/transfer.sh --nfs4 [...]  NFSv4.1 with a lock held, kernel client, next to
+#                                   NFS-Ganesha 4.1 (transfer-nfs4.sh; root)
 #   bench/transfer.sh --units [...] a vserver on an ext4 and an XFS unit next to
 #                                   one on a directory (transfer-units.sh; root)
 set -euo pipefail
@@ -16,6 +18,10 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --bed ]; then
   shift
   exec bench/transfer-bed.sh "$@"
+fi
+if [ "${1:-}" = --nfs4 ]; then
+  shift
+  exec bench/transfer-nfs4.sh "$@"
 fi
 if [ "${1:-}" = --units ]; then
   shift

@@ -23,21 +23,16 @@ pub fn begin(state: &State, reclaimers: &[Vec<u8>]) -> usize {
     let lease_ms = state.sessions.lease().as_millis() as u64;
     let grace = Grace::begin(reclaimers, now_ms(), lease_ms);
     let open = crate::nlm::opener(state);
-    let orphans: Vec<String> =
-        state.locks.snapshot().clients.keys().filter(|c| c.starts_with("nfs4:")).cloned().collect();
+    // Every lock of an NFSv4 owner (the lock table's caller "nfs4:ID").
+    let orphans: std::collections::BTreeSet<String> = state
+        .locks
+        .snapshot()
+        .locks()
+        .map(|(_, l)| l.owner.caller.clone())
+        .filter(|caller| caller.starts_with("nfs4:"))
+        .collect();
     let mut released = 0;
     for caller in orphans {
-        released += state.locks.release_client(&open, &caller).unwrap_or(0);
-    }
-    // Locks held by clients that have no record in the lock table's
-    // clients (v4 ones) are found by owner too.
-    let table = state.locks.snapshot();
-    let v4_callers: std::collections::BTreeSet<String> = table
-        .locks()
-        .filter(|(_, l)| l.owner.caller.starts_with("nfs4:"))
-        .map(|(_, l)| l.owner.caller.clone())
-        .collect();
-    for caller in v4_callers {
         released += state.locks.release_client(&open, &caller).unwrap_or(0);
     }
     *state.grace.lock().unwrap_or_else(|e| e.into_inner()) = grace;
@@ -69,12 +64,10 @@ pub fn call(state: &State, clientid: u64, reclaim: bool) -> GraceCall {
     if reclaim {
         state.v4_reclaims.fetch_add(1, Ordering::Relaxed);
     }
-    let mut grace = state.grace.lock().unwrap_or_else(|e| e.into_inner());
-    end_if_over(&mut grace);
-    if grace.is_none() {
+    if waiting(state).is_none() {
         return Grace::call(None, 0, None, reclaim);
     }
-    drop(grace);
+    // Not under the grace lock: the session table has its own.
     let owner = owner_of(state, clientid);
     let grace = state.grace.lock().unwrap_or_else(|e| e.into_inner());
     Grace::call(grace.as_ref(), now_ms(), owner.as_deref(), reclaim)
