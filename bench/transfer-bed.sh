@@ -13,8 +13,8 @@
 #      SIGKILLs; its gaps include its own round trip (tens of ms, emulated).
 #   D  keepalived + NFS-Ganesha (../shared/tools/peer-failover.sh, when it is
 #      there): its failover and switchover, libnfs.
-#   E, F  NFSv4.1 with a lock held, the kernel client, vnas and NFS-Ganesha
-#      (bench/transfer-nfs4.sh, after the rest, GUEST_MOVES and GUEST_KILLS).
+#   E  NFSv4.1 with a lock held, the kernel client (bench/transfer-nfs4.sh,
+#      after the rest, GUEST_MOVES and GUEST_KILLS).
 #
 #   bench/transfer-bed.sh [--moves 1000] [--kills 5] [--guest-moves 10] [--guest-kills 3] [--no-peer]
 #
@@ -190,9 +190,7 @@ fi
 # --- E, F: NFSv4.1 (its own bed) -----------------------------------------
 cleanup
 trap - EXIT
-peer_flag=()
-[ "$peer" = 1 ] || peer_flag=(--no-peer)
-nfs4_lines=$(bench/transfer-nfs4.sh --moves "$guest_moves" --kills "$guest_kills" "${peer_flag[@]}" | tail -2)
+nfs4_lines=$(bench/transfer-nfs4.sh --moves "$guest_moves" --kills "$guest_kills" | tail -2)
 
 echo
 echo "vnas linux mode on the bed, release build, $(date -u +%F):"

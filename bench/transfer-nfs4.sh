@@ -9,7 +9,9 @@
 #      every 20 ms) gives the longest gap. MOVES planned moves, then KILLS
 #      SIGKILLs of the owner. After each SIGKILL, B takes a new lock on
 #      another file (how long it waits: a grace period would show here).
-#   F  NFS-Ganesha (VFS backend, NFSv4.1, the fs recovery backend in a
+#   F  (--peer; unfinished: after the failover the guest's next open of a
+#      new file has not returned in our runs, cause not found yet)
+#      NFS-Ganesha (VFS backend, NFSv4.1, the fs recovery backend in a
 #      directory both hosts share, its default grace and lease) on two bed
 #      hosts, the address moved as keepalived moves it (gone with the dead
 #      host; added with a gratuitous ARP on the survivor, where Ganesha is
@@ -20,19 +22,19 @@
 # /proc/self/mountstats: EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE,
 # LOCK), and the new lock's wait.
 #
-#   bench/transfer-nfs4.sh [--moves 10] [--kills 3] [--no-peer]
+#   bench/transfer-nfs4.sh [--moves 10] [--kills 3] [--peer]
 #
 # Needs root. Installs NFS-Ganesha if missing. Not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-moves=10 kills=3 peer=1
+moves=10 kills=3 peer=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --moves) moves=$2; shift 2 ;;
     --kills) kills=$2; shift 2 ;;
-    --no-peer) peer=0; shift ;;
-    *) echo "usage: bench/transfer-nfs4.sh [--moves N] [--kills N] [--no-peer]" >&2; exit 2 ;;
+    --peer) peer=1; shift ;;
+    *) echo "usage: bench/transfer-nfs4.sh [--moves N] [--kills N] [--peer]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench/transfer-nfs4.sh needs root (network namespaces)" >&2; exit 1; }
@@ -74,7 +76,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 export VNAS_CA_FILE=$work/cert.pem
 start_node() { # name
   local i=${1#n}
-  on "$1" env VNAS_LOG=warn "$vnas" node run --name "$1" --store "$work/store" --api "198.18.0.$i:7400" \
+  # Not through on(): $! must be the node itself (ip netns exec execs).
+  ip netns exec "vnas-$bed-$1" env VNAS_LOG=warn "$vnas" node run --name "$1" --store "$work/store" --api "198.18.0.$i:7400" \
     --network linux --interface eth0 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --nfs4 \
     >>"$work/$1.log" 2>&1 &
   pid[$1]=$!
@@ -90,31 +93,39 @@ stats() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "none"; exit 
 # --- the guest, driven over its console -----------------------------------
 # boot VIP: the guest mounts VIP:/data with vers=4.1 at /mnt.
 boot() {
-  coproc GUEST { MOUNT_OPTS="vers=4.1" exec bash scripts/guest.sh locks "$kit" "$bed" "$1" /data 1800; }
+  coproc GUEST { CONSOLE_LOG="$work/console-$1.log" MOUNT_OPTS="vers=4.1" exec bash scripts/guest.sh locks "$kit" "$bed" "$1" /data 1800; }
   guest_pid=$GUEST_PID
+  # Plain descriptors: a coprocess's are not seen in $(...) subshells.
+  exec {gin}<&"${GUEST[0]}" {gout}>&"${GUEST[1]}"
   line "guest: ready" >/dev/null
 }
 # line PREFIX: the next console line starting with PREFIX.
 line() {
   local l
-  while IFS= read -r -t 300 l <&"${GUEST[0]}"; do
+  while IFS= read -r -t 300 l <&"$gin"; do
     [[ $l == "$1"* ]] && { printf '%s\n' "$l"; return 0; }
   done
   echo "bench/transfer-nfs4.sh: the guest said no '$1'" >&2
   exit 1
 }
-ask() { printf '%s\n' "$1" >&"${GUEST[1]}"; line "guest: ${1:0:1} "; }
+ask() { printf '%s\n' "$1" >&"$gout"; line "guest: ${1:0:1} "; }
 gsh() {
-  printf 'sh %s\n' "$1" >&"${GUEST[1]}"
+  printf 'sh %s\n' "$1" >&"$gout"
   local l
-  while IFS= read -r -t 120 l <&"${GUEST[0]}"; do
+  while IFS= read -r -t 120 l <&"$gin"; do
     case $l in
       "guest: sh done status="*) return 0 ;;
       "guest: sh: "*) printf '%s\n' "${l#guest: sh: }" ;;
     esac
   done
 }
-quit() { printf 'quit\n' >&"${GUEST[1]}"; line "guest: quit" >/dev/null || true; wait "$guest_pid" 2>/dev/null || true; guest_pid=; }
+quit() {
+  printf 'quit\n' >&"$gout"
+  line "guest: quit" >/dev/null || true
+  wait "$guest_pid" 2>/dev/null || true
+  exec {gin}<&- {gout}>&-
+  guest_pid=
+}
 # The guest's count of an NFSv4 operation on /mnt.
 count() {
   gsh "awk '\$1 == \"device\" { on = (\$5 == \"/mnt\") } on && \$1 == \"$1:\" { print \$2 }' /proc/self/mountstats" | tail -1
@@ -128,7 +139,7 @@ print(" ".join(f"{k}+{int(a[k]) - int(b[k])}" for k in b))' "$1" "$2"; }
 # event CMD...: runs CMD while B probes for SECONDS; the probe's worst gap.
 probe_around() { # seconds, then the command
   local seconds=$1; shift
-  printf 'B probe /mnt/probe %s\n' "$seconds" >&"${GUEST[1]}"
+  printf 'B probe /mnt/probe %s\n' "$seconds" >&"$gout"
   sleep 1
   "$@"
   line "guest: B probed" | sed -n 's/.*max_gap_ms=\([0-9]*\).*/\1/p'
@@ -155,8 +166,9 @@ ask "A lock w 0 0" >/dev/null
 quiet=$(probe_around 3 true)
 before=$(counters)
 : >"$work/e-moves"
+move() { cli vserver move v4 >/dev/null; }
 for i in $(seq "$moves"); do
-  probe_around 3 cli vserver move v4 >>"$work/e-moves"
+  probe_around 3 move >>"$work/e-moves"
 done
 moved=$(counters)
 : >"$work/e-kills" && : >"$work/e-newlock"
@@ -178,7 +190,7 @@ for n in "${!pid[@]}"; do kill "${pid[$n]}" 2>/dev/null || true; wait "${pid[$n]
 pid=()
 
 # --- F: NFS-Ganesha, its address moved as keepalived moves it ----------------
-f_line="peer (ganesha 4.1): not run (--no-peer)"
+f_line="peer (ganesha 4.1): not run (--peer: unfinished)"
 if [ "$peer" = 1 ]; then
   echo "F: NFS-Ganesha on two hosts, kernel client on NFSv4.1 with a lock held" >&2
   cat >"$work/ganesha/ganesha.conf" <<CONF
@@ -193,7 +205,7 @@ LOG { Default_Log_Level = EVENT; }
 CONF
   vip=198.18.1.41
   ganesha_on() { # host: Ganesha in the host's namespace, its own /run
-    on "$1" unshare -m --propagation private bash -c \
+    ip netns exec "vnas-$bed-$1" unshare -m --propagation private bash -c \
       "mount -t tmpfs none /run && exec ganesha.nfsd -F -f $work/ganesha/ganesha.conf -L $work/ganesha/$1.log -p /run/ganesha.pid" &
     pid[g$1]=$!
     until on "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/2049" 2>/dev/null; do sleep 0.1; done
