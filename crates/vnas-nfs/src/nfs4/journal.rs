@@ -59,7 +59,7 @@ pub struct Nfs4Stats {
     pub opens: u64,
     pub lock_states: u64,
     /// OPENs with CLAIM_PREVIOUS and LOCKs with reclaim set taken here
-    /// (each refused: nothing is ever lost to reclaim), and
+    /// (taken in a grace period, refused outside one), and
     /// RECLAIM_COMPLETEs (a client sends one after it mounts).
     pub reclaims: u64,
     pub reclaim_completes: u64,

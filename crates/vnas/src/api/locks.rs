@@ -75,9 +75,9 @@ pub struct Nfs4View {
     pub opens: u64,
     pub lock_states: u64,
     /// Since it started on this node: OPENs with CLAIM_PREVIOUS and LOCKs
-    /// with reclaim set (a client that believed its state lost; refused,
-    /// as there is no grace period to reclaim in), and RECLAIM_COMPLETEs
-    /// (one per mount).
+    /// with reclaim set (a client that believed its state lost: taken in
+    /// a grace period, which only an unreadable record starts; refused
+    /// outside one), and RECLAIM_COMPLETEs (one per mount).
     pub reclaims: u64,
     pub reclaim_completes: u64,
     /// While this vserver is in a grace period (its v4 state could not be
