@@ -9,8 +9,8 @@
 #      every 20 ms) gives the longest gap. MOVES planned moves, then KILLS
 #      SIGKILLs of the owner. After each SIGKILL, B takes a new lock on
 #      another file (how long it waits: a grace period would show here).
-#   F  (--peer; unfinished: after the failover the guest's next open of a
-#      new file has not returned in our runs, cause not found yet)
+#   F  (--peer; unfinished: after the failover the guest stops answering,
+#      even a dmesg on its console; cause not found yet)
 #      NFS-Ganesha (VFS backend, NFSv4.1, the fs recovery backend in a
 #      directory both hosts share, its default grace and lease) on two bed
 #      hosts, the address moved as keepalived moves it (gone with the dead
