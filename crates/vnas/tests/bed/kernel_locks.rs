@@ -96,6 +96,19 @@ impl Guest {
     }
 }
 
+/// The guest's kernel and initramfs (`scripts/guest.sh build`, a cache).
+pub(crate) fn guest_kit() -> PathBuf {
+    let kit = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guestkit");
+    let built = Command::new("bash")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh"))
+        .arg("build")
+        .arg(&kit)
+        .status()
+        .unwrap();
+    assert!(built.success(), "scripts/guest.sh build");
+    kit
+}
+
 /// `ms=T` of a locker's answer.
 fn ms(line: &str) -> u64 {
     line.split_whitespace()
@@ -146,14 +159,7 @@ fn guest_holds_f(held: &[(String, String, String)]) -> bool {
 #[test]
 fn the_kernel_client_locks_across_a_move_and_a_failover() {
     let Some(bed) = Bed::up("the_kernel_client_locks_across_a_move_and_a_failover") else { return };
-    let kit = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guestkit");
-    let built = Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh"))
-        .arg("build")
-        .arg(&kit)
-        .status()
-        .unwrap();
-    assert!(built.success(), "scripts/guest.sh build");
+    let kit = guest_kit();
     let n1 = bed.node("n1", None);
     let n2 = bed.node("n2", None);
     let n3 = bed.node("n3", None);

@@ -38,14 +38,7 @@ fn the_kernel_client_mounts_nfs41_writes_renames_and_locks() {
     if skip_unless_root("the_kernel_client_mounts_nfs41_writes_renames_and_locks") {
         return;
     }
-    let kit = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guestkit");
-    let built = Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh"))
-        .arg("build")
-        .arg(&kit)
-        .status()
-        .unwrap();
-    assert!(built.success(), "scripts/guest.sh build");
+    let kit = crate::kernel_locks::guest_kit();
     let dir = temp_dir();
     // QEMU's user-mode network connects from unreserved host ports.
     let export = format!("/data={}:no_root_squash,insecure", dir.path().display());

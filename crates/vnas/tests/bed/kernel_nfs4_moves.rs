@@ -12,7 +12,6 @@
 //! take new locks at once.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,14 +92,7 @@ fn the_kernel_nfs41_client_keeps_its_state_across_moves_and_a_failover() {
     let Some(bed) = Bed::up("the_kernel_nfs41_client_keeps_its_state_across_moves_and_a_failover") else {
         return;
     };
-    let kit = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guestkit");
-    let built = Command::new("bash")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/guest.sh"))
-        .arg("build")
-        .arg(&kit)
-        .status()
-        .unwrap();
-    assert!(built.success(), "scripts/guest.sh build");
+    let kit = crate::kernel_locks::guest_kit();
     let mut nodes: BTreeMap<&str, NodeProc> =
         ["n1", "n2", "n3"].into_iter().map(|n| (n, bed.node_nfs4(n))).collect();
     let n1 = nodes.remove("n1").unwrap();
