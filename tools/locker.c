@@ -44,6 +44,9 @@
  *                             -> NAME probed round_trips=N errors=E
  *                                max_gap_ms=G (longest time between two
  *                                round trips that succeeded)
+ *                                worst_ms=G1,G2,G3,G4,G5 (the five longest,
+ *                                longest first: one stall of an emulated
+ *                                CPU is not a pattern, twenty moves are)
  *
  * Any call that fails otherwise prints NAME error ERRNO-TEXT ms=T (a
  * waiting call prints it after its "waiting" line); a line it cannot parse
@@ -251,14 +254,24 @@ static int do_line(char *line)
 		}
 		char out[4096], in[4096];
 		long long start = now_ms(), last = start, max_gap = 0, trips = 0, errors = 0;
+		long long worst[5] = {0, 0, 0, 0, 0};
 		while (now_ms() - start < (long long)seconds * 1000) {
 			memset(out, (int)('a' + trips % 26), sizeof out);
 			int ok = pwrite(p, out, sizeof out, 0) == (ssize_t)sizeof out && fsync(p) == 0 &&
 				 pread(p, in, sizeof in, 0) == (ssize_t)sizeof in && memcmp(in, out, sizeof in) == 0;
 			long long t = now_ms();
 			if (ok) {
-				if (t - last > max_gap)
-					max_gap = t - last;
+				long long gap = t - last;
+				if (gap > max_gap)
+					max_gap = gap;
+				for (int w = 0; w < 5; w++) {
+					if (gap > worst[w]) {
+						for (int k = 4; k > w; k--)
+							worst[k] = worst[k - 1];
+						worst[w] = gap;
+						break;
+					}
+				}
 				last = t;
 				trips++;
 			} else {
@@ -267,7 +280,8 @@ static int do_line(char *line)
 			usleep(20000);
 		}
 		close(p);
-		say("probed round_trips=%lld errors=%lld max_gap_ms=%lld", trips, errors, max_gap);
+		say("probed round_trips=%lld errors=%lld max_gap_ms=%lld worst_ms=%lld,%lld,%lld,%lld,%lld", trips,
+		    errors, max_gap, worst[0], worst[1], worst[2], worst[3], worst[4]);
 		return 0;
 	}
 	if (strcmp(cmd, "copyto") == 0 && n == 3) {

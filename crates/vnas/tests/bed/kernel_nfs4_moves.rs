@@ -87,6 +87,14 @@ fn probed(line: &str) -> (u64, u64, u64) {
     (field("round_trips="), field("errors="), field("max_gap_ms="))
 }
 
+/// The probe's five longest gaps, longest first.
+fn worst(line: &str) -> Vec<u64> {
+    let list = line.split_whitespace().find_map(|w| w.strip_prefix("worst_ms="));
+    let worst: Vec<u64> = list.unwrap_or_default().split(',').filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(worst.len(), 5, "worst_ms= in {line}");
+    worst
+}
+
 #[test]
 fn the_kernel_nfs41_client_keeps_its_state_across_moves_and_a_failover() {
     let Some(bed) = Bed::up("the_kernel_nfs41_client_keeps_its_state_across_moves_and_a_failover") else {
@@ -139,17 +147,34 @@ fn the_kernel_nfs41_client_keeps_its_state_across_moves_and_a_failover() {
     let line = guest.expect("guest: B probed", Duration::from_secs(60));
     stop.store(true, Ordering::SeqCst);
     let answers = trying.join().unwrap();
-    let (trips, errors, gap) = probed(&line);
+    let (trips, errors, _) = probed(&line);
+    let worst = worst(&line);
     let after = mountstats(&mut guest);
+    let round_trip = 30_000 / trips.max(1);
+    let own = quiet.max(round_trip);
     eprintln!(
-        "kernel NFSv4.1, 20 moves: pauses {pauses:?} ms; guest probe {trips} round trips, worst gap {gap} ms \
+        "kernel NFSv4.1, 20 moves: pauses {pauses:?} ms; guest probe {trips} round trips, worst gaps {worst:?} ms \
          ({quiet} ms with nothing happening); c1 refused {} times",
         answers.len()
     );
     assert_eq!(errors, 0, "no error in the guest: {line}");
     assert!(
-        gap <= quiet + 100,
-        "a move adds at most 100 ms to the kernel client's longest gap ({quiet} ms on its own), not {gap} ms"
+        own <= 200,
+        "the emulated guest paused {own} ms with nothing happening: too noisy to measure against"
+    );
+    // A move adds at most 100 ms to the longest the guest pauses on its
+    // own. The emulated CPU also stalls now and then, and a stall during a
+    // move adds up: the longest gap may be one round trip more, and only
+    // two may be over the bound (twenty moves that each added more would
+    // put all five over it).
+    assert!(
+        worst[0] <= own + round_trip + 100,
+        "a move adds at most 100 ms to the kernel client's longest gap ({own} ms on its own, \
+         {round_trip} ms a round trip), not {worst:?}"
+    );
+    assert!(
+        worst[2] <= own + 100,
+        "at most two of 20 moves add more than 100 ms to the kernel client's gap ({own} ms on its own): {worst:?}"
     );
     assert!(!answers.iter().any(|a| a == "NLM4_GRANTED"), "never granted to c1: {answers:?}");
     assert!(answers.iter().filter(|a| *a == "NLM4_DENIED").count() >= 20, "{answers:?}");
