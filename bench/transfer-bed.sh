@@ -14,7 +14,8 @@
 #   D  keepalived + NFS-Ganesha (../shared/tools/peer-failover.sh, when it is
 #      there): its failover and switchover, libnfs.
 #   E  NFSv4.1 with a lock held, the kernel client (bench/transfer-nfs4.sh,
-#      after the rest, GUEST_MOVES and GUEST_KILLS).
+#      after the rest, GUEST_MOVES and GUEST_KILLS), and its NFS-Ganesha
+#      v4.1 part unless --no-peer.
 #
 #   bench/transfer-bed.sh [--moves 1000] [--kills 5] [--guest-moves 10] [--guest-kills 3] [--no-peer]
 #
@@ -190,7 +191,9 @@ fi
 # --- E, F: NFSv4.1 (its own bed) -----------------------------------------
 cleanup
 trap - EXIT
-nfs4_lines=$(bench/transfer-nfs4.sh --moves "$guest_moves" --kills "$guest_kills" | tail -2)
+nfs4_peer=()
+[ "$peer" = 0 ] && nfs4_peer=(--no-peer)
+nfs4_lines=$(bench/transfer-nfs4.sh --moves "$guest_moves" --kills "$guest_kills" "${nfs4_peer[@]}" | tail -2)
 
 echo
 echo "vnas linux mode on the bed, release build, $(date -u +%F):"
