@@ -5,7 +5,9 @@ mod cli;
 mod cluster_up;
 mod metrics;
 mod node;
+mod ops;
 mod serve;
+mod tls;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -125,7 +127,7 @@ fn main() {
         Command::Cluster {
             command: ClusterCommand::Rebalance { dry_run: _, apply, max_moves, by, json, api },
         } => cli::commands::rebalance(&api, apply, max_moves, by.as_deref(), json),
-        Command::Node { command: NodeCommand::Run(args) } => node::run(*args),
+        Command::Node { command: NodeCommand::Run(args) } => node::run(*args, api::routes::router),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api, *command),
         Command::Status { api, json } => cli::commands::status(&api, json),

@@ -1,4 +1,5 @@
-//! API errors: each has a stable code and an HTTP status.
+//! API errors: an operation's error (stable code, reason) with the HTTP
+//! status its kind calls for.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -6,6 +7,7 @@ use axum::Json;
 use vnas_store::StoreError;
 
 use super::types::ErrorBody;
+use crate::ops::{Kind, OpsError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -30,21 +32,28 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// The status a kind of operation error answers with.
+pub fn status_of(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::Invalid => StatusCode::BAD_REQUEST,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Upstream => StatusCode::BAD_GATEWAY,
+        Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        ApiError { status: status_of(error.kind), code: error.code, message: error.message }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        let (status, code) = match &error {
-            StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            StoreError::VserverExists(_) => (StatusCode::CONFLICT, "vserver_exists"),
-            StoreError::AddressInUse { .. } => (StatusCode::CONFLICT, "address_in_use"),
-            StoreError::VserverNotFound(_) => (StatusCode::NOT_FOUND, "vserver_not_found"),
-            StoreError::StaleEpoch { .. } => (StatusCode::CONFLICT, "stale_epoch"),
-            StoreError::NodeNotFound(_) => (StatusCode::NOT_FOUND, "node_not_found"),
-            StoreError::NodeAlreadyRunning(_) => (StatusCode::CONFLICT, "node_already_running"),
-            StoreError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
-            StoreError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt"),
-            StoreError::ConfigChanged(_) => (StatusCode::CONFLICT, "changed_meanwhile"),
-        };
-        ApiError::new(status, code, error.to_string())
+        OpsError::from(error).into()
     }
 }
 

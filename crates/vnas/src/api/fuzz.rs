@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use super::types::{CreateVserver, MoveVserver};
-use crate::node::validate;
+use crate::ops::validate;
 
 /// JSON that is nearly a create request: the right keys, odd values.
 fn create_json() -> impl Strategy<Value = String> {

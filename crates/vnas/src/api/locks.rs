@@ -1,255 +1,24 @@
-//! `GET /api/vservers/{name}/locks` and `POST .../locks/break`: the lock
-//! state of a vserver, asked of the node that serves it (any node's API
-//! forwards there), and an administrator's release of a dead client's locks.
+//! `GET /api/vservers/{name}/locks` and `POST .../locks/break`
+//! (`ops::locks`).
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::metrics::Meters;
 use crate::node::Node;
+use crate::ops;
+pub use crate::ops::locks::{BreakLocks, BreakResult, LockClientView, LockView, LocksView, Nfs4View};
 
 type Shared = State<Arc<Node>>;
-
-/// One lock, held or waited for.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct LockView {
-    /// The client's name for itself (NLM caller_name).
-    pub client: String,
-    /// The process on it (NLM svid).
-    pub svid: u32,
-    /// The file, as clients see it (`/data/dir/file`), or its handle
-    /// (hex) when it cannot be found.
-    pub file: String,
-    pub start: u64,
-    /// 0: to the end of the file.
-    pub length: u64,
-    /// `read` (shared) or `write` (exclusive).
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub since_ms: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct LockClientView {
-    pub client: String,
-    pub address: String,
-    /// Its NSM state as it last told it.
-    pub state: u32,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct LocksView {
-    pub vserver: String,
-    /// The node that answered (the one serving the vserver).
-    pub node: String,
-    pub held: Vec<LockView>,
-    pub waiting: Vec<LockView>,
-    pub clients: Vec<LockClientView>,
-    /// Granted, denied and blocked requests since the vserver was started
-    /// here; the lock table itself moves with the vserver.
-    pub granted: u64,
-    pub denied: u64,
-    pub blocked: u64,
-    pub callbacks_failed: u64,
-    pub released_by_reboot: u64,
-    /// Changes recorded in the store before they were answered, and the
-    /// mean time one took (µs).
-    pub recorded: u64,
-    pub record_us_mean: u64,
-    /// Its NFSv4 state, if it serves NFSv4.
-    pub nfs4: Option<Nfs4View>,
-}
-
-/// A vserver's NFSv4 state: what moves with it.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct Nfs4View {
-    pub clients: u64,
-    pub sessions: u64,
-    pub opens: u64,
-    pub lock_states: u64,
-    /// Since it started on this node: OPENs with CLAIM_PREVIOUS and LOCKs
-    /// with reclaim set (a client that believed its state lost: taken in
-    /// a grace period, which only an unreadable record starts; refused
-    /// outside one), and RECLAIM_COMPLETEs (one per mount).
-    pub reclaims: u64,
-    pub reclaim_completes: u64,
-    /// While this vserver is in a grace period (its v4 state could not be
-    /// read): the listed clients still to reclaim.
-    pub grace_waiting: Option<u64>,
-    /// Changes recorded in the store before they were answered, and the
-    /// mean time one took (µs).
-    pub recorded: u64,
-    pub record_us_mean: u64,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct BreakLocks {
-    /// The client whose locks go (its caller name, as `locks` lists it).
-    pub client: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BreakResult {
-    pub vserver: String,
-    pub client: String,
-    /// Locks released.
-    pub released: usize,
-}
-
-fn view(node: &Node, name: &str, meters: &Meters) -> LocksView {
-    let table = meters.locks.snapshot();
-    let stats = meters.locks.stats();
-    let control = meters.control.upgrade();
-    let file =
-        |fh: &[u8]| control.as_ref().and_then(|c| c.path_of(fh)).unwrap_or_else(|| vnas_nfs::locks::hex(fh));
-    let kind = |exclusive: bool| if exclusive { "write" } else { "read" }.to_string();
-    let held = table
-        .locks()
-        .map(|(fh, l)| LockView {
-            client: l.owner.caller.clone(),
-            svid: l.owner.svid,
-            file: file(fh),
-            start: l.range.start,
-            length: l.range.len(),
-            kind: kind(l.exclusive),
-            since_ms: l.since_ms,
-        })
-        .collect();
-    let waiting = table
-        .waiters()
-        .map(|(fh, w)| LockView {
-            client: w.owner.caller.clone(),
-            svid: w.owner.svid,
-            file: file(fh),
-            start: w.range.start,
-            length: w.range.len(),
-            kind: kind(w.exclusive),
-            since_ms: w.since_ms,
-        })
-        .collect();
-    let clients = table
-        .clients
-        .iter()
-        .map(|(name, c)| LockClientView {
-            client: name.clone(),
-            address: c.address.to_string(),
-            state: c.state,
-        })
-        .collect();
-    LocksView {
-        vserver: name.to_string(),
-        node: node.name.clone(),
-        held,
-        waiting,
-        clients,
-        granted: stats.granted,
-        denied: stats.denied,
-        blocked: stats.blocked,
-        callbacks_failed: stats.callbacks_failed,
-        released_by_reboot: stats.released_by_reboot,
-        recorded: stats.recorded,
-        record_us_mean: stats.record_us.checked_div(stats.recorded).unwrap_or(0),
-        nfs4: control.as_ref().filter(|c| c.serves_nfs4()).map(|c| {
-            let v4 = c.nfs4_stats();
-            Nfs4View {
-                clients: v4.clients,
-                sessions: v4.sessions,
-                opens: v4.opens,
-                lock_states: v4.lock_states,
-                reclaims: v4.reclaims,
-                reclaim_completes: v4.reclaim_completes,
-                grace_waiting: v4.grace_waiting,
-                recorded: v4.recorded,
-                record_us_mean: v4.record_us.checked_div(v4.recorded).unwrap_or(0),
-            }
-        }),
-    }
-}
-
-/// The API of the node that owns `name` (not this one), to forward to.
-async fn owner_api(node: &Arc<Node>, name: &str) -> Result<String, ApiError> {
-    let name2 = name.to_string();
-    let (record, nodes) = node.store(move |s| Ok((s.vserver(&name2)?, s.nodes()?))).await?;
-    let not_served = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "not_running",
-            format!("vserver {name} is not running: no lock state is served"),
-        )
-    };
-    let owner = record.ownership.owner.ok_or_else(not_served)?;
-    if owner == node.name {
-        // Owned here but not (yet, or any more) served here.
-        return Err(not_served());
-    }
-    let owner = nodes.into_iter().find(|n| n.info.name == owner).ok_or_else(not_served)?;
-    Ok(owner.info.api)
-}
-
-/// Forwards the call to the owner's API, with this node's token.
-async fn forward<T: serde::de::DeserializeOwned>(
-    node: &Arc<Node>,
-    name: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<T, ApiError> {
-    let api = owner_api(node, name).await?;
-    let url = format!("{api}{path}");
-    let request = match body {
-        Some(body) => node.peers.post(&url).json(&body),
-        None => node.peers.get(&url),
-    };
-    let unreachable = |e: reqwest::Error| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "owner_unreachable",
-            format!("the node serving {name} did not answer: {e}"),
-        )
-    };
-    let response = request
-        .bearer_auth(&node.tokens.own().secret)
-        .timeout(std::time::Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(unreachable)?;
-    if !response.status().is_success() {
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let body: super::types::ErrorBody = response.json().await.map_err(unreachable)?;
-        return Err(ApiError::new(status, "owner_refused", body.message));
-    }
-    response.json().await.map_err(unreachable)
-}
 
 #[utoipa::path(get, path = "/api/vservers/{name}/locks", params(("name" = String, Path)),
     responses((status = 200, body = LocksView), (status = 404, body = super::types::ErrorBody),
               (status = 409, body = super::types::ErrorBody)))]
 pub async fn list_locks(State(node): Shared, Path(name): Path<String>) -> Result<Json<LocksView>, ApiError> {
-    vnas_store::check_name(&name)?;
-    if let Some(meters) = node.metrics.served(&name) {
-        return Ok(Json(view(&node, &name, &meters)));
-    }
-    // Owned here and confirmed, but not yet among what this node serves
-    // (that list is published once per controller step): a move that just
-    // returned, asked at once.
-    let name2 = name.clone();
-    let owner = node.store(move |s| Ok(s.vserver(&name2)?.ownership.owner)).await?;
-    if owner.as_deref() == Some(node.name.as_str()) {
-        for _ in 0..20 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if let Some(meters) = node.metrics.served(&name) {
-                return Ok(Json(view(&node, &name, &meters)));
-            }
-        }
-    }
-    let path = format!("/api/vservers/{name}/locks");
-    Ok(Json(forward(&node, &name, &path, None).await?))
+    Ok(Json(ops::locks::list(&node, &name).await?))
 }
 
 #[utoipa::path(post, path = "/api/vservers/{name}/locks/break", params(("name" = String, Path)),
@@ -263,40 +32,5 @@ pub async fn break_locks(
 ) -> Result<Json<BreakResult>, ApiError> {
     vnas_store::check_name(&name)?;
     let Json(request) = body.map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
-    if request.client.is_empty() || request.client.len() > 1024 {
-        return Err(ApiError::bad_request("bad_client", "name the client: 1 to 1024 bytes"));
-    }
-    let Some(meters) = node.metrics.served(&name) else {
-        let path = format!("/api/vservers/{name}/locks/break");
-        let body = serde_json::json!({ "client": request.client });
-        return Ok(Json(forward(&node, &name, &path, Some(body)).await?));
-    };
-    let known = meters.locks.snapshot().clients.contains_key(&request.client);
-    if !known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "client_not_found",
-            format!("client {} holds no locks on vserver {name}", request.client),
-        ));
-    }
-    let Some(control) = meters.control.upgrade() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_running",
-            format!("vserver {name} just stopped here; try again"),
-        ));
-    };
-    let client = request.client.clone();
-    let released = tokio::task::spawn_blocking(move || control.break_locks(&client))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the lock table could not be recorded; nothing was released",
-            )
-        })?;
-    tracing::warn!(vserver = %name, client = %request.client, released, "locks broken by an administrator");
-    Ok(Json(BreakResult { vserver: name, client: request.client, released }))
+    Ok(Json(ops::locks::break_client(&node, &name, request).await?))
 }

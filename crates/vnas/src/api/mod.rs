@@ -1,6 +1,6 @@
-//! The management REST API: typed requests and responses (shared with the
-//! CLI), errors with stable codes, the routes, and the OpenAPI document
-//! built from the same types.
+//! The management REST API: routes that call the operations layer
+//! (`crate::ops`), errors with stable codes and HTTP statuses, the token
+//! check, and the OpenAPI document built from the operations' types.
 
 pub mod auth;
 pub mod error;
@@ -8,8 +8,9 @@ pub mod locks;
 pub mod openapi;
 pub mod rebalance;
 pub mod routes;
-pub mod tls;
-pub mod types;
+
+/// The request and response bodies: the operations' own types.
+pub use crate::ops::types;
 
 #[cfg(test)]
 mod fuzz;

@@ -28,7 +28,7 @@ impl Client {
     pub fn with(base: &str, token: Result<String, String>, ca: Option<&Path>) -> anyhow::Result<Client> {
         let mut builder = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60));
         if let Some(ca) = ca {
-            crate::api::tls::install_provider();
+            crate::tls::install_provider();
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem)
                 .with_context(|| format!("parsing the certificates in {}", ca.display()))?

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use vnas_store::{Desired, VserverState};
 
 use super::Node;
-use crate::api::routes::carry_out_move;
+use crate::ops::vservers::carry_out_move;
 
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let settings = node.settings.clone();
@@ -59,7 +59,7 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         if settings.rebalance_auto {
             let plan_settings =
                 vnas_cluster::rebalance::Settings { measure: settings.rebalance_by, ..Default::default() };
-            let plan = match crate::api::rebalance::build(&node, plan_settings).await {
+            let plan = match crate::ops::rebalance::build(&node, plan_settings).await {
                 Ok(plan) => plan,
                 Err(error) => {
                     tracing::warn!(%error, "cannot plan a rebalance");

@@ -7,7 +7,6 @@ mod controller;
 pub mod fence;
 mod load;
 mod locks;
-pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +19,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vnas_store::{DirStore, NodeInfo, Store};
 
-use crate::api::tls::TlsFiles;
+use crate::tls::TlsFiles;
 
 /// Settings of one node; from flags, or from a TOML file (`--config`)
 /// whose keys are the flags' names.
@@ -253,7 +252,7 @@ impl Node {
 fn peer_client(tls: Option<&TlsFiles>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     if let Some(files) = tls {
-        crate::api::tls::install_provider();
+        crate::tls::install_provider();
         let pem = std::fs::read(&files.cert).with_context(|| format!("reading {}", files.cert.display()))?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
             .with_context(|| format!("parsing {}", files.cert.display()))?
@@ -339,7 +338,9 @@ fn own_mount_namespace() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+/// Runs the node until a signal stops it; `api` is the management API it
+/// serves (the daemon itself knows nothing of HTTP routes).
+pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow::Result<()> {
     own_mount_namespace()?;
     let file: NodeArgs = match &args.config {
         Some(path) => {
@@ -381,7 +382,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
-    crate::api::tls::check(api, tls.as_ref())?;
+    crate::tls::check(api, tls.as_ref())?;
     let token_file = args.token_file.or(file.token_file).unwrap_or_else(crate::token::default_path);
     let tokens = crate::token::Tokens::load_or_create(&token_file)
         .with_context(|| format!("the admin token file {}", token_file.display()))?;
@@ -473,14 +474,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             "node started");
         println!("node {name} api {}", info.api);
 
-        let app = crate::api::routes::router(node.clone());
+        let app = api_router(node.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
             signals.wait().await;
             tracing::info!(node = %name, "stopping: vservers drain and stop");
             stop.cancel();
         });
-        crate::api::tls::serve(listener, app, tls, shutdown.clone()).await?;
+        crate::tls::serve(listener, app, tls, shutdown.clone()).await?;
         controller.await?;
         tracing::info!("node stopped");
         anyhow::Ok(())

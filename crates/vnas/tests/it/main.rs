@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod etcd;
 mod handles_at_scale;
+mod layers;
 mod libnfs;
 mod lifecycle;
 mod locks;
