@@ -25,10 +25,12 @@ fi
 # tcpdump watches what a frozen node sends on the test bed. libc6-dev: the
 # guest's lock owner (tools/locker.c) is linked statically; the guest's
 # rpcbind and rpc.statd come from Debian's packages, downloaded (not
-# installed) by scripts/guest.sh.
+# installed) by scripts/guest.sh. prometheus scrapes two nodes and answers
+# every query of the Grafana dashboard (tests/it/dashboard.rs; the tests
+# start it on a loopback port of their own).
 packages=(libnfs-utils libnfs-dev gcc libc6-dev e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-          util-linux xfsprogs tcpdump)
+          util-linux xfsprogs tcpdump prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
