@@ -27,10 +27,12 @@ fi
 # rpcbind and rpc.statd come from Debian's packages, downloaded (not
 # installed) by scripts/guest.sh. prometheus scrapes two nodes and answers
 # every query of the Grafana dashboard (tests/it/dashboard.rs; the tests
-# start it on a loopback port of their own).
+# start it on a loopback port of their own). chromium and chromium-driver:
+# the console is tested in headless Chromium over WebDriver.
 packages=(libnfs-utils libnfs-dev gcc libc6-dev e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
-          util-linux xfsprogs tcpdump prometheus)
+          util-linux xfsprogs tcpdump prometheus
+          chromium chromium-driver)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod cluster_up;
+mod console;
 mod metrics;
 mod node;
 mod ops;
@@ -127,7 +128,7 @@ fn main() {
         Command::Cluster {
             command: ClusterCommand::Rebalance { dry_run: _, apply, max_moves, by, json, api },
         } => cli::commands::rebalance(&api, apply, max_moves, by.as_deref(), json),
-        Command::Node { command: NodeCommand::Run(args) } => node::run(*args, api::routes::router),
+        Command::Node { command: NodeCommand::Run(args) } => node::run(*args, app),
         Command::Node { command: NodeCommand::Client(command) } => cli::commands::node(command),
         Command::Vserver { api, command } => cli::commands::vserver(&api, *command),
         Command::Status { api, json } => cli::commands::status(&api, json),
@@ -136,4 +137,9 @@ fn main() {
         eprintln!("vnas: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// What a node serves on its API address: the REST API and the console.
+fn app(node: std::sync::Arc<node::Node>) -> axum::Router {
+    api::routes::router(node.clone()).merge(console::router(node))
 }

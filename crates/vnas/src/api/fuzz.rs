@@ -37,6 +37,6 @@ proptest! {
 
     #[test]
     fn fuzz_export_specs(spec in "[ -~]{0,80}") {
-        let _ = crate::cli::commands::parse_export(&spec);
+        let _ = crate::ops::specs::export(&spec);
     }
 }

@@ -12,7 +12,8 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::types::{
-    CreateVserver, LocalView, ModifyVserver, MoveResult, MoveVserver, NodeView, StatusView, VserverView,
+    CountersView, CreateVserver, LocalView, ModifyVserver, MoveResult, MoveVserver, NodeView, StatusView,
+    VserverView,
 };
 use crate::node::Node;
 use crate::ops;
@@ -31,6 +32,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/vservers/{name}/stop", post(stop_vserver))
         .route("/api/vservers/{name}/move", post(move_vserver))
         .route("/api/vservers/{name}/history", get(vserver_history))
+        .route("/api/vservers/{name}/counters", get(vserver_counters))
         .route("/api/vservers/{name}/locks", get(super::locks::list_locks))
         .route("/api/vservers/{name}/locks/break", post(super::locks::break_locks))
         .route("/api/nodes/{name}/drain", post(drain_node))
@@ -107,6 +109,17 @@ async fn vserver_history(
     Ok(Json(ops::vservers::history(&node, &name).await?))
 }
 
+/// The vserver's NFS counters, read by the node that serves it.
+#[utoipa::path(get, path = "/api/vservers/{name}/counters", params(("name" = String, Path)),
+    responses((status = 200, body = CountersView), (status = 404, body = super::types::ErrorBody),
+              (status = 409, body = super::types::ErrorBody)))]
+async fn vserver_counters(
+    State(node): Shared,
+    Path(name): Path<String>,
+) -> Result<Json<CountersView>, ApiError> {
+    Ok(Json(ops::vservers::counters(&node, &name).await?))
+}
+
 #[utoipa::path(post, path = "/api/nodes/{name}/drain", params(("name" = String, Path)),
     responses((status = 200, body = NodeView), (status = 404, body = super::types::ErrorBody)))]
 async fn drain_node(State(node): Shared, Path(name): Path<String>) -> Result<Json<NodeView>, ApiError> {
@@ -180,6 +193,6 @@ pub mod paths {
         __path_create_vserver, __path_delete_vserver, __path_drain_node, __path_list_nodes,
         __path_list_vservers, __path_local_node, __path_modify_vserver, __path_move_vserver,
         __path_show_vserver, __path_start_vserver, __path_status, __path_stop_vserver, __path_undrain_node,
-        __path_vserver_history,
+        __path_vserver_counters, __path_vserver_history,
     };
 }

@@ -84,6 +84,12 @@ fn view(node: &Node, records: &[VserverRecord], n: NodeStatus) -> NodeView {
     }
 }
 
+/// Each node's published load: calls/s and CPU (cores), by node name.
+pub async fn loads(node: &Arc<Node>) -> Result<BTreeMap<String, (f64, f64)>, OpsError> {
+    let reports = node.store(|s| s.loads()).await?;
+    Ok(reports.into_iter().map(|r| (r.node, (r.ops_per_s, r.cpu))).collect())
+}
+
 /// Drains node `name` (its vservers move to the others, and none is placed
 /// on it) or undrains it.
 pub async fn set_drained(node: &Arc<Node>, name: &str, drained: bool) -> Result<NodeView, OpsError> {

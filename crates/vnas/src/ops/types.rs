@@ -238,3 +238,20 @@ pub struct RuleRef {
     pub path: String,
     pub clients: Vec<String>,
 }
+
+/// A vserver's NFS counters as the node serving it reads them now (they
+/// continue across moves); two readings give its rates.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CountersView {
+    pub vserver: String,
+    /// The node that read them (the one serving the vserver).
+    pub node: String,
+    /// When they were read: ms since the epoch, on that node's clock.
+    pub at_ms: u64,
+    pub calls: u64,
+    pub errors: u64,
+    /// Time spent answering all those calls, summed.
+    pub latency_sum_seconds: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use vnas_store::{Desired, Export, Ownership, Transfer, VserverConfig, VserverRecord, VserverState};
 
 use super::error::{Kind, OpsError};
-use super::types::{CreateVserver, ModifyVserver, MoveResult, MoveVserver, VserverView};
+use super::types::{CountersView, CreateVserver, ModifyVserver, MoveResult, MoveVserver, VserverView};
 use super::validate;
 use crate::node::Node;
 
@@ -54,6 +54,28 @@ pub async fn show(node: &Arc<Node>, name: &str) -> Result<VserverView, OpsError>
 pub async fn history(node: &Arc<Node>, name: &str) -> Result<Vec<Transfer>, OpsError> {
     let name = name.to_string();
     Ok(node.store(move |s| s.history(&name)).await?)
+}
+
+/// Its counters, read by the node that serves it (asked there if that is
+/// another node).
+pub async fn counters(node: &Arc<Node>, name: &str) -> Result<CountersView, OpsError> {
+    vnas_store::check_name(name)?;
+    let Some(meters) = node.metrics.served(name) else {
+        let path = format!("/api/vservers/{name}/counters");
+        return super::forward::to_owner(node, name, &path, None).await;
+    };
+    let snapshot = meters.stats.snapshot();
+    let procedures = snapshot.procedures.values();
+    Ok(CountersView {
+        vserver: name.to_string(),
+        node: node.name.clone(),
+        at_ms: vnas_store::now_ms(),
+        calls: procedures.clone().map(|p| p.calls).sum(),
+        errors: procedures.clone().map(|p| p.errors).sum(),
+        latency_sum_seconds: procedures.map(|p| p.latency_sum_seconds).sum(),
+        bytes_in: snapshot.bytes_in,
+        bytes_out: snapshot.bytes_out,
+    })
 }
 
 /// Creates the vserver on the node it names, else its home, else the

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster;
+mod console;
 mod dashboard;
 mod etcd;
 mod handles_at_scale;
