@@ -28,11 +28,12 @@ fi
 # installed) by scripts/guest.sh. prometheus scrapes two nodes and answers
 # every query of the Grafana dashboard (tests/it/dashboard.rs; the tests
 # start it on a loopback port of their own). chromium and chromium-driver:
-# the console is tested in headless Chromium over WebDriver.
+# the console is tested in headless Chromium over WebDriver; curl signs in
+# to it over HTTPS on the test bed.
 packages=(libnfs-utils libnfs-dev gcc libc6-dev e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
           util-linux xfsprogs tcpdump prometheus
-          chromium chromium-driver)
+          chromium chromium-driver curl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -156,10 +156,13 @@ async fn overview_markup(console: &Console, session: &Session) -> Result<Markup,
 }
 
 fn node_row(n: &NodeView, load: Option<&(f64, f64)>, session: &Session) -> Markup {
-    let (word, class) = match (n.alive, n.drained) {
-        (false, _) => ("down", "down"),
-        (true, true) => ("up, drained", "up"),
-        (true, false) => ("up", "up"),
+    // A drain moves the node's vservers off one by one: while some are
+    // left, the refreshing overview says how many.
+    let (word, class) = match (n.alive, n.drained, n.vservers) {
+        (false, _, _) => ("down".to_string(), "down"),
+        (true, true, 0) => ("up, drained".to_string(), "up"),
+        (true, true, left) => (format!("up, draining: {left} to move"), "up"),
+        (true, false, _) => ("up".to_string(), "up"),
     };
     html! {
         tr data-node=(n.name) {

@@ -351,6 +351,23 @@ fn the_api_between_hosts_needs_tls_and_the_token() {
     assert!(!output.status.success(), "an unknown certificate is refused");
     let views = bed.cli_json(&n2, &["vserver", "list"]);
     assert_eq!(views.as_array().unwrap().len(), 0, "nothing was created: {views}");
+
+    // The console off loopback: HTTPS, and its session cookie is Secure
+    // (as well as HttpOnly and SameSite=Strict).
+    let token = std::fs::read_to_string(token_file()).unwrap();
+    let token = token.split_whitespace().nth(1).unwrap().to_string();
+    let signed_in = bed
+        .command("c1", "curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(bed.cert())
+        .args(["--data-urlencode", &format!("token={token}"), &format!("{}/login", n1.api)])
+        .output()
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&signed_in.stdout).to_lowercase();
+    let cookie = headers.lines().find(|l| l.starts_with("set-cookie: vnas_session=")).unwrap_or_default();
+    for attribute in ["; secure", "; httponly", "; samesite=strict"] {
+        assert!(cookie.contains(attribute), "{attribute} in {headers}");
+    }
     n1.stop();
     n2.stop();
 }

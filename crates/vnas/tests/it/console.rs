@@ -4,7 +4,7 @@
 //! creates a vserver and sees it run, moves it and sees the new node and
 //! the history entry with its pause, sees the API's error next to a bad
 //! address, has a POST without the CSRF token refused (nothing changes),
-//! signs out. Every door is also tried without a session, as an
+//! drains and undrains a node, signs out. Every door is also tried without a session, as an
 //! unprivileged local user could. The README's screenshots come from here.
 
 use std::path::{Path, PathBuf};
@@ -243,6 +243,20 @@ fn the_console_in_a_browser_signs_in_creates_moves_and_refuses_what_it_should() 
             anyone.get(format!("{base}/api/vservers/web")).bearer_auth(admin_token()).send().await.unwrap();
         let view: serde_json::Value = view.json().await.unwrap();
         assert_eq!((view["state"].as_str(), view["node"].as_str()), (Some("running"), Some("n2")), "{view}");
+
+        // Drain n2 from the overview: its row says so until its vserver
+        // has moved off, then the vserver runs on n1; undrain it again.
+        c.goto(&base).await.unwrap();
+        c.find(Locator::Css("tr[data-node=n2] button")).await.unwrap().click().await.unwrap();
+        let row = until("tr[data-node=n2]", |r| r.contains("drained")).await;
+        assert!(row.contains("up, drained") && row.contains("Undrain"), "{row}");
+        let view =
+            anyone.get(format!("{base}/api/vservers/web")).bearer_auth(admin_token()).send().await.unwrap();
+        let view: serde_json::Value = view.json().await.unwrap();
+        assert_eq!(view["node"], "n1", "the drain moved it: {view}");
+        c.find(Locator::Css("tr[data-node=n2] button")).await.unwrap().click().await.unwrap();
+        let row = until("tr[data-node=n2]", |r| !r.contains("drain")).await;
+        assert!(row.contains("Drain"), "{row}");
 
         // Sign out: back to sign in, and the old session opens nothing.
         c.find(Locator::Css("header button.link")).await.unwrap().click().await.unwrap();
