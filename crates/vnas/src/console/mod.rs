@@ -55,6 +55,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/parts/vservers/{name}/counters", get(pages::counters))
         .route("/static/console.css", get(assets::css))
         .route("/static/console.js", get(assets::js))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(console)
 }
 

@@ -49,6 +49,9 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · vnas" }
                 link rel="stylesheet" href="/static/console.css";
+                // No icon to fetch (a browser asking for /favicon.ico would
+                // be a refused API call in the node's log).
+                link rel="icon" href="data:,";
                 script type="module" src="/static/console.js" {}
             }
             body {

@@ -4,7 +4,7 @@
 //! creates a vserver and sees it run, moves it and sees the new node and
 //! the history entry with its pause, sees the API's error next to a bad
 //! address, has a POST without the CSRF token refused (nothing changes),
-//! drains and undrains a node, signs out. Every door is also tried without a session, as an
+//! drains and undrains a node, reads the rebalance plan, signs out. Every door is also tried without a session, as an
 //! unprivileged local user could. The README's screenshots come from here.
 
 use std::path::{Path, PathBuf};
@@ -257,6 +257,20 @@ fn the_console_in_a_browser_signs_in_creates_moves_and_refuses_what_it_should() 
         c.find(Locator::Css("tr[data-node=n2] button")).await.unwrap().click().await.unwrap();
         let row = until("tr[data-node=n2]", |r| !r.contains("drain")).await;
         assert!(row.contains("Drain"), "{row}");
+
+        // The rebalance plan, as the API gives it: an idle cluster needs
+        // no move.
+        c.goto(&format!("{base}/rebalance")).await.unwrap();
+        let plan = anyone
+            .get(format!("{base}/api/cluster/rebalance"))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .unwrap();
+        let plan: serde_json::Value = plan.json().await.unwrap();
+        assert_eq!(plan["moves"], serde_json::json!([]), "{plan}");
+        assert!(text("#no-moves").await.contains("No move"));
+        assert!(text("main").await.contains(&format!("Evens out {}", plan["by"].as_str().unwrap())));
 
         // Sign out: back to sign in, and the old session opens nothing.
         c.find(Locator::Css("header button.link")).await.unwrap().click().await.unwrap();

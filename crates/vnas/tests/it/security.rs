@@ -55,6 +55,7 @@ fn the_api_refuses_calls_without_the_token_and_changes_nothing() {
             ("DELETE", "/api/vservers/web", None),
             ("POST", "/api/internal/wake", None),
             ("GET", "/api/vservers/web/locks", None),
+            ("GET", "/api/vservers/web/counters", None),
             ("POST", "/api/vservers/web/locks/break", Some(r#"{"client":"c1"}"#)),
             ("GET", "/api/no-such-thing", None),
         ] {
