@@ -153,6 +153,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  files: {}", demo.display());
     println!("  admin token: {} (the CLI reads it from there)", token_file.display());
+    println!("  web console: {}/ (sign in with that token: the last word of its line)", apis[0]);
     println!();
     println!("try it:");
     println!("  nfs-ls \"nfs://{ip}/demo?nfsport=2049&mountport=2049\"");

@@ -46,7 +46,7 @@ fn addresses_and_routes_change_live_in_linux_mode() {
         &n1,
         &["vserver", "create", "changing", "--ip", "198.18.1.30/16", "--volume", &a, "--node", "n1"],
     );
-    let probe = bed.probe("c1", "198.18.1.30", 6);
+    let probe = bed.probe_without_commit("c1", "198.18.1.30", 6);
     assert!(!connects_from(&bed, "c2", "198.18.1.31"));
 
     let added = bed.cli_json(

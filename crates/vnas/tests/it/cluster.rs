@@ -326,6 +326,18 @@ async fn cluster_up_runs_a_demo_until_ctrl_c() {
         assert!(out.read_line(&mut printed).unwrap() > 0, "cluster up ended early: {printed}");
     }
     assert!(printed.contains("nfs://127.0.8.10/demo"), "{printed}");
+    // The console it names answers with its sign-in page.
+    let console = printed.lines().find_map(|l| l.trim().strip_prefix("web console: ")).unwrap_or_default();
+    assert!(console.starts_with("http://127.0.0.1:17410/ "), "{printed}");
+    let mut page = String::new();
+    let mut http = std::net::TcpStream::connect("127.0.0.1:17410").unwrap();
+    std::io::Write::write_all(
+        &mut http,
+        b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    std::io::Read::read_to_string(&mut http, &mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("Admin token"), "{page}");
     let mut nfs = mount_vserver("127.0.8.10", "/demo", 0, 0).await.unwrap();
     write_file(&mut nfs, "hello", b"hi").await;
     assert!(top.path().join("volumes/demo/hello").exists());
