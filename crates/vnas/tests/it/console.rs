@@ -7,6 +7,7 @@
 //! drains and undrains a node, reads the rebalance plan, signs out. Every door is also tried without a session, as an
 //! unprivileged local user could. The README's screenshots come from here.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +29,19 @@ fn free_port() -> u16 {
 
 fn screenshot_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name)
+}
+
+/// chromedriver and the browser it starts (its process group), ended when
+/// the test ends, however it ends: a failed assertion leaves no browser.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.0.wait();
+    }
 }
 
 /// A plain client that follows no redirect: what a script or another
@@ -55,12 +69,15 @@ fn the_console_in_a_browser_signs_in_creates_moves_and_refuses_what_it_should() 
     std::fs::create_dir_all(&data).unwrap();
 
     let port = free_port();
-    let mut chromedriver = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let _driver = Driver(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts"),
+    );
     eventually(20, "chromedriver to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -285,8 +302,6 @@ fn the_console_in_a_browser_signs_in_creates_moves_and_refuses_what_it_should() 
         assert_eq!(old.status().as_u16(), 303, "the old session is over");
         c.close().await.unwrap();
     });
-    let _ = chromedriver.kill();
-    let _ = chromedriver.wait();
     n1.stop();
     n2.stop();
 }

@@ -15,6 +15,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Prometheus, ended when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Prometheus's answer to an instant query: its result vector.
 fn query(prometheus: &str, expr: &str) -> Vec<serde_json::Value> {
     let response = reqwest::blocking::Client::new()
@@ -91,14 +101,16 @@ fn every_panel_of_the_grafana_dashboard_returns_series_from_a_real_prometheus() 
     )
     .unwrap();
     let port = free_port();
-    let mut prometheus = Command::new(prometheus_bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", top.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
+    let _prometheus = Running(
+        Command::new(prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", top.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     eventually(30, "Prometheus to scrape both nodes", || {
         let reachable =
@@ -135,8 +147,6 @@ fn every_panel_of_the_grafana_dashboard_returns_series_from_a_real_prometheus() 
     let nodes = query(&url, "sum by (node) (vnas_session_renewals_total)");
     assert_eq!(nodes.len(), 2, "{nodes:?}");
 
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
     n1.stop();
     n2.stop();
 }
