@@ -57,6 +57,23 @@ pub struct Session {
     pub max_response_cached: u32,
     pub max_operations: u32,
     pub slots: Vec<Slot>,
+    /// The back channel the client asked for, if it did (records made
+    /// before it existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+}
+
+/// A session's back channel (RFC 8881 section 2.10.3.1): how to call the
+/// client on the connection it binds, and the sequence id of the last
+/// callback, which the client's one back-channel slot expects next plus one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub program: u32,
+    /// AUTH_NONE (0) or AUTH_SYS (1), one the client offered.
+    pub flavor: u32,
+    /// The minor version the client speaks (its callbacks carry it).
+    pub minor: u32,
+    pub seq: u32,
 }
 
 /// An NFSv4.0 client record (SETCLIENTID).
@@ -291,6 +308,7 @@ mod tests {
                 max_response_cached: 4096,
                 max_operations: 16,
                 slots: vec![Slot { seqid: 41, reply: Some(Hex(b"cached".to_vec())) }],
+                callback: Some(Callback { program: 0x4000_0000, flavor: 1, minor: 1, seq: 3 }),
             }],
             opens: vec![State {
                 other: vec![1; 12],

@@ -20,6 +20,9 @@ pub struct Conn {
     pub local_port: u16,
     /// The server's address the client reached.
     pub local: Option<std::net::IpAddr>,
+    /// This server's number for the connection (0: a datagram), which an
+    /// NFSv4.1 session's back channel names.
+    pub id: u64,
 }
 
 pub enum Outcome {

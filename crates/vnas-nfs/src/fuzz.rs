@@ -83,7 +83,7 @@ fn fixture_with(nfs4: bool) -> Fixture {
         handles.push(export.handle_at(&root.fd, name.as_bytes(), &stat).data.to_vec());
     }
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    Fixture { _dir: dir, server, handles, conn: Conn { peer, local_port: 2049, local: None } }
+    Fixture { _dir: dir, server, handles, conn: Conn { peer, local_port: 2049, local: None, id: 0 } }
 }
 
 /// The reply must be an RPC reply to our xid, and never SYSTEM_ERR (what a
@@ -260,7 +260,7 @@ proptest! {
             let now = std::time::Instant::now();
             let (id, seq, _) = sessions.exchange_id(b"fuzz", [1; 8], now).unwrap();
             let channel = crate::nfs4::session::Channel { max_request: 1 << 20, max_response: 1 << 20, max_response_cached: 8192, max_operations: 16, max_requests: 4 };
-            let body = sessions.create_session(id, seq, channel, now, |sid, _| sid.to_vec()).unwrap();
+            let body = sessions.create_session(id, seq, channel, None, now, |sid, _| sid.to_vec()).unwrap();
             (f, body.try_into().unwrap())
         }; }
         FIXTURE.with(|(f, session)| {

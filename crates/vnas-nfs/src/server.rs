@@ -58,6 +58,8 @@ pub struct State {
     pub(crate) v4: crate::nfs4::state::V4State,
     /// NFSv4.1 client IDs and sessions.
     pub(crate) sessions: crate::nfs4::session::Sessions,
+    /// NFSv4.1 back channels: calls to clients on their connections.
+    pub(crate) back: crate::nfs4::callback::BackChannel,
     /// Records the v4 state before a change of it is answered.
     pub(crate) v4_journal: crate::nfs4::journal::Journal,
     /// OPENs with CLAIM_PREVIOUS and LOCKs with reclaim set, and
@@ -252,6 +254,7 @@ impl Server {
             nfs4_scope: config.nfs4_scope.clone(),
             v4: crate::nfs4::state::V4State::new(),
             sessions: crate::nfs4::session::Sessions::new(config.nfs4_lease),
+            back: Default::default(),
             v4_journal: crate::nfs4::journal::Journal::new(config.nfs4_journal.clone()),
             v4_reclaims: Default::default(),
             v4_reclaim_completes: Default::default(),
@@ -386,7 +389,7 @@ async fn datagram_loop(socket: tokio::net::UdpSocket, state: Arc<State>, stop: C
             continue;
         }
         let local_port = state.service_port.or(local.map(|a| a.port())).unwrap_or(0);
-        let conn = Conn { peer, local_port, local: local.map(|a| a.ip()) };
+        let conn = Conn { peer, local_port, local: local.map(|a| a.ip()), id: 0 };
         let (calling, record) = (state.clone(), record.to_vec());
         let outcome = tokio::task::spawn_blocking(move || dispatch::handle(&calling, conn, &record)).await;
         if let Ok(Outcome::Reply(reply)) = outcome {
@@ -434,7 +437,7 @@ async fn accept_loop(
         }
         let local_port = state.service_port.or(local.map(|a| a.port())).unwrap_or(0);
         let here = stream.local_addr().ok();
-        let conn = Conn { peer, local_port, local: here.map(|a| a.ip()) };
+        let conn = Conn { peer, local_port, local: here.map(|a| a.ip()), id: next_connection() };
         let state = state.clone();
         let shutdown = shutdown.clone();
         if let Some(here) = here {
@@ -451,6 +454,22 @@ async fn accept_loop(
     }
 }
 
+/// A number for each connection, unique in this process (0 is none).
+fn next_connection() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// While a connection is served, NFSv4.1 callbacks may go on it.
+struct BackChannelOpen<'a>(&'a State, u64);
+
+impl Drop for BackChannelOpen<'_> {
+    fn drop(&mut self) {
+        self.0.back.detach(self.1);
+        self.0.sessions.unbind(self.1);
+    }
+}
+
 async fn serve_connection(
     state: Arc<State>,
     mut stream: TcpStream,
@@ -459,11 +478,19 @@ async fn serve_connection(
     drain_timeout: Duration,
 ) {
     let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(INFLIGHT_PER_CONNECTION_MAX);
+    let (calls_tx, mut calls_rx) = mpsc::channel::<Vec<u8>>(crate::nfs4::callback::QUEUED_PER_CONNECTION);
+    state.back.attach(conn.id, calls_tx);
+    let _open = BackChannelOpen(&state, conn.id);
     let mut records = RecordReader::new(RECORD_MAX);
     let mut inflight = 0usize;
     let mut spin = Spin::default();
     let result: std::io::Result<()> = async {
         loop {
+            // A callback waits no longer than the next call: a busy
+            // connection may not reach the select below for a while.
+            if let Ok(call) = calls_rx.try_recv() {
+                call_client(&state, &mut stream, &call).await?;
+            }
             let arrived = match spin.wait_for_call(&mut records, &stream, inflight).await? {
                 Some(open) => open,
                 None => tokio::select! {
@@ -474,6 +501,10 @@ async fn serve_connection(
                         if !answer(&state, &shutdown, &mut stream, done).await? {
                             return Ok(());
                         }
+                        continue;
+                    }
+                    Some(call) = calls_rx.recv() => {
+                        call_client(&state, &mut stream, &call).await?;
                         continue;
                     }
                     ready = stream.readable(), if inflight < INFLIGHT_PER_CONNECTION_MAX => {
@@ -487,6 +518,10 @@ async fn serve_connection(
                 return Ok(());
             }
             while let Some(record) = records.take().map_err(too_large(conn))? {
+                if crate::nfs4::callback::is_reply(&record) {
+                    state.back.reply(&record);
+                    continue;
+                }
                 if !pass_gate(&state, &shutdown).await {
                     return Ok(());
                 }
@@ -611,6 +646,15 @@ impl Spin {
         self.slept_after = self.replied_at;
         Ok(None)
     }
+}
+
+/// Sends a callback (an NFSv4.1 back-channel call) if the gate lets
+/// replies out: a server that may no longer own the vserver says nothing.
+async fn call_client(state: &State, stream: &mut TcpStream, call: &[u8]) -> std::io::Result<()> {
+    if state.gate.as_ref().is_none_or(|g| g.reply() == GateState::Serve) {
+        stream.write_all(call).await?;
+    }
+    Ok(())
 }
 
 /// Waits while the gate says wait; false when the call must not be

@@ -148,6 +148,7 @@ impl Sim {
                     max_response_cached: 0,
                     max_operations: 0,
                     slots: vec![nfs4::Slot { seqid: 0, reply: None }],
+                    callback: None,
                 });
                 (Answer::Session(new_session), true)
             }

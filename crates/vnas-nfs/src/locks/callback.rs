@@ -38,6 +38,11 @@ pub async fn run_callbacks(
             _ = shutdown.cancelled() => return,
             next = queue.recv() => match next { Some(c) => c, None => return },
         };
+        // Most releases have nobody waiting over NFSv4.1: no task for them.
+        if matches!(&callback, Callback::Released(file) if !crate::nfs4::callback::anyone_waits(&state, file))
+        {
+            continue;
+        }
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -54,6 +59,9 @@ pub async fn run_callbacks(
 async fn deliver(state: &State, callback: Callback) {
     let locks = &state.locks;
     let counters = &locks.counters;
+    if let Callback::Released(file) = &callback {
+        return crate::nfs4::callback::released(state, file).await;
+    }
     counters.callbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match callback {
         Callback::Granted(grant) => {
@@ -82,6 +90,7 @@ async fn deliver(state: &State, callback: Callback) {
                 tracing::debug!(%client, %error, "cannot send an NLM result message");
             }
         }
+        Callback::Released(_) => {}
     }
 }
 

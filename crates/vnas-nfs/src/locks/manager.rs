@@ -32,6 +32,8 @@ pub enum Callback {
     Granted(Grant),
     /// The result of a `_MSG` call, as the `_RES` call `proc_`.
     Result { client: IpAddr, server: IpAddr, proc_: u32, body: Vec<u8> },
+    /// A lock on this file went: NFSv4.1 clients waiting on it are told.
+    Released(Vec<u8>),
 }
 
 /// Counters for metrics and `vnas vserver locks`.
@@ -306,6 +308,7 @@ impl LockManager {
             |_, _| {},
         )?;
         self.send(grants);
+        self.call_back(Callback::Released(file.to_vec()));
         Ok(())
     }
 
@@ -323,18 +326,21 @@ impl LockManager {
     /// administrator's break); returns how many locks were released.
     pub fn release_client(&self, open: Opener<'_>, caller: &str) -> Result<usize, NotRecorded> {
         let now = now_ms();
-        let (released, grants) = self.change(
+        let (released, grants, files) = self.change(
             |inner| {
                 let released = inner.table.release_client(caller);
                 inner.kernel.release_caller(caller);
                 let files: std::collections::BTreeSet<Vec<u8>> =
                     released.iter().map(|(f, _)| f.clone()).collect();
                 let grants: Vec<Grant> = files.iter().flat_map(|f| wake(inner, open, f, now)).collect();
-                (released.len(), grants)
+                (released.len(), grants, files)
             },
             |_, _| {},
         )?;
         self.send(grants);
+        for file in files {
+            self.call_back(Callback::Released(file));
+        }
         Ok(released)
     }
 

@@ -451,7 +451,11 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
     let mut body = Xdr::default();
     put_stateid(&mut body, seqid, &other);
     put_cinfo(&mut body, &cinfo);
-    body.u32(4); // OPEN4_RESULT_LOCKTYPE_POSIX; no confirmation needed
+    // OPEN4_RESULT_LOCKTYPE_POSIX; no confirmation needed; and, to a
+    // client with a back channel, OPEN4_RESULT_MAY_NOTIFY_LOCK: it waits
+    // for word that a lock is free rather than polling.
+    let notify = if c.minor >= 1 && c.state.sessions.has_callbacks(clientid) { 0x20 } else { 0 };
+    body.u32(4 | notify);
     attrs::put_bitmap(&mut body, &attrs::bitmap(&given));
     body.u32(0); // OPEN_DELEGATE_NONE
     ok(body)

@@ -98,7 +98,16 @@ pub fn lock(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
     let open = crate::nlm::opener(c.state);
     match c.state.locks.lock(&open, &fh, &owner, exclusive, range, None, c.conn.peer.ip()) {
         Ok(Outcome::Granted) => {}
-        Ok(Outcome::Denied(holder)) => return Ok((NFS4ERR_DENIED, denied(&holder))),
+        Ok(Outcome::Denied(holder)) => {
+            // READW_LT or WRITEW_LT from a client with a back channel: it
+            // waits (OPEN told it it may be notified), and is told when
+            // the lock may be free.
+            if locktype >= 3 && c.minor >= 1 {
+                let waiter = super::waiters::Waiter { owner: (clientid, oh), exclusive, range };
+                super::callback::wait(c.state, &fh, waiter);
+            }
+            return Ok((NFS4ERR_DENIED, denied(&holder)));
+        }
         // As many as the client may hold (NLM's DENIED_NOLOCKS): no v4
         // error says so, so it is denied, by no one it knows.
         Ok(Outcome::Blocked) | Ok(Outcome::NoLocks) => {

@@ -20,6 +20,7 @@ macro_rules! tryop {
 }
 
 pub mod attrs;
+pub mod callback;
 mod change;
 pub mod grace;
 pub mod journal;
@@ -30,6 +31,7 @@ pub mod session;
 pub mod state;
 mod v3;
 mod v42;
+pub mod waiters;
 
 use crate::dispatch::Conn;
 use crate::nfs3::Garbage;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::session::{Channel, Sequenced, SessionId};
 use super::*;
+use vnas_locks::nfs4 as record;
 
 type Done = (u32, Vec<u8>);
 
@@ -45,7 +46,7 @@ pub fn sequence(c: &mut Compound<'_>, x: &mut XdrReader<'_>, ops: u32) -> Result
     let slot = word(x)?;
     let _highest = word(x)?;
     let cachethis = word(x)? != 0;
-    let (decided, clientid) = c.state.sessions.sequence(&id, seqid, slot, ops, Instant::now());
+    let (decided, clientid) = c.state.sessions.sequence(&id, seqid, slot, ops, c.conn.id, Instant::now());
     Ok(match decided {
         Sequenced::Replay(reply) => Seq::Replay(reply),
         Sequenced::Refused(status) => Seq::Refused(status),
@@ -82,14 +83,19 @@ fn put_channel(body: &mut Xdr, ch: &Channel) {
     body.u32(ch.max_operations).u32(ch.max_requests).u32(0);
 }
 
-/// callback_sec_parms4<>: skipped (the back channel is not offered).
-fn skip_sec_parms(x: &mut XdrReader<'_>) -> Result<(), Garbage> {
+/// callback_sec_parms4<>: the flavour callbacks use, AUTH_NONE if the
+/// client offers it, else AUTH_SYS (RPCSEC_GSS is not spoken); `None` if
+/// neither is offered.
+fn sec_parms(x: &mut XdrReader<'_>) -> Result<Option<u32>, Garbage> {
     let n = word(x)?;
     if n > 16 {
         return Err(Garbage);
     }
+    let mut offered = Vec::new();
     for _ in 0..n {
-        match word(x)? {
+        let flavor = word(x)?;
+        offered.push(flavor);
+        match flavor {
             0 => {}
             1 => {
                 word(x)?;
@@ -112,8 +118,11 @@ fn skip_sec_parms(x: &mut XdrReader<'_>) -> Result<(), Garbage> {
             _ => return Err(Garbage),
         }
     }
-    Ok(())
+    Ok([0, 1].into_iter().find(|f| offered.contains(f)))
 }
+
+/// CREATE_SESSION4_FLAG_CONN_BACK_CHAN: this connection carries callbacks.
+const CONN_BACK_CHAN: u32 = 0x2;
 
 pub fn exchange_id(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let verifier = fixed::<8>(x)?;
@@ -155,21 +164,32 @@ pub fn exchange_id(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, 
 pub fn create_session(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let clientid = x.u64().map_err(|_| Garbage)?;
     let seq = word(x)?;
-    let _flags = word(x)?;
+    let flags = word(x)?;
     let fore = channel(x)?;
     let back = channel(x)?;
-    let _cb_program = word(x)?;
-    skip_sec_parms(x)?;
-    let made = c.state.sessions.create_session(clientid, seq, fore, Instant::now(), |id, settled| {
-        let mut body = Xdr::default();
-        body.0.extend_from_slice(id);
-        // No flags: no persistent reply cache promised, no back channel
-        // on this connection (no delegations are offered yet).
-        body.u32(seq).u32(0);
-        put_channel(&mut body, settled);
-        put_channel(&mut body, &back);
-        body.0
-    });
+    let program = word(x)?;
+    let flavor = sec_parms(x)?;
+    // A back channel on this connection if the client asks for one, has
+    // a slot for it and takes a flavour spoken here (callbacks tell it of
+    // locks that become free).
+    let callback = match flavor {
+        Some(flavor) if flags & CONN_BACK_CHAN != 0 && back.max_requests > 0 => {
+            Some((record::Callback { program, flavor, minor: c.minor, seq: 0 }, c.conn.id))
+        }
+        _ => None,
+    };
+    let granted = if callback.is_some() { CONN_BACK_CHAN } else { 0 };
+    let made =
+        c.state.sessions.create_session(clientid, seq, fore, callback, Instant::now(), |id, settled| {
+            let mut body = Xdr::default();
+            body.0.extend_from_slice(id);
+            // No persistent reply cache is promised (a failover makes sessions
+            // anew); the back channel as settled above.
+            body.u32(seq).u32(granted);
+            put_channel(&mut body, settled);
+            put_channel(&mut body, &back);
+            body.0
+        });
     match made {
         Ok(body) => Ok((NFS4_OK, body)),
         Err(status) => fail(status),
@@ -194,15 +214,24 @@ pub fn destroy_clientid(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<D
 
 pub fn bind_conn_to_session(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage> {
     let id: SessionId = fixed(x)?;
-    let _dir = word(x)?;
+    let dir = word(x)?;
     let _rdma = word(x)?;
     if !c.state.sessions.has_session(&id) {
         return fail(NFS4ERR_BADSESSION);
     }
-    // Every connection carries the fore channel; no back channel.
+    // CDFC4_FORE 1, BACK 2, FORE_OR_BOTH 3, BACK_OR_BOTH 7. Every
+    // connection carries the fore channel; the back channel too where
+    // asked, if the session has one.
+    let answer = match dir {
+        1 => 1,
+        2 if c.state.sessions.bind_back(&id, c.conn.id) => 2,
+        3 | 7 if c.state.sessions.bind_back(&id, c.conn.id) => 3,
+        3 => 1,
+        _ => return fail(NFS4ERR_INVAL),
+    };
     let mut body = Xdr::default();
     body.0.extend_from_slice(&id);
-    body.u32(1).u32(0);
+    body.u32(answer).u32(0);
     ok(body)
 }
 

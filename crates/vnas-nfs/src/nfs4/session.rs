@@ -49,6 +49,12 @@ struct Session {
     clientid: u64,
     fore: Channel,
     slots: Vec<Slot>,
+    /// The back channel the client asked for, if any.
+    callback: Option<record::Callback>,
+    /// The connection (this server's number for it) callbacks go on:
+    /// bound at CREATE_SESSION or BIND_CONN_TO_SESSION, or by the next
+    /// SEQUENCE after it closed (a client reconnects after a move).
+    back_conn: Option<u64>,
 }
 
 struct Client {
@@ -186,6 +192,7 @@ impl Sessions {
         clientid: u64,
         seq: u32,
         asked: Channel,
+        callback: Option<(record::Callback, u64)>,
         now: Instant,
         reply: impl FnOnce(&SessionId, &Channel) -> Vec<u8>,
     ) -> Result<Vec<u8>, u32> {
@@ -215,7 +222,8 @@ impl Sessions {
         id[..4].copy_from_slice(&self.boot.to_be_bytes());
         let body = reply(&id, &fore);
         let slots = (0..fore.max_requests).map(|_| Slot { seqid: 0, reply: None, busy: false }).collect();
-        inner.sessions.insert(id, Session { clientid, fore, slots });
+        let (callback, back_conn) = callback.map_or((None, None), |(cb, conn)| (Some(cb), Some(conn)));
+        inner.sessions.insert(id, Session { clientid, fore, slots, callback, back_conn });
         // Confirming a new client ID ends an older one of the same owner.
         let client = inner.clients.get_mut(&clientid).expect("looked up above");
         let was_confirmed = client.confirmed;
@@ -276,6 +284,7 @@ impl Sessions {
         seqid: u32,
         slot: u32,
         ops: u32,
+        conn: u64,
         now: Instant,
     ) -> (Sequenced, u64) {
         let mut inner = self.lock();
@@ -283,6 +292,12 @@ impl Sessions {
             return (Sequenced::Refused(NFS4ERR_BADSESSION), 0);
         };
         let clientid = session.clientid;
+        // Its back channel's connection closed (a move, a reconnect): the
+        // one the client now calls on carries callbacks too, as the
+        // client's transport expects (no BIND_CONN_TO_SESSION round trip).
+        if session.callback.is_some() && session.back_conn.is_none() {
+            session.back_conn = Some(conn);
+        }
         if ops > session.fore.max_operations {
             return (Sequenced::Refused(NFS4ERR_TOO_MANY_OPS), clientid);
         }
@@ -392,6 +407,7 @@ impl Sessions {
                 max_response: s.fore.max_response,
                 max_response_cached: s.fore.max_response_cached,
                 max_operations: s.fore.max_operations,
+                callback: s.callback,
                 slots: s
                     .slots
                     .iter()
@@ -454,7 +470,9 @@ impl Sessions {
                 inner.cached += reply.as_ref().map_or(0, Vec::len);
                 slots.push(Slot { seqid: slot.seqid, reply, busy: false });
             }
-            inner.sessions.insert(id, Session { clientid: s.clientid, fore, slots });
+            let session =
+                Session { clientid: s.clientid, fore, slots, callback: s.callback, back_conn: None };
+            inner.sessions.insert(id, session);
         }
         skipped
     }
@@ -466,6 +484,64 @@ impl Sessions {
 
     pub fn has_session(&self, id: &SessionId) -> bool {
         self.lock().sessions.contains_key(id)
+    }
+
+    /// BIND_CONN_TO_SESSION asking for the back channel too: `conn` carries
+    /// callbacks from now on; false if the session has no back channel
+    /// (or is not known).
+    pub fn bind_back(&self, id: &SessionId, conn: u64) -> bool {
+        match self.lock().sessions.get_mut(id) {
+            Some(session) if session.callback.is_some() => {
+                session.back_conn = Some(conn);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `conn` closed: no callback goes on it any more.
+    pub fn unbind(&self, conn: u64) {
+        for session in self.lock().sessions.values_mut() {
+            if session.back_conn == Some(conn) {
+                session.back_conn = None;
+            }
+        }
+    }
+
+    /// Whether `clientid` has a session with a back channel (it may then
+    /// be told of locks that become free).
+    pub fn has_callbacks(&self, clientid: u64) -> bool {
+        self.lock().sessions.values().any(|s| s.clientid == clientid && s.callback.is_some())
+    }
+
+    /// Where a callback to `clientid` goes now: a session of its with a
+    /// bound back channel, its callback parameters and the connection.
+    pub fn callback_route(&self, clientid: u64) -> Option<(SessionId, record::Callback, u64)> {
+        let inner = self.lock();
+        inner.sessions.iter().find_map(|(id, s)| match (s.clientid == clientid, s.callback, s.back_conn) {
+            (true, Some(cb), Some(conn)) => Some((*id, cb, conn)),
+            _ => None,
+        })
+    }
+
+    /// A sequence id taken and never sent (the connection was gone): the
+    /// next call takes it again, so the client's slot sees no gap.
+    pub fn callback_seq_unused(&self, id: &SessionId, seq: u32) {
+        let mut inner = self.lock();
+        if let Some(cb) = inner.sessions.get_mut(id).and_then(|s| s.callback.as_mut()) {
+            if cb.seq == seq {
+                cb.seq = seq.wrapping_sub(1);
+            }
+        }
+    }
+
+    /// The session's next callback sequence id, taken (the last one sent,
+    /// answered or not, is never sent again with other content).
+    pub fn next_callback_seq(&self, id: &SessionId) -> Option<u32> {
+        let mut inner = self.lock();
+        let cb = inner.sessions.get_mut(id)?.callback.as_mut()?;
+        cb.seq = cb.seq.wrapping_add(1);
+        Some(cb.seq)
     }
 
     pub fn counts(&self) -> (usize, usize) {
@@ -491,7 +567,7 @@ mod tests {
     fn session(s: &Sessions, now: Instant) -> SessionId {
         let (id, seq, confirmed) = s.exchange_id(b"client-a", [1; 8], now).unwrap();
         assert!(!confirmed);
-        let body = s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        let body = s.create_session(id, seq, channel(), None, now, |sid, _| sid.to_vec()).unwrap();
         body.try_into().unwrap()
     }
 
@@ -500,18 +576,18 @@ mod tests {
         let s = Sessions::default();
         let now = Instant::now();
         let sid = session(&s, now);
-        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(s.sequence(&sid, 1, 0, 3, 0, now).0, Sequenced::New { highest_slot: 3 });
         // The same call again while the first still runs: wait.
-        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Refused(NFS4ERR_DELAY));
+        assert_eq!(s.sequence(&sid, 1, 0, 3, 0, now).0, Sequenced::Refused(NFS4ERR_DELAY));
         s.finish(&sid, 0, Some(b"first reply"));
-        assert_eq!(s.sequence(&sid, 1, 0, 3, now).0, Sequenced::Replay(b"first reply".to_vec()));
-        assert_eq!(s.sequence(&sid, 3, 0, 3, now).0, Sequenced::Refused(NFS4ERR_SEQ_MISORDERED));
-        assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::New { highest_slot: 3 });
-        assert_eq!(s.sequence(&sid, 1, 4, 3, now).0, Sequenced::Refused(NFS4ERR_BADSLOT));
-        assert_eq!(s.sequence(&sid, 1, 1, 17, now).0, Sequenced::Refused(NFS4ERR_TOO_MANY_OPS));
+        assert_eq!(s.sequence(&sid, 1, 0, 3, 0, now).0, Sequenced::Replay(b"first reply".to_vec()));
+        assert_eq!(s.sequence(&sid, 3, 0, 3, 0, now).0, Sequenced::Refused(NFS4ERR_SEQ_MISORDERED));
+        assert_eq!(s.sequence(&sid, 2, 0, 3, 0, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(s.sequence(&sid, 1, 4, 3, 0, now).0, Sequenced::Refused(NFS4ERR_BADSLOT));
+        assert_eq!(s.sequence(&sid, 1, 1, 17, 0, now).0, Sequenced::Refused(NFS4ERR_TOO_MANY_OPS));
         // Too big to keep: a retry is told so rather than run twice.
         s.finish(&sid, 0, Some(&[0; 5000]));
-        assert_eq!(s.sequence(&sid, 2, 0, 3, now).0, Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP));
+        assert_eq!(s.sequence(&sid, 2, 0, 3, 0, now).0, Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP));
         assert_eq!(s.cached_bytes(), 0);
     }
 
@@ -526,21 +602,21 @@ mod tests {
         for c in 0..32u8 {
             let (id, seq, _) = s.exchange_id(&[c], [1; 8], now).unwrap();
             let sid: SessionId =
-                s.create_session(id, seq, big, now, |sid, _| sid.to_vec()).unwrap().try_into().unwrap();
+                s.create_session(id, seq, big, None, now, |sid, _| sid.to_vec()).unwrap().try_into().unwrap();
             for slot in 0..64 {
-                assert!(matches!(s.sequence(&sid, 1, slot, 1, now).0, Sequenced::New { .. }));
+                assert!(matches!(s.sequence(&sid, 1, slot, 1, 0, now).0, Sequenced::New { .. }));
                 s.finish(&sid, slot, Some(&reply));
             }
             sessions.push(sid);
         }
         assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX);
         assert_eq!(
-            s.sequence(&sessions[31], 1, 63, 1, now).0,
+            s.sequence(&sessions[31], 1, 63, 1, 0, now).0,
             Sequenced::Refused(NFS4ERR_RETRY_UNCACHED_REP)
         );
-        assert!(matches!(s.sequence(&sessions[0], 1, 0, 1, now).0, Sequenced::Replay(_)));
+        assert!(matches!(s.sequence(&sessions[0], 1, 0, 1, 0, now).0, Sequenced::Replay(_)));
         // A new call in a slot lets its old reply go.
-        assert!(matches!(s.sequence(&sessions[0], 2, 0, 1, now).0, Sequenced::New { .. }));
+        assert!(matches!(s.sequence(&sessions[0], 2, 0, 1, 0, now).0, Sequenced::New { .. }));
         assert_eq!(s.cached_bytes(), CACHED_TOTAL_MAX - reply.len());
         s.finish(&sessions[0], 0, Some(b"small"));
         assert!(s.destroy_session(&sessions[0]));
@@ -554,7 +630,7 @@ mod tests {
         let s = Sessions::default();
         let now = Instant::now();
         let sid = session(&s, now);
-        assert!(matches!(s.sequence(&sid, 1, 2, 1, now).0, Sequenced::New { .. }));
+        assert!(matches!(s.sequence(&sid, 1, 2, 1, 0, now).0, Sequenced::New { .. }));
         s.finish(&sid, 2, Some(b"created"));
         let before = s.changes();
         let (clients, sessions) = s.export(true);
@@ -562,12 +638,12 @@ mod tests {
         assert_eq!(next.import(&clients, &sessions, now), 0);
         assert_eq!(next.counts(), (1, 1));
         assert_eq!(
-            next.sequence(&sid, 1, 2, 1, now).0,
+            next.sequence(&sid, 1, 2, 1, 0, now).0,
             Sequenced::Replay(b"created".to_vec()),
             "its cached reply"
         );
-        assert_eq!(next.sequence(&sid, 2, 2, 1, now).0, Sequenced::New { highest_slot: 3 });
-        assert_eq!(next.sequence(&sid, 1, 0, 1, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(next.sequence(&sid, 2, 2, 1, 0, now).0, Sequenced::New { highest_slot: 3 });
+        assert_eq!(next.sequence(&sid, 1, 0, 1, 0, now).0, Sequenced::New { highest_slot: 3 });
         assert_eq!(next.cached_bytes(), 0, "the replies taken in were let go with their slots");
         assert_eq!(s.changes(), before, "slots are not journal changes");
         // A journal record has no sessions: the client makes a new one
@@ -576,9 +652,9 @@ mod tests {
         assert!(sessions.is_empty());
         let after = Sessions::default();
         after.import(&clients, &sessions, now);
-        assert_eq!(after.sequence(&sid, 2, 2, 1, now).0, Sequenced::Refused(NFS4ERR_BADSESSION));
+        assert_eq!(after.sequence(&sid, 2, 2, 1, 0, now).0, Sequenced::Refused(NFS4ERR_BADSESSION));
         let id = clients[0].id;
-        assert!(after.create_session(id, 2, channel(), now, |sid, _| sid.to_vec()).is_ok());
+        assert!(after.create_session(id, 2, channel(), None, now, |sid, _| sid.to_vec()).is_ok());
         assert!(after.changes() > 0, "a session made is a journal change");
         // Garbage in a record is left out, not taken.
         let mut bad = s.export(true);
@@ -592,15 +668,15 @@ mod tests {
         let s = Sessions::new(Duration::from_secs(10));
         let now = Instant::now();
         let (id, seq, _) = s.exchange_id(b"c", [1; 8], now).unwrap();
-        let first = s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        let first = s.create_session(id, seq, channel(), None, now, |sid, _| sid.to_vec()).unwrap();
         // A retried CREATE_SESSION: the same session, not a second one.
-        assert_eq!(s.create_session(id, seq, channel(), now, |sid, _| sid.to_vec()).unwrap(), first);
+        assert_eq!(s.create_session(id, seq, channel(), None, now, |sid, _| sid.to_vec()).unwrap(), first);
         assert_eq!(s.counts(), (1, 1));
         assert_eq!(s.exchange_id(b"c", [1; 8], now).unwrap(), (id, seq + 1, true));
         // The client rebooted: a new ID; confirming it ends the old one.
         let (new, seq2, confirmed) = s.exchange_id(b"c", [2; 8], now).unwrap();
         assert!(new != id && !confirmed);
-        s.create_session(new, seq2, channel(), now, |sid, _| sid.to_vec()).unwrap();
+        s.create_session(new, seq2, channel(), None, now, |sid, _| sid.to_vec()).unwrap();
         assert_eq!(s.counts(), (1, 1));
         assert_eq!(s.destroy_client(new), Err(NFS4ERR_CLIENTID_BUSY));
         assert_eq!(s.lapsed(now), vec![id], "the rebooted client's old ID");
@@ -609,6 +685,6 @@ mod tests {
         assert_eq!(s.lapsed(later), vec![new]);
         assert_eq!(s.counts(), (0, 0));
         let sid: SessionId = first.try_into().unwrap();
-        assert_eq!(s.sequence(&sid, 1, 0, 1, later).0, Sequenced::Refused(NFS4ERR_BADSESSION));
+        assert_eq!(s.sequence(&sid, 1, 0, 1, 0, later).0, Sequenced::Refused(NFS4ERR_BADSESSION));
     }
 }

@@ -25,6 +25,19 @@ pub(crate) struct Guest {
     console: Vec<String>,
 }
 
+/// However a test ends, its guest goes: a QEMU left running (a guest
+/// whose power-off waits on a mount whose server stopped, a test that
+/// failed) would hold a core for minutes and, on QEMU's user-mode
+/// network, talk to the next test's server.
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
 impl Guest {
     fn boot(bed: &Bed, kit: &std::path::Path, seconds: u64) -> Guest {
         Guest::boot_with(kit, &bed.name, VIP, seconds, &[])
@@ -84,16 +97,13 @@ impl Guest {
     }
 
     /// Ends the guest's script and its QEMU (their process group).
-    fn kill(mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        let _ = self.child.wait();
+    fn kill(self) {
+        drop(self);
     }
 
     /// The next line that starts with `prefix`, within `wait`; None if
     /// none came.
-    fn wait_for(&mut self, prefix: &str, wait: Duration) -> Option<String> {
+    pub(crate) fn wait_for(&mut self, prefix: &str, wait: Duration) -> Option<String> {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -4,8 +4,8 @@
 //! Debian's mount.nfs (getting 4.2). Data written, synced and
 //! read back both ways; create, rename, link, symlink, chmod, remove; an
 //! fcntl lock that a v3 client (libnfs's NLM, tools/nlmtool.c) is refused,
-//! and the other way round; on 4.2, SEEK over holes, ALLOCATE, DEALLOCATE
-//! and COPY.
+//! and the other way round; a blocked fcntl waiter woken by the server's
+//! callback; on 4.2, SEEK over holes, ALLOCATE, DEALLOCATE and COPY.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -106,6 +106,31 @@ fn the_kernel_client_mounts_nfs41_writes_renames_and_locks() {
     assert!(guest.ask("A lock w 0 0").contains("granted"));
     assert!(guest.ask("A close").contains(" ok"));
     assert_eq!(nlm(&["lock", "f", "v3host", "1", "w", "0", "1"]), "NLM4_GRANTED", "close releases");
+    assert_eq!(nlm(&["unlock", "f", "v3host", "1", "0", "1"]), "NLM4_GRANTED");
+
+    // A process blocked in fcntl(F_SETLKW) behind another client's lock
+    // gets it as soon as that is let go: the server calls the client back
+    // on its session's back channel (CB_NOTIFY_LOCK) and it asks at once.
+    // Without that the client polls at 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 s...:
+    // a lock let go 3.5 s into the wait would be taken about 2.8 s late.
+    // (Two processes of one client wait for each other in the client.)
+    assert_eq!(nlm(&["lock", "f", "v3host", "1", "w", "0", "0"]), "NLM4_GRANTED");
+    assert!(guest.ask("B open /mnt/f").contains(" ok"));
+    guest.send("B lockw w 0 0");
+    guest.expect("guest: B waiting", Duration::from_secs(10));
+    let early = guest.wait_for("guest: B ", Duration::from_millis(3500));
+    assert!(early.is_none(), "B waits while the v3 client holds it: {early:?}");
+    let let_go = std::time::Instant::now();
+    assert_eq!(nlm(&["unlock", "f", "v3host", "1", "0", "0"]), "NLM4_GRANTED");
+    let got = guest.expect("guest: B ", Duration::from_secs(40));
+    let late = let_go.elapsed();
+    assert!(got.contains("granted"), "{got}");
+    assert!(
+        late < Duration::from_secs(1),
+        "the waiter got the lock {late:?} after it was let go (polling: seconds)"
+    );
+    eprintln!("a blocked v4.1 waiter got the lock {late:?} after the v3 client let it go");
+    assert!(guest.ask("B close").contains(" ok"));
 
     // NFSv4.2 (the mount with no options): SEEK over holes, ALLOCATE,
     // DEALLOCATE and COPY answer as the server's own filesystem does.

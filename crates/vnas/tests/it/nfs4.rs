@@ -193,6 +193,13 @@ mod v41 {
 
         /// EXCHANGE_ID and CREATE_SESSION (4 slots).
         pub fn establish(&mut self, owner: &[u8]) {
+            self.establish_flags(owner, 0);
+        }
+
+        /// EXCHANGE_ID and CREATE_SESSION with `flags` (0x2: this
+        /// connection is the session's back channel); the flags the server
+        /// granted.
+        pub fn establish_flags(&mut self, owner: &[u8], flags: u32) -> u32 {
             let mut op = W::default();
             op.u32(42).raw(&[7; 8]).opaque(owner).u32(0).u32(0).u32(0);
             let res = self.compound(1, &op.0);
@@ -204,14 +211,21 @@ mod v41 {
             r.u32();
             self.clientid = r.u64();
             let seq = r.u32();
-            assert_eq!(self.create_session(seq), 0, "CREATE_SESSION");
+            let (status, granted) = self.create_session_flags(seq, flags);
+            assert_eq!(status, 0, "CREATE_SESSION");
+            granted
         }
 
         /// CREATE_SESSION (4 slots) under this client ID, with sequence id
         /// `seq`: its status; the session is this client's from now on.
         pub fn create_session(&mut self, seq: u32) -> u32 {
+            self.create_session_flags(seq, 0).0
+        }
+
+        /// CREATE_SESSION with `flags`: its status and the flags granted.
+        pub fn create_session_flags(&mut self, seq: u32, flags: u32) -> (u32, u32) {
             let mut op = W::default();
-            op.u32(43).u64(self.clientid).u32(seq).u32(0);
+            op.u32(43).u64(self.clientid).u32(seq).u32(flags);
             for _ in 0..2 {
                 op.u32(0).u32(1 << 20).u32(1 << 20).u32(8192).u32(16).u32(4).u32(0);
             }
@@ -220,14 +234,42 @@ mod v41 {
             let mut r = R(&res);
             let status = r.u32();
             if status != 0 {
-                return status;
+                return (status, 0);
             }
             r.opaque();
             r.u32();
             r.u32();
             r.u32();
             self.session = r.raw(16).try_into().unwrap();
-            0
+            r.u32();
+            (0, r.u32())
+        }
+
+        /// The next record the server sends unasked (a callback), if one
+        /// comes within `wait`.
+        pub fn next_call(&mut self, wait: std::time::Duration) -> Option<Vec<u8>> {
+            self.stream.set_read_timeout(Some(wait)).unwrap();
+            let mut head = [0u8; 4];
+            let got = self.stream.read_exact(&mut head);
+            self.stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            got.ok()?;
+            let mut body = vec![0u8; (u32::from_be_bytes(head) & 0x7fff_ffff) as usize];
+            self.stream.read_exact(&mut body).unwrap();
+            Some(body)
+        }
+
+        /// Answers a callback `xid` with a CB_COMPOUND of CB_SEQUENCE
+        /// (`status`) and the rest OK.
+        pub fn answer_callback(&mut self, xid: u32, session: &[u8], seq: u32, status: u32) {
+            let mut m = W::default();
+            m.u32(xid).u32(1).u32(0).u32(0).u32(0).u32(0);
+            m.u32(status).opaque(b"").u32(1).u32(11).u32(status);
+            if status == 0 {
+                m.raw(session).u32(seq).u32(0).u32(0).u32(0);
+            }
+            let mut record = ((m.0.len() as u32) | 0x8000_0000).to_be_bytes().to_vec();
+            record.extend_from_slice(&m.0);
+            self.stream.write_all(&record).unwrap();
         }
 
         /// SEQUENCE, PUTFH `dir`, OPEN `name` (created if missing, UNCHECKED4)
@@ -583,6 +625,131 @@ fn nfsv40_retransmissions_of_an_open_owner_get_their_first_result() {
     assert_eq!(R(&closed).u32(), 0, "CLOSE");
     assert_eq!(close(&mut c, 9), closed, "a retransmitted CLOSE gets its first result");
     server.stop();
+}
+
+/// NFSv4.1's back channel, as a client of our own sees it: a session made
+/// with CREATE_SESSION4_FLAG_CONN_BACK_CHAN gets it, OPEN then says the
+/// client may be told of free locks (OPEN4_RESULT_MAY_NOTIFY_LOCK), and
+/// when a v3 client's lock that denied its blocking LOCK goes, the server
+/// calls it on its own connection: CB_COMPOUND with CB_SEQUENCE (its
+/// session, slot 0, the next sequence id) and CB_NOTIFY_LOCK naming the
+/// file and the lock owner as the client sent them. A callback the
+/// client answers out of sequence is sent again with the next id. A
+/// session without a back channel is never called, nor told it may be.
+#[test]
+fn a_client_waiting_for_a_lock_is_called_back_when_it_is_free() {
+    use v41::{last_body, statuses, Client, R};
+    let dir = temp_dir();
+    let export = format!("/data={}:no_root_squash,insecure", dir.path().display());
+    let server = Served::start_with(&[export], &["--nfs4"]);
+    let port = server.addr.port();
+    let mut c = Client::connect(port);
+    assert_eq!(c.establish_flags(b"it-back-channel", 0x2), 0x2, "the back channel granted");
+    let mut ops = c.sequence(0, 1);
+    ops.u32(24).u32(15).opaque(b"data").u32(10);
+    let root = R(&last_body(&c.compound(4, &ops.0))).opaque();
+    // OPEN4_RESULT_MAY_NOTIFY_LOCK (0x20) in OPEN's result flags.
+    let open_flags = |c: &mut Client, slot: u32, seqid: u32, owner: &[u8]| {
+        let mut ops = c.sequence(slot, seqid);
+        ops.u32(22).opaque(&root);
+        ops.u32(18).u32(0).u32(3).u32(0).u64(c.clientid).opaque(owner);
+        ops.u32(1).u32(0).u32(0).u32(0).u32(0).opaque(b"waited");
+        ops.u32(10);
+        let res = c.compound(4, &ops.0);
+        assert_eq!(statuses(&res).0, 0, "OPEN");
+        let mut r = R(&res);
+        r.u32();
+        r.opaque();
+        r.u32();
+        r.raw(8 + 36 + 8 + 8);
+        let stateid = r.raw(16);
+        r.raw(20);
+        let flags = r.u32();
+        let bitmap = r.u32() as usize;
+        r.raw(4 * bitmap + 4);
+        r.raw(8); // GETFH's number and status
+        (stateid, flags, r.opaque())
+    };
+    let (stateid, flags, fh) = open_flags(&mut c, 1, 1, b"open-owner");
+    assert_eq!(flags & 0x20, 0x20, "OPEN tells a client with a back channel it may be notified: {flags:#x}");
+    let nlm = |args: &[&str]| {
+        let url = format!("nfs://127.0.0.1/data?nfsport={port}&mountport={port}");
+        let (op, rest) = args.split_first().unwrap();
+        let out = Command::new(nlmtool()).arg(op).arg(&url).args(rest).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // WRITEW_LT (4), a new lock owner beside the open.
+    let lockw = |c: &mut Client, seqid: u32| {
+        let mut ops = c.sequence(2, seqid);
+        ops.u32(22).opaque(&fh);
+        ops.u32(12).u32(4).u32(0).u64(0).u64(u64::MAX).u32(1);
+        ops.u32(0).raw(&stateid).u32(0).u64(c.clientid).opaque(b"waiting-owner");
+        let res = c.compound(3, &ops.0);
+        (*statuses(&res).1.last().unwrap(), last_body(&res))
+    };
+    let callback = |c: &mut Client| -> (u32, u32, Vec<u8>, Vec<u8>) {
+        let call =
+            c.next_call(std::time::Duration::from_secs(3)).expect("a callback within 3 s of the release");
+        let mut r = R(&call);
+        let xid = r.u32();
+        assert_eq!(
+            (r.u32(), r.u32(), r.u32(), r.u32(), r.u32()),
+            (0, 2, 0x4000_0000, 1, 1),
+            "a CB_COMPOUND call"
+        );
+        assert_eq!(r.u32(), 0, "AUTH_NONE, the flavour offered");
+        r.opaque();
+        r.u32();
+        r.opaque();
+        assert!(r.opaque().is_empty(), "tag");
+        assert_eq!((r.u32(), r.u32(), r.u32()), (1, 0, 2), "minor version 1, two operations");
+        assert_eq!(r.u32(), 11, "CB_SEQUENCE first");
+        assert_eq!(r.raw(16), c.session.to_vec(), "the client's session");
+        let seq = r.u32();
+        assert_eq!(
+            (r.u32(), r.u32(), r.u32(), r.u32()),
+            (0, 0, 0, 0),
+            "slot 0, not cached, no referring calls"
+        );
+        assert_eq!(r.u32(), 13, "CB_NOTIFY_LOCK");
+        let file = r.opaque();
+        assert_eq!(r.u64(), c.clientid);
+        (xid, seq, file, r.opaque())
+    };
+
+    assert!(nlm(&["lock", "waited", "v3host", "5", "w", "0", "0"]).contains("NLM4_GRANTED"));
+    assert_eq!(lockw(&mut c, 1).0, (12, 10010), "held over NLM: DENIED");
+    assert!(c.next_call(std::time::Duration::from_millis(300)).is_none(), "no callback while it is held");
+    assert!(nlm(&["unlock", "waited", "v3host", "5", "0", "0"]).contains("NLM4_GRANTED"));
+    let (xid, seq, file, owner) = callback(&mut c);
+    assert_eq!((seq, file.as_slice(), owner.as_slice()), (1, fh.as_slice(), &b"waiting-owner"[..]));
+    c.answer_callback(xid, &c.session.clone(), seq, 0);
+    let (result, lock_stateid) = lockw(&mut c, 2);
+    assert_eq!(result, (12, 0), "told, it asks again and gets the lock");
+    let mut ops = c.sequence(2, 3);
+    ops.u32(22).opaque(&fh).u32(14).u32(2).u32(0).raw(&lock_stateid[..16]).u64(0).u64(u64::MAX);
+    assert_eq!(statuses(&c.compound(3, &ops.0)).0, 0, "LOCKU");
+
+    // Again: the next sequence id; answered out of sequence (as a client
+    // whose slot moved on answers), the call comes again with the next.
+    assert!(nlm(&["lock", "waited", "v3host", "5", "w", "0", "0"]).contains("NLM4_GRANTED"));
+    assert_eq!(lockw(&mut c, 4).0, (12, 10010));
+    assert!(nlm(&["unlock", "waited", "v3host", "5", "0", "0"]).contains("NLM4_GRANTED"));
+    let (xid, seq, ..) = callback(&mut c);
+    assert_eq!(seq, 2, "the next sequence id");
+    c.answer_callback(xid, &c.session.clone(), seq, 10063);
+    let (xid, again, file, _) = callback(&mut c);
+    assert_eq!((again, file), (3, fh.clone()), "sent again with the next sequence id");
+    c.answer_callback(xid, &c.session.clone(), again, 0);
+
+    // A session without a back channel: not told it may be notified, and
+    // never called.
+    let mut d = Client::connect(port);
+    assert_eq!(d.establish_flags(b"it-no-back-channel", 0), 0);
+    let (_, flags, _) = open_flags(&mut d, 1, 1, b"d-open-owner");
+    assert_eq!(flags & 0x20, 0, "{flags:#x}");
+    assert!(d.next_call(std::time::Duration::from_millis(300)).is_none());
+    drop(server);
 }
 
 /// The root of export /data and the handle of `name` in it, as a session
