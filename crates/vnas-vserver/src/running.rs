@@ -692,7 +692,21 @@ impl Running {
             let (records, name, epoch) =
                 (records.clone(), self.config.name.clone(), self.journal_epoch.load(Ordering::SeqCst));
             let record = self.control.nfs4_handoff();
-            let wrote = tokio::task::spawn_blocking(move || records.record_nfs4(&name, epoch, &record)).await;
+            let control = self.control.clone();
+            let wrote = tokio::task::spawn_blocking(move || {
+                // No v4 client: nothing to hand over beyond what the
+                // journal holds (brought up to date if it is not), so a
+                // vserver of v3 clients moves with no extra write.
+                if record.clients41.is_empty() && record.clients40.is_empty() {
+                    return if control.record_nfs4() {
+                        Ok(())
+                    } else {
+                        Err("the journal could not be brought up to date".to_string())
+                    };
+                }
+                records.record_nfs4(&name, epoch, &record)
+            })
+            .await;
             match wrote {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {

@@ -20,9 +20,9 @@ pub struct ServeArgs {
     /// Seconds a stop waits for calls in flight.
     #[arg(long, default_value_t = 5)]
     drain_timeout: u64,
-    /// Answer NFSv4.0, 4.1 and 4.2 as well (off by default: see the
-    /// README for what is served).
-    #[arg(long)]
+    /// Answer NFSv4.0, 4.1 and 4.2 as well (on by default; `--nfs4 false`
+    /// answers v3 only).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, default_value_t = true)]
     nfs4: bool,
     /// The NFSv4 lease in seconds: a client silent for one and a half
     /// leases loses its opens and locks.

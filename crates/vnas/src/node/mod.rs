@@ -106,12 +106,12 @@ pub struct NodeArgs {
     /// VNAS_FENCE_VSERVER, VNAS_FENCE_EPOCH. Exit 0: fenced.
     #[arg(long)]
     fence_command: Option<String>,
-    /// Serve NFSv4.0, 4.1 and 4.2 on every vserver besides v3 (off by
-    /// default: v4 opens, sessions and locks do not move with a vserver
-    /// yet, so a move or failover makes v4 clients recover them).
-    #[arg(long)]
+    /// Serve NFSv4.0, 4.1 and 4.2 on every vserver besides v3 (on by
+    /// default: a client that mounts with no options gets 4.2, and its
+    /// state moves with the vserver). `--nfs4 false` serves v3 only.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     #[serde(default)]
-    nfs4: bool,
+    nfs4: Option<bool>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -173,7 +173,7 @@ impl Default for Settings {
             rebalance_every: Duration::from_secs(60),
             rebalance_by: Default::default(),
             failback_after: None,
-            nfs4: false,
+            nfs4: true,
         }
     }
 }
@@ -364,7 +364,7 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
             .or(file.rebalance_every_s)
             .map_or(defaults.rebalance_every, Duration::from_secs),
         failback_after: args.failback_after_s.or(file.failback_after_s).map(Duration::from_secs),
-        nfs4: args.nfs4 || file.nfs4,
+        nfs4: args.nfs4.or(file.nfs4).unwrap_or(defaults.nfs4),
         rebalance_by: match args.rebalance_by.or(file.rebalance_by) {
             Some(by) => by.parse().map_err(|e: String| anyhow::anyhow!("--rebalance-by: {e}"))?,
             None => defaults.rebalance_by,

@@ -48,12 +48,18 @@ fn libnfs_lists_and_reads_over_nfsv4_what_v3_wrote() {
     std::fs::remove_file(&local).unwrap();
     server.stop();
 
-    // Without --nfs4, version 4 is refused (PROG_MISMATCH) and v3 serves.
+    // With --nfs4 false, version 4 is refused (PROG_MISMATCH) and v3
+    // serves; with no flag, v4 serves.
     let export = format!("/data={}:no_root_squash,insecure", dir.path().display());
-    let server = Served::start_with(&[export], &[]);
+    let server = Served::start_with(std::slice::from_ref(&export), &[]);
+    let port = server.addr.port();
+    let (ok, _, err) = run("nfs-ls", &[&format!("nfs://127.0.0.1/data?version=4&nfsport={port}")]);
+    assert!(ok, "v4 is on by default: {err}");
+    server.stop();
+    let server = Served::start_with(&[export], &["--nfs4", "false"]);
     let port = server.addr.port();
     let (ok, _, _) = run("nfs-ls", &[&format!("nfs://127.0.0.1/data?version=4&nfsport={port}")]);
-    assert!(!ok, "v4 is off by default");
+    assert!(!ok, "v4 is off with --nfs4 false");
     let (ok, _, err) = run("nfs-ls", &[&format!("nfs://127.0.0.1/data?nfsport={port}&mountport={port}")]);
     assert!(ok, "v3 serves: {err}");
     server.stop();
@@ -514,23 +520,30 @@ fn a_retried_call_is_answered_from_its_slot_and_a_silent_clients_locks_lapse() {
     server.stop();
 }
 
-/// `vnas node run --nfs4`: every vserver of the node answers NFSv4 on its
-/// own address, with the same files after a move to another such node; a
-/// node without the flag answers v3 only.
+/// `vnas node run`: every vserver of the node answers NFSv4 on its own
+/// address (by default, or with `--nfs4`), with the same files after a
+/// move to another such node; a node run with `--nfs4 false` answers v3
+/// only.
 #[test]
 fn nodes_with_nfs4_serve_it_on_each_vserver_and_after_a_move() {
     let top = temp_dir();
     let store = top.path().join("store");
-    let spawn = |name: &str, nfs4: bool| {
+    let spawn = |name: &str, nfs4: Option<bool>| {
         let mut command = NodeProc::command(name, &store);
-        if nfs4 {
-            command.arg("--nfs4");
+        match nfs4 {
+            Some(true) => {
+                command.arg("--nfs4");
+            }
+            Some(false) => {
+                command.args(["--nfs4", "false"]);
+            }
+            None => {}
         }
         NodeProc::spawn(command)
     };
-    let n1 = spawn("n1", true);
-    let n2 = spawn("n2", true);
-    let n3 = spawn("n3", false);
+    let n1 = spawn("n1", None);
+    let n2 = spawn("n2", Some(true));
+    let n3 = spawn("n3", Some(false));
     let vol = top.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
     std::fs::write(vol.join("hello.txt"), b"over v4\n").unwrap();
@@ -547,7 +560,7 @@ fn nodes_with_nfs4_serve_it_on_each_vserver_and_after_a_move() {
     assert!(ok && read == b"over v4\n", "v4 from n2 after the move: {err}");
     cli_json(&n1.api, &["vserver", "move", "four", "--to", "n3"]);
     let (ok, _, _) = cat();
-    assert!(!ok, "n3 was started without --nfs4");
+    assert!(!ok, "n3 was started with --nfs4 false");
     let (ok, read, err) = run("nfs-cat", &["nfs://127.0.41.1/data/hello.txt?nfsport=2049&mountport=2049"]);
     assert!(ok && read == b"over v4\n", "v3 from n3: {err}");
     n1.stop();
