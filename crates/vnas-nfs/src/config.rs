@@ -164,9 +164,12 @@ pub struct ServerConfig {
     /// Makes the sockets calls back to clients (NLM GRANTED) leave from;
     /// `None`: ordinary sockets.
     pub connector: Option<crate::locks::Connector>,
-    /// Answer NFSv4.0 too (reading only so far: see `nfs4`). Off: version
-    /// 4 gets PROG_MISMATCH, and clients fall back to v3.
+    /// Answer NFSv4.0, 4.1 and 4.2 too. Off: version 4 gets
+    /// PROG_MISMATCH, and clients fall back to v3.
     pub nfs4: bool,
+    /// The NFSv4 ID-mapping domain: owners as "name@domain" (see
+    /// `nfs4::idmap`); `None`, numeric ids.
+    pub nfs4_domain: Option<String>,
     /// NFSv4.1's server owner and scope: one name wherever the server
     /// runs, so a client sees the same server after a move.
     pub nfs4_scope: String,
@@ -218,6 +221,7 @@ impl ServerConfig {
             nfs4_journal: None,
             connector: None,
             nfs4: false,
+            nfs4_domain: None,
             nfs4_scope: "vnas".to_string(),
             nfs4_lease: Duration::from_secs(u64::from(crate::nfs4::LEASE_SECONDS)),
         }

@@ -55,6 +55,8 @@ pub struct State {
     /// NFSv4.0 answered (client records, open states), if at all.
     pub(crate) nfs4: bool,
     pub(crate) nfs4_scope: String,
+    /// owner and owner_group as text.
+    pub(crate) idmap: crate::nfs4::idmap::IdMap,
     pub(crate) v4: crate::nfs4::state::V4State,
     /// NFSv4.1 client IDs and sessions.
     pub(crate) sessions: crate::nfs4::session::Sessions,
@@ -252,6 +254,7 @@ impl Server {
             connector: config.connector.clone(),
             nfs4: config.nfs4,
             nfs4_scope: config.nfs4_scope.clone(),
+            idmap: crate::nfs4::idmap::IdMap::new(config.nfs4_domain.clone()),
             v4: crate::nfs4::state::V4State::new(),
             sessions: crate::nfs4::session::Sessions::new(config.nfs4_lease),
             back: Default::default(),

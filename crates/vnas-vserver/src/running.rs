@@ -45,6 +45,8 @@ pub struct Params {
     pub locks: Option<Arc<dyn LockRecords>>,
     /// Serve NFSv4 as well as v3.
     pub nfs4: bool,
+    /// The NFSv4 ID-mapping domain (owners as names), if any.
+    pub nfs4_domain: Option<String>,
 }
 
 /// The lock tables of vservers, in the common volume: written by the
@@ -196,6 +198,7 @@ impl Running {
         server_config.drain_timeout = params.drain_timeout;
         server_config.service_port = Some(params.nfs_port);
         server_config.nfs4 = params.nfs4;
+        server_config.nfs4_domain = params.nfs4_domain.clone();
         // One server owner and scope per vserver, whichever node serves it.
         server_config.nfs4_scope = format!("vnas/{}", config.name);
         let gate = Arc::new(VserverGate { lease: params.lease.clone(), state: AtomicU8::new(WAIT) });

@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// leases loses its opens and locks.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
     nfs4_lease: u64,
+    /// The NFSv4 ID-mapping domain: owners as "name@DOMAIN" (unset:
+    /// numeric ids).
+    #[arg(long)]
+    nfs4_domain: Option<String>,
 }
 
 fn parse_export(spec: &str) -> anyhow::Result<ExportConfig> {
@@ -46,6 +50,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     config.nfs4 = args.nfs4;
     config.nfs4_lease = std::time::Duration::from_secs(args.nfs4_lease);
+    config.nfs4_domain = args.nfs4_domain;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let signals = Signals::catch();

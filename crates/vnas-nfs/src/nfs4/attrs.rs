@@ -7,6 +7,7 @@ use rustix::fs::{Statx, StatxTimestamp};
 
 use nfs3_types::nfs3::{nfstime3, sattr3, set_atime, set_mtime, Nfs3Option};
 
+use super::idmap::{IdMap, Kind};
 use crate::nlm::Xdr;
 use crate::rpc::xdr::XdrReader;
 
@@ -162,6 +163,8 @@ pub struct Facts<'a> {
     pub space: Option<Space>,
     /// The COMPOUND's minor version.
     pub minor: u32,
+    /// How owners are told.
+    pub idmap: &'a super::idmap::IdMap,
 }
 
 /// Space and file counts of an export's filesystem (statvfs).
@@ -303,10 +306,10 @@ pub fn encode(requested: &[u32], facts: &Facts<'_>) -> (Vec<u32>, Vec<u8>) {
                 out.u32(stat.map_or(2, |s| s.stx_nlink));
             }
             OWNER => {
-                out.opaque(stat.map_or(0, |s| s.stx_uid).to_string().as_bytes());
+                out.opaque(facts.idmap.to_text(Kind::User, stat.map_or(0, |s| s.stx_uid)).as_bytes());
             }
             OWNER_GROUP => {
-                out.opaque(stat.map_or(0, |s| s.stx_gid).to_string().as_bytes());
+                out.opaque(facts.idmap.to_text(Kind::Group, stat.map_or(0, |s| s.stx_gid)).as_bytes());
             }
             RAWDEV => {
                 out.u32(stat.map_or(0, |s| s.stx_rdev_major)).u32(stat.map_or(0, |s| s.stx_rdev_minor));
@@ -333,9 +336,10 @@ pub fn put_fattr(out: &mut Xdr, requested: &[u32], facts: &Facts<'_>) {
 
 /// A fattr4 a client sends (SETATTR, OPEN and CREATE): the settable
 /// attributes as NFSv3's sattr3, and which of them were given. Owners are
-/// numeric ids; anything else settable here is NFS4ERR_BADOWNER, any
-/// other attribute NFS4ERR_ATTRNOTSUPP (read-only ones NFS4ERR_INVAL).
-pub fn settable(words: &[u32], values: &[u8]) -> Result<(sattr3, Vec<u32>), u32> {
+/// numeric ids, or names of the ID-mapping domain if there is one; an
+/// owner that names no one here is NFS4ERR_BADOWNER, any other attribute
+/// NFS4ERR_ATTRNOTSUPP (read-only ones NFS4ERR_INVAL).
+pub fn settable(words: &[u32], values: &[u8], idmap: &IdMap) -> Result<(sattr3, Vec<u32>), u32> {
     let mut x = XdrReader::new(values);
     let mut set = sattr3::default();
     let given = listed(words);
@@ -346,10 +350,8 @@ pub fn settable(words: &[u32], values: &[u8]) -> Result<(sattr3, Vec<u32>), u32>
             MODE => set.mode = Nfs3Option::Some(x.u32().map_err(bad)? & 0o7777),
             OWNER | OWNER_GROUP => {
                 let text = x.opaque(1024).map_err(bad)?;
-                let id: u32 = std::str::from_utf8(text)
-                    .ok()
-                    .and_then(|t| t.parse().ok())
-                    .ok_or(super::NFS4ERR_BADOWNER)?;
+                let kind = if *a == OWNER { Kind::User } else { Kind::Group };
+                let id = idmap.to_id(kind, text).ok_or(super::NFS4ERR_BADOWNER)?;
                 if *a == OWNER {
                     set.uid = Nfs3Option::Some(id);
                 } else {
@@ -391,8 +393,17 @@ mod tests {
         assert_eq!(bitmap(&[1, 4, 20, 33, 53]), vec![(1 << 1) | (1 << 4) | (1 << 20), (1 << 1) | (1 << 21)]);
         // libnfs's standard attributes: all eleven, in order.
         let requested = [0x0010_0012, 0x0030_A03A];
-        let facts =
-            Facts { stat: None, fileid: 7, fsid: 1, handle: b"h", lease_seconds: 90, space: None, minor: 0 };
+        let idmap = IdMap::new(None);
+        let facts = Facts {
+            stat: None,
+            fileid: 7,
+            fsid: 1,
+            handle: b"h",
+            lease_seconds: 90,
+            space: None,
+            minor: 0,
+            idmap: &idmap,
+        };
         let (words, values) = encode(&requested, &facts);
         assert_eq!(words, requested.to_vec());
         // type, size, fileid, mode, numlinks, owner "0", group "0",

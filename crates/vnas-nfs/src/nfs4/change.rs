@@ -129,7 +129,7 @@ pub fn setattr(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garb
         Ok(fh) => fh,
         Err(status) => return failed(status),
     };
-    let (set, given) = match attrs::settable(&words, &values) {
+    let (set, given) = match attrs::settable(&words, &values, &c.state.idmap) {
         Ok(found) => found,
         Err(status) => return failed(status),
     };
@@ -159,7 +159,7 @@ pub fn create(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garba
     let (words, values) = fattr4(x)?;
     tryop!(check_component(file));
     let dir = tryop!(real(c));
-    let (set, given) = tryop!(attrs::settable(&words, &values));
+    let (set, given) = tryop!(attrs::settable(&words, &values, &c.state.idmap));
     let where_ = diropargs3 { dir: fh3(&dir), name: filename3(Opaque::borrowed(file)) };
     let (obj, wcc) = match kind {
         Kind::Dir => {
@@ -363,7 +363,7 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
             let created = match &how {
                 How::NoCreate => None,
                 How::Unchecked(w, v) | How::Guarded(w, v) => {
-                    let (set, g) = tryop!(attrs::settable(w, v));
+                    let (set, g) = tryop!(attrs::settable(w, v, &c.state.idmap));
                     given = g;
                     let how = if matches!(how, How::Guarded(..)) {
                         createhow3::GUARDED(set)
@@ -375,7 +375,7 @@ pub fn open(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage
                 How::Exclusive(verf, attrs_given) => {
                     let after = match attrs_given {
                         Some((w, v)) => {
-                            let (mut set, g) = tryop!(attrs::settable(w, v));
+                            let (mut set, g) = tryop!(attrs::settable(w, v, &c.state.idmap));
                             // The verifier lives in the times.
                             set.atime = set_atime::DONT_CHANGE;
                             set.mtime = set_mtime::DONT_CHANGE;

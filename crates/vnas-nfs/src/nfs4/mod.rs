@@ -23,6 +23,7 @@ pub mod attrs;
 pub mod callback;
 mod change;
 pub mod grace;
+pub mod idmap;
 pub mod journal;
 pub mod lock;
 mod ops;

@@ -288,12 +288,11 @@ fn handle_body(fh: &[u8]) -> Xdr {
 }
 
 pub(super) fn facts<'a>(
-    c: &Compound<'_>,
+    c: &Compound<'a>,
     fh: &'a Fh,
     stat: Option<&'a rustix::fs::Statx>,
     fsid: u64,
 ) -> Facts<'a> {
-    let _ = c;
     let handle: &[u8] = match fh {
         Fh::Pseudo => &PSEUDO_ROOT,
         Fh::Real(bytes) => bytes,
@@ -306,6 +305,7 @@ pub(super) fn facts<'a>(
         lease_seconds: c.state.lease_seconds(),
         space: None,
         minor: c.minor,
+        idmap: &c.state.idmap,
     }
 }
 
@@ -457,6 +457,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                     lease_seconds: c.state.lease_seconds(),
                     space: None,
                     minor: c.minor,
+                    idmap: &c.state.idmap,
                 };
                 attrs::put_fattr(&mut one, &requested, &fact);
                 if entries.0.len() + one.0.len() > budget {
@@ -490,6 +491,7 @@ fn readdir(c: &mut Compound<'_>, x: &mut XdrReader<'_>) -> Result<Done, Garbage>
                         lease_seconds: c.state.lease_seconds(),
                         space: None,
                         minor: c.minor,
+                        idmap: &c.state.idmap,
                     };
                     attrs::put_fattr(&mut one, &requested, &fact);
                     if entries.0.len() + one.0.len() > budget {

@@ -120,6 +120,7 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         failures,
         locks: Some(Arc::new(super::locks::StoreLocks(node.store.clone()))),
         nfs4: node.settings.nfs4,
+        nfs4_domain: node.settings.nfs4_domain.clone(),
     };
     let mut controller = Controller {
         node: node.clone(),

@@ -112,6 +112,12 @@ pub struct NodeArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     #[serde(default)]
     nfs4: Option<bool>,
+    /// The NFSv4 ID-mapping domain: owners and groups are told as
+    /// "name@DOMAIN" from this machine's user and group databases, and
+    /// taken as names or numbers. Unset: numeric ids, as Linux clients
+    /// use with AUTH_SYS.
+    #[arg(long)]
+    nfs4_domain: Option<String>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -158,6 +164,8 @@ pub struct Settings {
     pub failback_after: Option<Duration>,
     /// Vservers serve NFSv4 too.
     pub nfs4: bool,
+    /// The NFSv4 ID-mapping domain, if any.
+    pub nfs4_domain: Option<String>,
 }
 
 impl Default for Settings {
@@ -174,6 +182,7 @@ impl Default for Settings {
             rebalance_by: Default::default(),
             failback_after: None,
             nfs4: true,
+            nfs4_domain: None,
         }
     }
 }
@@ -365,6 +374,7 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
             .map_or(defaults.rebalance_every, Duration::from_secs),
         failback_after: args.failback_after_s.or(file.failback_after_s).map(Duration::from_secs),
         nfs4: args.nfs4.or(file.nfs4).unwrap_or(defaults.nfs4),
+        nfs4_domain: args.nfs4_domain.or(file.nfs4_domain),
         rebalance_by: match args.rebalance_by.or(file.rebalance_by) {
             Some(by) => by.parse().map_err(|e: String| anyhow::anyhow!("--rebalance-by: {e}"))?,
             None => defaults.rebalance_by,

@@ -765,6 +765,63 @@ fn a_client_waiting_for_a_lock_is_called_back_when_it_is_free() {
     drop(server);
 }
 
+/// The ID-mapping domain: with `--nfs4-domain`, GETATTR tells owners as
+/// "name@domain" from the server's own user and group databases, and
+/// SETATTR takes names of that domain or numbers; a name of another
+/// domain is NFS4ERR_BADOWNER and changes nothing. Without it, numbers.
+#[test]
+fn owners_are_names_of_the_id_mapping_domain_when_one_is_set() {
+    use v41::{last_body, statuses, Client, R, W};
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("owned"), b"x").unwrap();
+    let export = format!("/data={}:no_root_squash,insecure", dir.path().display());
+    // owner (36) and owner_group (37): word 1, bits 4 and 5.
+    let owners = |c: &mut Client, seqid: u32, fh: &[u8]| -> (String, String) {
+        let mut ops = c.sequence(0, seqid);
+        ops.u32(22).opaque(fh).u32(9).u32(2).u32(0).u32(0b11_0000);
+        let body = last_body(&c.compound(3, &ops.0));
+        let mut r = R(&body);
+        let words = r.u32();
+        r.raw(4 * words as usize);
+        let values = r.opaque();
+        let mut r = R(&values);
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (text(r.opaque()), text(r.opaque()))
+    };
+    let set_owner = |c: &mut Client, seqid: u32, fh: &[u8], owner: &str| -> u32 {
+        let mut values = W::default();
+        values.opaque(owner.as_bytes());
+        let mut ops = c.sequence(0, seqid);
+        ops.u32(22).opaque(fh).u32(34).raw(&[0; 16]).u32(2).u32(0).u32(0b1_0000).opaque(&values.0);
+        *statuses(&c.compound(3, &ops.0)).1.last().map(|(_, st)| st).unwrap()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let uid = || std::fs::metadata(dir.path().join("owned")).unwrap().uid();
+
+    let server = Served::start_with(std::slice::from_ref(&export), &["--nfs4-domain", "example.test"]);
+    let mut c = Client::connect(server.addr.port());
+    c.establish(b"it-idmap");
+    let (_, fh) = root_and(&mut c, 0, 1, b"owned");
+    assert_eq!(owners(&mut c, 3, &fh), ("root@example.test".into(), "root@example.test".into()));
+    assert_eq!(set_owner(&mut c, 4, &fh, "1234"), 0, "a number is taken");
+    assert_eq!(uid(), 1234);
+    assert_eq!(owners(&mut c, 5, &fh).0, "1234", "an id with no name is told as the number");
+    assert_eq!(set_owner(&mut c, 6, &fh, "root@elsewhere.test"), 10039, "NFS4ERR_BADOWNER");
+    assert_eq!(set_owner(&mut c, 7, &fh, "no-such-user-here@example.test"), 10039);
+    assert_eq!(uid(), 1234, "a refused owner changes nothing");
+    assert_eq!(set_owner(&mut c, 8, &fh, "root@EXAMPLE.TEST"), 0, "a name of the domain");
+    assert_eq!(uid(), 0);
+    server.stop();
+
+    let server = Served::start_with(&[export], &[]);
+    let mut c = Client::connect(server.addr.port());
+    c.establish(b"it-no-idmap");
+    let (_, fh) = root_and(&mut c, 0, 1, b"owned");
+    assert_eq!(owners(&mut c, 3, &fh), ("0".into(), "0".into()), "no domain: numbers");
+    assert_eq!(set_owner(&mut c, 4, &fh, "root@example.test"), 10039, "no domain: names are not taken");
+    server.stop();
+}
+
 /// The root of export /data and the handle of `name` in it, as a session
 /// call in `slot` with `seqid`.
 fn root_and(c: &mut v41::Client, slot: u32, seqid: u32, name: &[u8]) -> (Vec<u8>, Vec<u8>) {
