@@ -82,6 +82,10 @@ pub fn stat_fd(fd: impl AsFd) -> NfsResult<Statx> {
     rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW, STATX_MASK).map_err(errno_stat)
 }
 
+fn stripe(ino: u64) -> usize {
+    (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % DIR_STRIPES
+}
+
 /// Checks one path component a client sent.
 pub fn check_name(name: &[u8]) -> NfsResult<()> {
     if name.is_empty() {
@@ -126,7 +130,18 @@ pub struct Export {
     nodes: Mutex<Nodes>,
     files: OpenFiles,
     misses: Mutex<HashMap<(u64, u32), Instant>>,
+    /// Changes to one directory go one at a time (striped by inode), so
+    /// its attributes before and after a change bracket that change alone:
+    /// NFSv4 then tells clients so (change_info4's `atomic`), and they keep
+    /// their caches of the directory instead of looking every name up again.
+    dir_changes: Box<[Mutex<()>]>,
 }
+
+/// Stripes of the directory-change lock.
+const DIR_STRIPES: usize = 64;
+
+/// A directory change in progress: others of the same directory wait.
+pub type DirChange<'a> = std::sync::MutexGuard<'a, ()>;
 
 impl std::fmt::Debug for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +183,7 @@ impl Export {
             key,
             files: OpenFiles::default(),
             misses: Mutex::new(HashMap::new()),
+            dir_changes: (0..DIR_STRIPES).map(|_| Mutex::new(())).collect(),
             name,
             path,
         })
@@ -299,6 +315,38 @@ impl Export {
     }
 
     /// Finds the object a verified handle names.
+    /// Resolves a directory about to change, and holds it: the `stat` of
+    /// the object is taken once no other change of it runs, and none
+    /// starts until the guard goes (after the attributes that follow the
+    /// change are taken).
+    pub fn resolve_to_change(&self, fh: &FileHandle) -> NfsResult<(Obj, DirChange<'_>)> {
+        let obj = self.resolve(fh)?;
+        let held = self.hold_dir(obj.ino());
+        let stat = obj.restat()?;
+        Ok((Obj { stat, ..obj }, held))
+    }
+
+    /// Both directories of a rename held (one guard if they share a
+    /// stripe), in stripe order so two renames cannot wait on each other.
+    pub fn resolve_two_to_change(
+        &self,
+        a: &FileHandle,
+        b: &FileHandle,
+    ) -> NfsResult<(Obj, Obj, DirChange<'_>, Option<DirChange<'_>>)> {
+        let (a, b) = (self.resolve(a)?, self.resolve(b)?);
+        let (sa, sb) = (stripe(a.ino()), stripe(b.ino()));
+        let (first, second) = (sa.min(sb), sa.max(sb));
+        let held = self.dir_changes[first].lock().unwrap_or_else(|e| e.into_inner());
+        let also =
+            (second != first).then(|| self.dir_changes[second].lock().unwrap_or_else(|e| e.into_inner()));
+        let (a_stat, b_stat) = (a.restat()?, b.restat()?);
+        Ok((Obj { stat: a_stat, ..a }, Obj { stat: b_stat, ..b }, held, also))
+    }
+
+    fn hold_dir(&self, ino: u64) -> DirChange<'_> {
+        self.dir_changes[stripe(ino)].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn resolve(&self, fh: &FileHandle) -> NfsResult<Obj> {
         if let Some(obj) = self.try_resolve(fh) {
             return Ok(obj);

@@ -14,7 +14,7 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
         let none = |s| (s, Nfs3Option::None, wcc_data::default());
         let (file_t, dir_t) = req.target_pair(&args.file, &args.link.dir).map_err(none)?;
         let file = file_t.export.resolve(&file_t.fh).map_err(none)?;
-        let dir = dir_t.export.resolve(&dir_t.fh).map_err(none)?;
+        let (dir, _changing) = dir_t.export.resolve_to_change(&dir_t.fh).map_err(none)?;
         let failed =
             |stat| (stat, file_t.post_op(file.restat().ok()), dir_t.wcc(Some(&dir.stat), dir.restat().ok()));
         let name = args.link.name.as_ref();

@@ -26,7 +26,8 @@ pub fn make_in(
     make: impl FnOnce(&Obj, &[u8]) -> NfsResult<()>,
 ) -> Result<Made, Failed> {
     let target = req.target(&where_.dir).map_err(|s| (s, wcc_data::default()))?;
-    let dir = target.export.resolve(&target.fh).map_err(|s| (s, wcc_data::default()))?;
+    let (dir, _changing) =
+        target.export.resolve_to_change(&target.fh).map_err(|s| (s, wcc_data::default()))?;
     let failed = |stat: nfsstat3| (stat, target.wcc(Some(&dir.stat), dir.restat().ok()));
     if !attr::is_dir(&dir.stat) {
         return Err(failed(nfsstat3::NFS3ERR_NOTDIR));

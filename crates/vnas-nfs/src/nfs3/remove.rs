@@ -13,7 +13,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let args: REMOVE3args = decode(args)?;
     let result = (|| {
         let target = req.target(&args.object.dir).map_err(|s| (s, wcc_data::default()))?;
-        let dir = target.export.resolve(&target.fh).map_err(|s| (s, wcc_data::default()))?;
+        let (dir, _changing) =
+            target.export.resolve_to_change(&target.fh).map_err(|s| (s, wcc_data::default()))?;
         let failed = |stat| (stat, target.wcc(Some(&dir.stat), dir.restat().ok()));
         let name = args.object.name.as_ref();
         check_new_name(name).map_err(failed)?;

@@ -14,8 +14,8 @@ pub fn run(req: &Req<'_>, args: &[u8], out: &mut Reply) -> Result<(), Garbage> {
     let none = || (wcc_data::default(), wcc_data::default());
     let result = (|| {
         let (from, to) = req.target_pair(&args.from.dir, &args.to.dir).map_err(|s| (s, none()))?;
-        let from_dir = from.export.resolve(&from.fh).map_err(|s| (s, none()))?;
-        let to_dir = to.export.resolve(&to.fh).map_err(|s| (s, none()))?;
+        let (from_dir, to_dir, _changing, _also) =
+            from.export.resolve_two_to_change(&from.fh, &to.fh).map_err(|s| (s, none()))?;
         let wccs = || {
             (
                 from.wcc(Some(&from_dir.stat), from_dir.restat().ok()),

@@ -35,18 +35,28 @@ fn change_of(ctime: (u64, u32)) -> u64 {
     ctime.0 << 32 | u64::from(ctime.1)
 }
 
-/// change_info4 from a directory's weak cache consistency data: not
-/// atomic, so the client looks again rather than trusting before/after.
+/// change_info4 from a directory's weak cache consistency data. Atomic
+/// when both are there: every change to a directory here runs alone
+/// between the two (`Export::resolve_to_change`), so a client whose
+/// cached change attribute is `before` knows the change was its own and
+/// keeps its cache of the directory; otherwise it looks every name up
+/// again.
 fn put_cinfo(body: &mut Xdr, wcc: &wcc_data) {
-    let before = match &wcc.before {
-        Nfs3Option::Some(a) => change_of((u64::from(a.ctime.seconds), a.ctime.nseconds)),
-        Nfs3Option::None => 0,
+    let (before, after) = match (&wcc.before, &wcc.after) {
+        (Nfs3Option::Some(b), Nfs3Option::Some(a)) => (
+            Some(change_of((u64::from(b.ctime.seconds), b.ctime.nseconds))),
+            Some(change_of((u64::from(a.ctime.seconds), a.ctime.nseconds))),
+        ),
+        (Nfs3Option::Some(b), Nfs3Option::None) => {
+            (Some(change_of((u64::from(b.ctime.seconds), b.ctime.nseconds))), None)
+        }
+        (Nfs3Option::None, Nfs3Option::Some(a)) => {
+            (None, Some(change_of((u64::from(a.ctime.seconds), a.ctime.nseconds))))
+        }
+        (Nfs3Option::None, Nfs3Option::None) => (None, None),
     };
-    let after = match &wcc.after {
-        Nfs3Option::Some(a) => change_of((u64::from(a.ctime.seconds), a.ctime.nseconds)),
-        Nfs3Option::None => 0,
-    };
-    body.u32(0).u64(before).u64(after);
+    let atomic = before.is_some() && after.is_some();
+    body.u32(u32::from(atomic)).u64(before.unwrap_or(0)).u64(after.unwrap_or(0));
 }
 
 fn fattr4(x: &mut XdrReader<'_>) -> Result<(Vec<u32>, Vec<u8>), Garbage> {

@@ -33,6 +33,23 @@ pub(crate) fn sh_ok(guest: &mut Guest, command: &str) -> Vec<String> {
     lines
 }
 
+/// The client's own count of each operation it sent on the mount at
+/// `mount` (/proc/self/mountstats).
+fn op_counts(guest: &mut Guest, mount: &str) -> std::collections::HashMap<String, u64> {
+    let escaped = mount.replace('/', "\\/");
+    let lines = sh_ok(
+        guest,
+        &format!("awk '/^device/{{on=0}} / on {escaped} /{{on=1}} on && /^[[:space:]]*[A-Z_]+:/{{print $1, $2}}' /proc/self/mountstats"),
+    );
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (op, n) = l.split_once(' ')?;
+            Some((op.trim_end_matches(':').to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 #[test]
 fn the_kernel_client_mounts_nfs41_writes_renames_and_locks() {
     if skip_unless_root("the_kernel_client_mounts_nfs41_writes_renames_and_locks") {
@@ -84,6 +101,26 @@ fn the_kernel_client_mounts_nfs41_writes_renames_and_locks() {
     assert!(!dir.path().join("from-server.txt").exists() && !dir.path().join("seq.txt").exists());
     sh_ok(&mut guest, "rm -r /mnt/d /mnt/hard /mnt/sym");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "all removed");
+
+    // Removing what it just listed costs the client one REMOVE a file and
+    // nothing else: each REMOVE's change_info is atomic, so the client
+    // keeps its cache of the directory (not atomic, it looked each next
+    // name up again and asked ACCESS: three calls a file).
+    sh_ok(
+        &mut guest,
+        "mkdir /mnt/many && cd /mnt/many && i=0 && while [ $i -lt 50 ]; do touch f$i; i=$((i+1)); done",
+    );
+    sh_ok(&mut guest, "echo 3 > /proc/sys/vm/drop_caches; ls -l /mnt/many >/dev/null");
+    let before = op_counts(&mut guest, "/mnt");
+    sh_ok(&mut guest, "rm -f /mnt/many/f*");
+    let after = op_counts(&mut guest, "/mnt");
+    let sent = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
+    let mut sent_all: Vec<(String, u64)> =
+        after.keys().map(|op| (op.clone(), sent(op))).filter(|(_, n)| *n > 0).collect();
+    sent_all.sort();
+    assert_eq!(sent("REMOVE"), 50, "{sent_all:?}");
+    assert!(sent("LOOKUP") + sent("ACCESS") <= 4, "a remove after a listing looks nothing up: {sent_all:?}");
+    sh_ok(&mut guest, "rmdir /mnt/many");
 
     // Locks: the guest's fcntl lock over v4.1 and a v3 client's NLM lock
     // exclude each other.
