@@ -63,7 +63,7 @@ vnas=$(realpath target/release/vnas)
 probe=$(realpath target/tools/nfsprobe)
 work=$(realpath target)/bench-chaos
 rm -rf "$work"
-mkdir -p "$work/volumes"
+mkdir -p "$work/volumes" "$work/store"
 bed=chaos
 export VNAS_TOKEN_FILE=$work/admin.token
 seconds=$((minutes * 60))

@@ -65,6 +65,7 @@ run() { # store kind
     sleep 2
   else
     store=$dir/store
+    mkdir -p "$store"
   fi
   local node_pid=()
   for n in $(seq 1 "$nodes"); do

@@ -145,6 +145,7 @@ vnas=$(realpath target/release/vnas 2>/dev/null || true)
 start_vnas() { # label store api vserver-ip; sets url_LABEL
   local label=$1 store=$2 api=$3 ip=$4 dir=$work/$1
   mkdir -p "$dir/volume"
+  [[ $store == etcd://* ]] || mkdir -p "$store"
   VNAS_LOG=warn VNAS_TOKEN_FILE=$dir/admin.token "$vnas" node run --name n1 --store "$store" --api "$api" \
     >>"$dir/node.log" 2>&1 &
   pids+=($!)

@@ -44,7 +44,7 @@ vnas=$(realpath target/release/vnas)
 probe=$(realpath target/tools/nfsprobe)
 work=$(realpath target)/bench-transfer-bed
 rm -rf "$work"
-mkdir -p "$work/volumes/bench"
+mkdir -p "$work/volumes/bench" "$work/store"
 bed=bench
 export VNAS_TOKEN_FILE=$work/admin.token
 

@@ -55,7 +55,7 @@ kit=$(realpath target)/tmp/guestkit
 bash scripts/guest.sh build "$kit" >&2
 work=$(realpath target)/bench-transfer-nfs4
 rm -rf "$work"
-mkdir -p "$work/volumes/v4" "$work/ganesha/export" "$work/ganesha/recovery"
+mkdir -p "$work/volumes/v4" "$work/ganesha/export" "$work/ganesha/recovery" "$work/store"
 bed=bnfs4
 export VNAS_TOKEN_FILE=$work/admin.token
 

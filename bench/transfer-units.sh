@@ -44,7 +44,7 @@ worst() { sort -n | tail -1; }
 run_kind() { # dir|ext4|xfs
   local kind=$1 work=$base/$1
   rm -rf "$work"
-  mkdir -p "$work/pids" "$work/data"
+  mkdir -p "$work/pids" "$work/data" "$work/store"
   export VNAS_TOKEN_FILE=$work/admin.token
   export VNAS_API=http://127.0.0.1:17701
   local volume="/data=$work/data"

@@ -45,7 +45,7 @@ vnas=$(realpath target/release/vnas)
 probe=$(realpath target/tools/nfsprobe)
 work=$(realpath target)/bench-transfer
 rm -rf "$work"
-mkdir -p "$work/volumes/bench"
+mkdir -p "$work/volumes/bench" "$work/store"
 # The nodes make the admin token here at their first start; the CLI and curl read it.
 export VNAS_TOKEN_FILE=$work/admin.token
 token() { awk '!/^#/ { print $NF; exit }' "$VNAS_TOKEN_FILE" 2>/dev/null; }

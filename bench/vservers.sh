@@ -22,7 +22,7 @@ cargo build --release -q -p vnas
 vnas=$(realpath target/release/vnas)
 work=$(realpath target)/bench-vservers
 rm -rf "$work"
-mkdir -p "$work/volumes"
+mkdir -p "$work/volumes" "$work/store"
 # The node makes the admin token here at its first start; curl reads it.
 export VNAS_TOKEN_FILE=$work/admin.token
 token() { awk '!/^#/ { print $NF; exit }' "$VNAS_TOKEN_FILE" 2>/dev/null; }

@@ -133,8 +133,17 @@ impl DirStore {
     }
 
     /// Opens (creating if needed) the store at `root`.
+    /// Opens the store in `root`, which must exist: a missing one is a
+    /// share not mounted yet (made here, it would be a store of this
+    /// machine alone), so the store is unavailable until it is there.
     pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, StoreError> {
         let root = root.into();
+        if !root.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "{} is not a directory (not made yet, or the share it is on not mounted)",
+                root.display()
+            )));
+        }
         for dir in [root.join("nodes"), root.join("vservers")] {
             fs::create_dir_all(&dir).map_err(|e| unavailable("cannot create", &dir, e))?;
         }

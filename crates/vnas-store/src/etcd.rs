@@ -179,15 +179,15 @@ impl EtcdStore {
     /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` with TLS, a user, or
     /// another lease TTL.
     pub fn open_with(url: &str, options: EtcdOptions) -> Result<EtcdStore, StoreError> {
-        let rest =
-            url.strip_prefix("etcd://").ok_or_else(|| unavailable(format!("{url} is not etcd://...")))?;
+        let refused = |what: String| StoreError::Refused(format!("etcd: {what}"));
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| refused(format!("{url} is not etcd://...")))?;
         let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, "vnas"));
         let prefix = prefix.trim_matches('/');
         if hosts.is_empty() || prefix.is_empty() {
-            return Err(unavailable(format!("{url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")));
+            return Err(refused(format!("{url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")));
         }
         if options.lease_ttl_s < 1 {
-            return Err(unavailable("the lease TTL is at least one second"));
+            return Err(refused("the lease TTL is at least one second".to_string()));
         }
         let scheme = if options.ca.is_some() { "https" } else { "http" };
         let endpoints: Vec<String> = hosts.split(',').map(|h| format!("{scheme}://{h}")).collect();
@@ -201,7 +201,20 @@ impl EtcdStore {
         let client = runtime
             .block_on(async { tokio::time::timeout(CALL_TIMEOUT, connect.client()).await })
             .map_err(|_| unavailable(format!("{hosts}: no answer within {CALL_TIMEOUT:?}")))?
-            .map_err(|e| unavailable(format!("{hosts}: {e}")))?;
+            .map_err(|e| match &e {
+                // Asking again will not change the answer.
+                etcd_client::Error::GRpcStatus(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated
+                            | tonic::Code::PermissionDenied
+                            | tonic::Code::InvalidArgument
+                    ) =>
+                {
+                    refused(format!("{hosts}: {e}"))
+                }
+                _ => unavailable(format!("{hosts}: {e}")),
+            })?;
         let runtime = std::sync::Arc::new(OwnRuntime(Some(runtime)));
         let store = EtcdStore {
             runtime,

@@ -22,6 +22,10 @@ pub use model::*;
 pub enum StoreError {
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// Not a matter of waiting: a setting is wrong, or the store says no
+    /// (a refused password).
+    #[error("the store refused this node: {0}")]
+    Refused(String),
     #[error("vserver {0} already exists")]
     VserverExists(String),
     #[error("address {address} is already used by vserver {vserver}")]

@@ -118,6 +118,10 @@ pub struct NodeArgs {
     /// use with AUTH_SYS.
     #[arg(long)]
     nfs4_domain: Option<String>,
+    /// Give up after this many seconds if the store does not answer at
+    /// start (default: wait for ever, serving nothing meanwhile).
+    #[arg(long)]
+    store_wait_s: Option<u64>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     #[serde(skip)]
@@ -280,6 +284,48 @@ pub struct EtcdAccess {
     user: Option<(String, PathBuf)>,
 }
 
+/// Opens the store, waiting while it is unavailable (etcd without a
+/// leader yet, the share not mounted yet), with backoff, for at most
+/// `wait` (`None`: for ever). Said once in the log; anything else (a bad
+/// setting, a refused password) fails at once.
+fn open_store_waiting(
+    spec: &str,
+    etcd: &EtcdAccess,
+    lease: Duration,
+    wait: Option<Duration>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut said = false;
+    loop {
+        let error = match open_store(spec, etcd, lease) {
+            Ok(store) => {
+                if said {
+                    tracing::info!(store = %spec, waited = ?started.elapsed(), "the store answers; starting");
+                }
+                return Ok(store);
+            }
+            Err(error) => error,
+        };
+        let unavailable = error.chain().any(|e| {
+            matches!(e.downcast_ref::<vnas_store::StoreError>(), Some(vnas_store::StoreError::Unavailable(_)))
+        });
+        if !unavailable {
+            return Err(error);
+        }
+        if let Some(wait) = wait.filter(|w| started.elapsed() >= *w) {
+            return Err(error.context(format!("the store did not answer within {wait:?} (--store-wait-s)")));
+        }
+        if !said {
+            tracing::warn!(store = %spec, reason = %format!("{error:#}"), "waiting for the store; serving nothing until it answers");
+            said = true;
+        }
+        let left = wait.map_or(delay, |w| w.saturating_sub(started.elapsed()).min(delay));
+        std::thread::sleep(left);
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 pub fn open_store(spec: &str, etcd: &EtcdAccess, lease: Duration) -> anyhow::Result<Arc<dyn Store>> {
     if spec.starts_with("etcd://") {
         return open_etcd(spec, etcd, lease);
@@ -429,7 +475,8 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
     if etcd.cert.is_some() && etcd.ca.is_none() {
         bail!("--etcd-cert needs --etcd-ca (client certificates go over TLS)");
     }
-    let store = open_store(&store_spec, &etcd, settings.lease)?;
+    let store_wait = args.store_wait_s.or(file.store_wait_s).map(Duration::from_secs);
+    let store = open_store_waiting(&store_spec, &etcd, settings.lease, store_wait)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Store calls and the data path's READ/WRITE/COMMIT share this

@@ -59,6 +59,7 @@ impl From<StoreError> for OpsError {
     fn from(error: StoreError) -> Self {
         let (kind, code) = match &error {
             StoreError::Unavailable(_) => (Kind::Unavailable, "store_unavailable"),
+            StoreError::Refused(_) => (Kind::Unavailable, "store_refused"),
             StoreError::VserverExists(_) => (Kind::Conflict, "vserver_exists"),
             StoreError::AddressInUse { .. } => (Kind::Conflict, "address_in_use"),
             StoreError::VserverNotFound(_) => (Kind::NotFound, "vserver_not_found"),

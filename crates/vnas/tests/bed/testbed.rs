@@ -116,6 +116,7 @@ impl Bed {
         fault: Option<&str>,
         extra: &[&str],
     ) -> NodeProc {
+        std::fs::create_dir_all(store).expect("the store directory");
         let vnas = vnas_command();
         let mut command = self.command(name, vnas.get_program());
         command

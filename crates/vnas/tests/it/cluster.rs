@@ -269,13 +269,53 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     std::fs::rename(&aside, &store).unwrap();
     assert_eq!(api("GET", &url("/api/vservers"), None).0, 200);
 
-    // A node cannot start on a store it cannot create.
+    // A node started before its store directory exists (a share not
+    // mounted yet) waits, serving nothing, and comes up once it is there.
+    let late = top.path().join("late-store");
+    let mut child = vnas_command()
+        .args(["node", "run", "--name", "n3", "--api", "127.0.0.1:0", "--store"])
+        .arg(&late)
+        .env("VNAS_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "it waits rather than exits");
+    assert!(!late.exists(), "it does not make the store itself");
+    std::fs::create_dir(&late).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert!(line.starts_with("node n3 api "), "{line}");
+    let api = line.split_whitespace().last().unwrap().to_string();
+    let (ok, out, err) = cli(&api, &["vserver", "list"]);
+    assert!(ok, "{out} {err}");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    );
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = stderr.lines().filter(|l| l.contains("waiting for the store")).count();
+    assert_eq!(said, 1, "said once: {stderr}");
+    assert!(stderr.contains("not a directory"), "with the reason: {stderr}");
+
+    // A node whose store is not there waits for it; told to give up
+    // after a second, it does, saying why.
+    let started = std::time::Instant::now();
     let output = vnas_command()
         .args(["node", "run", "--name", "n2", "--store", "/proc/vnas-no-store", "--api", "127.0.0.1:0"])
+        .args(["--store-wait-s", "1"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("cannot open the store"), "{stderr}");
+    assert!(
+        stderr.contains("did not answer within 1s") && stderr.contains("waiting for the store"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "gave up after {:?}", started.elapsed());
     // Nor can a second node of the same name.
     let output = vnas_command()
         .args(["node", "run", "--name", "n1", "--api", "127.0.0.1:0"])
@@ -363,6 +403,7 @@ fn node_settings_from_a_toml_file_and_routes_recorded() {
     let vol = top.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
     let config = top.path().join("node.toml");
+    std::fs::create_dir(top.path().join("store")).unwrap();
     std::fs::write(
         &config,
         format!(

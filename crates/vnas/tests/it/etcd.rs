@@ -192,7 +192,14 @@ fn etcd_restarted_from_its_data_keeps_the_cluster() {
     for i in 0..3 {
         etcd.kill_member(i);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // A node started now, with no etcd member up, waits for them (it
+    // prints its API line only once it has joined).
+    let waiting = {
+        let url = url.clone();
+        std::thread::spawn(move || NodeProc::start("n2", &url))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!waiting.is_finished(), "n2 came up with no etcd member up");
     for i in 0..3 {
         etcd.start_member(i, false);
     }
@@ -200,6 +207,10 @@ fn etcd_restarted_from_its_data_keeps_the_cluster() {
     eventually(20, "the vserver to be served again", || answers(ip, Duration::from_millis(500)));
     let view = cli_json(&n1.api, &["vserver", "show", "r"]);
     assert_eq!((view["node"].as_str(), view["state"].as_str()), (Some("n1"), Some("running")));
+    let n2 = waiting.join().expect("n2 came up once etcd answered");
+    let nodes = cli_json(&n2.api, &["node", "list"]);
+    assert!(nodes.to_string().contains("\"n2\""), "n2 joined: {nodes}");
+    n2.stop();
     n1.stop();
 }
 

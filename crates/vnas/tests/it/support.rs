@@ -340,6 +340,11 @@ impl NodeProc {
     /// `vnas node run` for `name` on `store`, API on a free loopback port;
     /// more flags may follow.
     pub fn command(name: &str, store: impl AsRef<std::ffi::OsStr>) -> Command {
+        // A directory store must exist (a node waits for a missing one).
+        let spec = store.as_ref().to_string_lossy();
+        if !spec.starts_with("etcd://") {
+            std::fs::create_dir_all(spec.as_ref()).expect("the store directory");
+        }
         let mut command = vnas_command();
         command
             .args(["node", "run", "--name", name, "--api", "127.0.0.1:0"])
