@@ -31,6 +31,16 @@ fn fault_point(step: &str) {
     }
 }
 
+/// Fault injection for tests: `VNAS_FAULT=controller-stall` makes the
+/// controller loop hang at its tenth round (the process lives on), as a
+/// deadlock would.
+async fn stall_point(round: u64) {
+    if round == 10 && std::env::var("VNAS_FAULT").as_deref() == Ok("controller-stall") {
+        tracing::error!("VNAS_FAULT: the controller loop stalls here");
+        std::future::pending::<()>().await;
+    }
+}
+
 /// After this long without a failure, a vserver's failure count restarts.
 const FAILURES_FORGOTTEN: Duration = Duration::from_secs(60);
 /// Vservers started at the same time.
@@ -136,7 +146,18 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let mut last_counted = Instant::now();
     let mut load = super::load::LoadMeter::new();
     let mut last_published = Instant::now();
+    let mut rounds = 0u64;
     loop {
+        // One whole round done: systemd's watchdog may be fed (and, the
+        // first time, the node has read the store and started its
+        // vservers: ready).
+        if rounds > 0 {
+            if let Some(systemd) = &node.systemd {
+                systemd.went_round();
+            }
+        }
+        rounds += 1;
+        stall_point(rounds).await;
         controller.publish();
         let mut woken = false;
         tokio::select! {

@@ -7,6 +7,7 @@ mod controller;
 pub mod fence;
 mod load;
 mod locks;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -222,6 +223,8 @@ pub struct Node {
     /// as the controller last saw its running set (not what the store
     /// says it owns): what `GET /api/node` reports.
     pub answering: std::sync::RwLock<Vec<(String, u64)>>,
+    /// systemd's notifications, when run as a `Type=notify` unit.
+    pub systemd: Option<systemd::Systemd>,
 }
 
 impl Node {
@@ -500,6 +503,8 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
             tokio::task::spawn_blocking(move || store.join(&info)).await??
         };
         let fence = Arc::new(fence::Fence::new(settings.lease));
+        let shutdown = CancellationToken::new();
+        let shutdown_for_systemd = shutdown.clone();
         let node = Arc::new(Node {
             name: name.clone(),
             store,
@@ -515,7 +520,16 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
             fence_command,
             metrics: crate::metrics::Metrics::new(&name),
             answering: Default::default(),
+            systemd: systemd::Systemd::from_env(),
         });
+        if node.systemd.is_some() {
+            let (node, stop) = (node.clone(), shutdown_for_systemd.clone());
+            tokio::spawn(async move {
+                if let Some(systemd) = &node.systemd {
+                    systemd.feed_watchdog(stop).await;
+                }
+            });
+        }
         let weak = Arc::downgrade(&node);
         let watching = node.store.watch(Arc::new(move || {
             if let Some(node) = weak.upgrade() {
@@ -523,7 +537,6 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
             }
         }));
         node.watching.store(watching, std::sync::atomic::Ordering::Relaxed);
-        let shutdown = CancellationToken::new();
         tokio::spawn(controller::keep_session(node.clone(), session, shutdown.clone()));
         let controller = tokio::spawn(controller::run(node.clone(), shutdown.clone()));
         tokio::spawn(auto::run(node.clone(), shutdown.clone()));
@@ -533,9 +546,13 @@ pub fn run(args: NodeArgs, api_router: fn(Arc<Node>) -> axum::Router) -> anyhow:
 
         let app = api_router(node.clone());
         let stop = shutdown.clone();
+        let stopping = node.clone();
         tokio::spawn(async move {
             signals.wait().await;
             tracing::info!(node = %name, "stopping: vservers drain and stop");
+            if let Some(systemd) = &stopping.systemd {
+                systemd.stopping();
+            }
             stop.cancel();
         });
         crate::tls::serve(listener, app, tls, shutdown.clone()).await?;

@@ -20,6 +20,7 @@ mod restart;
 mod rules;
 mod security;
 mod support;
+mod systemd;
 pub mod transfer;
 mod unit_path;
 mod units;
