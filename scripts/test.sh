@@ -29,11 +29,12 @@ fi
 # every query of the Grafana dashboard (tests/it/dashboard.rs; the tests
 # start it on a loopback port of their own). chromium and chromium-driver:
 # the console is tested in headless Chromium over WebDriver; curl signs in
-# to it over HTTPS on the test bed.
+# to it over HTTPS on the test bed. systemd: `systemd-analyze verify` checks
+# the package's unit (the package is built with dpkg-deb, which dpkg has).
 packages=(libnfs-utils libnfs-dev gcc libc6-dev e2fsprogs etcd-server protobuf-compiler
           iproute2 nftables qemu-system-x86 busybox-static cpio kmod xz-utils zstd
           util-linux xfsprogs tcpdump prometheus
-          chromium chromium-driver curl)
+          chromium chromium-driver curl systemd)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

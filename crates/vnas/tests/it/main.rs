@@ -14,6 +14,7 @@ mod locks;
 mod metrics;
 mod modify;
 mod nfs4;
+mod package;
 mod procedures;
 mod rebalance;
 mod restart;
